@@ -1,0 +1,70 @@
+"""omops: MLOps for humans.
+
+>>> import omops as om                                   # doctest: +SKIP
+>>> om.datasets.put(df, 'stats')                         # doctest: +SKIP
+>>> om.models.put(clf, 'forecast')                       # doctest: +SKIP
+
+Importing omops reads no configuration and opens nothing: the default
+:class:`Omega` is built on first use of ``om.datasets``, ``om.models`` ...
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from omops import errors
+from omops.errors import OmopsError
+
+if TYPE_CHECKING:
+    from omops.omega import Omega
+
+__all__ = ["Omega", "OmopsError", "errors", "get_omega", "reset"]
+__version__ = "0.1.0"
+
+_DELEGATED = ("datasets", "models", "jobs", "scripts", "streams", "runtime", "catalog", "blobs",
+              "settings", "bucket")
+_default: Omega | None = None
+_lock = threading.Lock()
+
+
+def get_omega() -> Omega:
+    """The default instance, configured from the environment on first call."""
+    global _default
+    with _lock:
+        if _default is None:
+            from omops.omega import Omega
+
+            _default = Omega()
+        return _default
+
+
+def reset() -> None:
+    """Forget the default instance (e.g. after changing ``OMOPS_*`` variables)."""
+    global _default
+    with _lock:
+        if _default is not None:
+            _default.catalog.close()
+        _default = None
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Omega":
+        from omops.omega import Omega
+
+        return Omega
+    if name in _DELEGATED:
+        return getattr(get_omega(), name)
+    raise AttributeError(f"module 'omops' has no attribute {name!r}")
+
+
+class _OmopsModule(ModuleType):
+    """Lets ``om['dev']`` work on the module: the default instance in bucket 'dev'."""
+
+    def __getitem__(self, bucket: str) -> Omega:
+        return get_omega()[bucket]
+
+
+sys.modules[__name__].__class__ = _OmopsModule

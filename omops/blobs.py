@@ -1,0 +1,179 @@
+"""Content-addressed blob store on any fsspec filesystem.
+
+A blob's key is the SHA-256 of its bytes. Writes go to a temporary key and are
+then moved into place, so a crash leaves at worst an orphan under ``tmp/``,
+never a half-written blob under its key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from omops.errors import ConfigError, NotFound, StorageError
+
+__all__ = ["Blobs", "HashingWriter"]
+
+_CHUNK = 8 * 1024 * 1024
+
+
+class HashingWriter:
+    """A write-only file object that hashes and counts what passes through."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._hash.update(data)
+        self.size += len(data)
+        return self._raw.write(data)
+
+    def writable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def tell(self) -> int:
+        return self.size
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+class Blobs:
+    """A blob store rooted at an fsspec URL (a plain path means a local folder).
+
+    Parameters
+    ----------
+    url : str
+        ``/var/lib/omops/blobs``, ``file:///...``, ``s3://bucket/prefix``,
+        ``memory://omops`` ...
+    storage_options : dict, optional
+        Passed to the fsspec filesystem (credentials, endpoint ...).
+    """
+
+    def __init__(self, url: str, **storage_options: Any) -> None:
+        try:
+            self.fs, root = fsspec.core.url_to_fs(str(url), **storage_options)
+        except (ImportError, ValueError) as exc:
+            raise ConfigError(f"cannot open blob store {url!r}: {exc}") from exc
+        self.url = str(url)
+        self.root = root.rstrip("/")
+        self.storage_options = storage_options
+        self._made: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"Blobs({self.url!r})"
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, LocalFileSystem)
+
+    def path(self, key: str) -> str:
+        """Filesystem path of a key (no protocol); refuses keys that are not hashes."""
+        if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+            raise StorageError(f"blob key {key!r} is not a SHA-256 hex digest")
+        return f"{self.root}/objects/{key[:2]}/{key[2:]}"
+
+    def url_of(self, key: str) -> str:
+        """Full URL of a key, with protocol, for readers such as DuckDB."""
+        path = self.path(key)
+        if self.is_local:
+            return path
+        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        return f"{protocol}://{path}"
+
+    def _makedirs(self, folder: str) -> None:
+        if folder not in self._made:
+            self.fs.makedirs(folder, exist_ok=True)
+            self._made.add(folder)
+
+    @contextmanager
+    def writer(self) -> Iterator[HashingWriter]:
+        """Write a new blob; the key is ``writer.hexdigest()`` after the block.
+
+        Examples
+        --------
+        >>> blobs = Blobs('memory://doctest-blobs')
+        >>> with blobs.writer() as out:
+        ...     _ = out.write(b'hello')
+        >>> blobs.read(out.hexdigest())
+        b'hello'
+        """
+        tmp_dir = f"{self.root}/tmp"
+        self._makedirs(tmp_dir)
+        tmp = f"{tmp_dir}/{uuid.uuid4().hex}"
+        try:
+            with self.fs.open(tmp, "wb") as raw:
+                out = HashingWriter(raw)
+                yield out
+                if self.is_local:
+                    raw.flush()
+                    os.fsync(raw.fileno())
+            final = self.path(out.hexdigest())
+            self._makedirs(final.rsplit("/", 1)[0])
+            self.fs.mv(tmp, final)
+        except BaseException:
+            self._discard(tmp)
+            raise
+
+    def _discard(self, tmp: str) -> None:
+        try:
+            self.fs.rm(tmp)
+        except (FileNotFoundError, OSError):
+            pass  # nothing was written, or it will be swept with tmp/
+
+    def put_bytes(self, data: bytes) -> str:
+        """Store bytes; return their key."""
+        with self.writer() as out:
+            out.write(data)
+        return out.hexdigest()
+
+    def put_with(self, write: Callable[[HashingWriter], None]) -> tuple[str, int]:
+        """Store what ``write(file)`` writes; return ``(key, size)``."""
+        with self.writer() as out:
+            write(out)
+        return out.hexdigest(), out.size
+
+    def open(self, key: str) -> IO[bytes]:
+        """Open a blob for reading."""
+        try:
+            return self.fs.open(self.path(key), "rb")
+        except FileNotFoundError as exc:
+            raise NotFound(f"blob {key} is missing from {self.url}; the store is damaged") from exc
+
+    def read(self, key: str) -> bytes:
+        """All bytes of a blob."""
+        with self.open(key) as fh:
+            return fh.read()
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.exists(self.path(key)))
+
+    def delete(self, key: str) -> None:
+        """Delete a blob; a missing one is not an error."""
+        try:
+            self.fs.rm(self.path(key))
+        except FileNotFoundError:
+            pass
+
+    def copy_from(self, other: Blobs, key: str) -> None:
+        """Copy one blob from another store (no-op if it is here already)."""
+        if other.url == self.url or self.exists(key):
+            return
+        with other.open(key) as source, self.writer() as out:
+            while chunk := source.read(_CHUNK):
+                out.write(chunk)
+        if out.hexdigest() != key:
+            raise StorageError(f"blob {key} in {other.url} does not match its hash; it is corrupt")

@@ -1,0 +1,21 @@
+"""Catalog: metadata, revisions and tags of stored objects in SQLite or PostgreSQL."""
+
+from omops.catalog.store import (
+    LATEST,
+    Catalog,
+    NewPart,
+    NewRevision,
+    ObjectRecord,
+    PartRecord,
+    RevisionRecord,
+)
+
+__all__ = [
+    "LATEST",
+    "Catalog",
+    "NewPart",
+    "NewRevision",
+    "ObjectRecord",
+    "PartRecord",
+    "RevisionRecord",
+]

@@ -1,0 +1,102 @@
+"""The catalog schema (SQLAlchemy Core). Changed only through a migration."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):  # noqa: ANN001, ANN201
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to the catalog; use UTC-aware datetimes")
+        return value
+
+    def process_result_value(self, value, dialect):  # noqa: ANN001, ANN201
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value
+
+
+objects = sa.Table(
+    "objects",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("bucket", sa.String(64), nullable=False),
+    sa.Column("store", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("attributes", sa.JSON, nullable=False),
+    sa.Column("origin", sa.JSON, nullable=True),
+    sa.Column("created", UTCDateTime, nullable=False),
+    sa.Column("modified", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("bucket", "store", "name", name="uq_objects_bucket_store_name"),
+)
+
+revisions = sa.Table(
+    "revisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "object_id", sa.Integer, sa.ForeignKey("objects.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("revision", sa.String(40), nullable=False),
+    sa.Column("parent", sa.String(40), nullable=True),
+    # An append revision holds its own parts plus all parts of base_id.
+    sa.Column("base_id", sa.Integer, sa.ForeignKey("revisions.id"), nullable=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("kind_meta", sa.JSON, nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("object_id", "revision", name="uq_revisions_object_id_revision"),
+)
+
+tags = sa.Table(
+    "tags",
+    metadata,
+    sa.Column(
+        "object_id", sa.Integer, sa.ForeignKey("objects.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("tag", sa.String(64), primary_key=True),
+    sa.Column(
+        "revision_id",
+        sa.Integer,
+        sa.ForeignKey("revisions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+)
+
+parts = sa.Table(
+    "parts",
+    metadata,
+    sa.Column(
+        "revision_id",
+        sa.Integer,
+        sa.ForeignKey("revisions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("blob", sa.String(80), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=True),
+)
+
+sa.Index("ix_parts_blob", parts.c.blob)
+sa.Index("ix_revisions_object_id", revisions.c.object_id)

@@ -1,0 +1,415 @@
+"""The catalog: the only code that reads and writes the catalog tables.
+
+A revision commit is one transaction: a reader sees the old revision or the
+new one, never half of it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import hashlib
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from omops.catalog import _migrate
+from omops.catalog._engine import WRITE_OPTION, create_engine, normalize_url
+from omops.catalog._tables import objects, parts, revisions, tags
+from omops.errors import InvalidName, NotFound, StorageError
+
+__all__ = ["Catalog", "NewPart", "ObjectRecord", "PartRecord", "RevisionRecord"]
+
+LATEST = "latest"
+_MIN_PREFIX = 4
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+@dataclass(frozen=True)
+class ObjectRecord:
+    """One stored object (name in a bucket and store)."""
+
+    id: int
+    bucket: str
+    store: str
+    name: str
+    kind: str
+    attributes: dict[str, Any]
+    origin: dict[str, Any] | None
+    created: dt.datetime
+    modified: dt.datetime
+
+
+@dataclass(frozen=True)
+class RevisionRecord:
+    """One immutable revision of an object."""
+
+    id: int
+    object_id: int
+    revision: str
+    parent: str | None
+    base_id: int | None
+    kind: str
+    kind_meta: dict[str, Any]
+    rows: int | None
+    size: int
+    created: dt.datetime
+
+
+@dataclass(frozen=True)
+class PartRecord:
+    """One blob of a revision, in read order."""
+
+    blob: str
+    size: int
+    rows: int | None = None
+
+
+NewPart = PartRecord
+
+
+@dataclass(frozen=True)
+class NewRevision:
+    """What a put hands to :meth:`Catalog.commit`."""
+
+    kind: str
+    kind_meta: dict[str, Any]
+    parts: Sequence[PartRecord]
+    append: bool = False
+    tags: Sequence[str] = ()
+    attributes: Mapping[str, Any] | None = None
+    origin: Mapping[str, Any] | None = None
+    # Called inside the transaction with the revision appended to (or None);
+    # returns the kind_meta to store. Raising aborts the commit.
+    extend: Callable[[RevisionRecord | None], dict[str, Any]] | None = field(default=None, compare=False)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _revision_id(name: str, parent: str | None, blobs: Sequence[str], created: dt.datetime) -> str:
+    digest = hashlib.sha1(usedforsecurity=False)
+    for piece in (name, parent or "", *blobs, created.isoformat()):
+        digest.update(piece.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _object(row: sa.Row) -> ObjectRecord:
+    return ObjectRecord(**row._mapping)
+
+
+def _revision(row: sa.Row) -> RevisionRecord:
+    return RevisionRecord(**row._mapping)
+
+
+class Catalog:
+    """Metadata of all stored objects in one SQL database.
+
+    Parameters
+    ----------
+    url : str
+        SQLAlchemy URL: ``sqlite:////abs/path/catalog.sqlite`` or
+        ``postgresql://user:password@host/db``. The schema is created or
+        migrated on first use.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = str(normalize_url(url).render_as_string(hide_password=False))
+        self._engine_obj: Engine | None = None
+        self._engine_pid: int | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Catalog({normalize_url(self.url).render_as_string(hide_password=True)!r})"
+
+    @property
+    def dialect(self) -> str:
+        return normalize_url(self.url).get_backend_name()
+
+    # -- connections -------------------------------------------------------
+
+    def engine(self) -> Engine:
+        """The engine of this process, created and migrated on first use."""
+        pid = os.getpid()
+        if self._engine_obj is None or self._engine_pid != pid:
+            with self._lock:
+                if self._engine_obj is None or self._engine_pid != pid:
+                    if self._engine_obj is not None:
+                        # Inherited over fork: never reuse the parent's sockets.
+                        self._engine_obj.dispose(close=False)
+                    engine = create_engine(self.url)
+                    try:
+                        _migrate.upgrade(engine)
+                    except sa.exc.OperationalError as exc:
+                        raise StorageError(f"cannot open catalog {self!r}: {exc.orig}") from exc
+                    self._engine_obj, self._engine_pid = engine, pid
+        return self._engine_obj
+
+    def close(self) -> None:
+        """Close all pooled connections."""
+        if self._engine_obj is not None:
+            self._engine_obj.dispose()
+            self._engine_obj = None
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine().connect() as connection, connection.begin():
+            yield connection
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine().connect() as connection:
+            connection.execution_options(**{WRITE_OPTION: True})
+            with connection.begin():
+                yield connection
+
+    # -- objects -----------------------------------------------------------
+
+    def find(self, bucket: str, store: str, name: str) -> ObjectRecord | None:
+        """The object, or ``None`` when there is none of that name."""
+        with self._read() as conn:
+            return self._find(conn, bucket, store, name)
+
+    def get(self, bucket: str, store: str, name: str) -> ObjectRecord:
+        """The object, or NotFound."""
+        record = self.find(bucket, store, name)
+        if record is None:
+            raise NotFound(
+                f"{store[:-1] if store.endswith('s') else store} {name!r} does not exist in bucket "
+                f"{bucket!r}; list what there is with om.{store}.list()"
+            )
+        return record
+
+    @staticmethod
+    def _find(conn: Connection, bucket: str, store: str, name: str) -> ObjectRecord | None:
+        row = conn.execute(
+            sa.select(objects).where(
+                objects.c.bucket == bucket, objects.c.store == store, objects.c.name == name
+            )
+        ).first()
+        return _object(row) if row else None
+
+    def list(
+        self, bucket: str, store: str, *, pattern: str | None = None, kind: str | None = None
+    ) -> list[ObjectRecord]:
+        """Objects in a bucket and store, sorted by name; ``pattern`` is a glob."""
+        query = sa.select(objects).where(objects.c.bucket == bucket, objects.c.store == store)
+        if kind is not None:
+            query = query.where(objects.c.kind == kind)
+        with self._read() as conn:
+            found = [_object(r) for r in conn.execute(query.order_by(objects.c.name))]
+        if pattern is not None:
+            found = [o for o in found if fnmatch.fnmatchcase(o.name, pattern)]
+        return found
+
+    def set_attributes(self, object_id: int, attributes: Mapping[str, Any]) -> None:
+        """Replace the user attributes of an object."""
+        with self._write() as conn:
+            conn.execute(
+                objects.update()
+                .where(objects.c.id == object_id)
+                .values(attributes=dict(attributes), modified=_now())
+            )
+
+    def drop(self, object_id: int) -> list[str]:
+        """Delete an object with all revisions; return blobs nothing refers to now."""
+        with self._write() as conn:
+            revision_ids = sa.select(revisions.c.id).where(revisions.c.object_id == object_id)
+            blobs = set(
+                conn.execute(
+                    sa.select(parts.c.blob).where(parts.c.revision_id.in_(revision_ids))
+                ).scalars()
+            )
+            conn.execute(tags.delete().where(tags.c.object_id == object_id))
+            conn.execute(parts.delete().where(parts.c.revision_id.in_(revision_ids)))
+            conn.execute(
+                revisions.update().where(revisions.c.object_id == object_id).values(base_id=None)
+            )
+            conn.execute(revisions.delete().where(revisions.c.object_id == object_id))
+            conn.execute(objects.delete().where(objects.c.id == object_id))
+            still_used = set(
+                conn.execute(sa.select(parts.c.blob).where(parts.c.blob.in_(blobs))).scalars()
+            )
+        return sorted(blobs - still_used)
+
+    # -- revisions ---------------------------------------------------------
+
+    def resolve(self, object_id: int, ref: str | None = None) -> RevisionRecord:
+        """The revision a tag or revision prefix names; ``None`` means latest."""
+        ref = ref or LATEST
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(revisions)
+                .join(tags, tags.c.revision_id == revisions.c.id)
+                .where(tags.c.object_id == object_id, tags.c.tag == ref)
+            ).first()
+            if row:
+                return _revision(row)
+            if len(ref) >= _MIN_PREFIX and _HEX.fullmatch(ref):
+                rows = conn.execute(
+                    sa.select(revisions)
+                    .where(revisions.c.object_id == object_id, revisions.c.revision.startswith(ref))
+                    .limit(2)
+                ).all()
+                if len(rows) == 1:
+                    return _revision(rows[0])
+                if len(rows) > 1:
+                    raise InvalidName(
+                        f"revision prefix {ref!r} is ambiguous; give more characters"
+                    )
+            known = sorted(conn.execute(sa.select(tags.c.tag).where(tags.c.object_id == object_id)).scalars())
+        raise NotFound(
+            f"no tag or revision {ref!r}; tags are {known}, or give at least "
+            f"{_MIN_PREFIX} leading characters of a revision id (see revisions())"
+        )
+
+    def revisions(self, object_id: int) -> list[tuple[RevisionRecord, list[str]]]:
+        """All revisions, oldest first, each with its tags."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(revisions).where(revisions.c.object_id == object_id).order_by(revisions.c.id)
+            ).all()
+            tag_rows = conn.execute(
+                sa.select(tags.c.revision_id, tags.c.tag)
+                .where(tags.c.object_id == object_id)
+                .order_by(tags.c.tag)
+            ).all()
+        by_revision: dict[int, list[str]] = {}
+        for revision_id, tag in tag_rows:
+            by_revision.setdefault(revision_id, []).append(tag)
+        return [(_revision(r), by_revision.get(r.id, [])) for r in rows]
+
+    def tags_of(self, revision: RevisionRecord) -> list[str]:
+        """Tags that point at one revision."""
+        with self._read() as conn:
+            return sorted(
+                conn.execute(sa.select(tags.c.tag).where(tags.c.revision_id == revision.id)).scalars()
+            )
+
+    def parts(self, revision: RevisionRecord) -> list[PartRecord]:
+        """The blobs of a revision in read order (its append chain, oldest first)."""
+        chain = (
+            sa.select(revisions.c.id, revisions.c.base_id, sa.literal(0).label("depth"))
+            .where(revisions.c.id == revision.id)
+            .cte("chain", recursive=True)
+        )
+        chain = chain.union_all(
+            sa.select(revisions.c.id, revisions.c.base_id, (chain.c.depth + 1).label("depth"))
+            .where(revisions.c.id == chain.c.base_id)
+        )
+        query = (
+            sa.select(parts.c.blob, parts.c.size, parts.c.rows)
+            .join(chain, parts.c.revision_id == chain.c.id)
+            .order_by(chain.c.depth.desc(), parts.c.position)
+        )
+        with self._read() as conn:
+            return [PartRecord(*row) for row in conn.execute(query)]
+
+    def set_tag(self, object_id: int, revision: RevisionRecord, tag: str) -> None:
+        """Point ``tag`` at ``revision`` (moving it if it pointed elsewhere)."""
+        with self._write() as conn:
+            self._set_tags(conn, object_id, revision.id, [tag])
+
+    def remove_tag(self, object_id: int, tag: str) -> None:
+        """Remove a tag; ``latest`` cannot be removed."""
+        with self._write() as conn:
+            conn.execute(tags.delete().where(tags.c.object_id == object_id, tags.c.tag == tag))
+
+    def _set_tags(self, conn: Connection, object_id: int, revision_id: int, names: Sequence[str]) -> None:
+        for tag in dict.fromkeys(names):
+            conn.execute(tags.delete().where(tags.c.object_id == object_id, tags.c.tag == tag))
+            conn.execute(tags.insert().values(object_id=object_id, tag=tag, revision_id=revision_id))
+
+    def _lock_object(
+        self, conn: Connection, bucket: str, store: str, name: str, new: NewRevision, now: dt.datetime
+    ) -> ObjectRecord:
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        conn.execute(
+            insert(objects)
+            .values(
+                bucket=bucket, store=store, name=name, kind=new.kind,
+                attributes=dict(new.attributes or {}),
+                origin=dict(new.origin) if new.origin else None,
+                created=now, modified=now,
+            )
+            .on_conflict_do_nothing(index_elements=["bucket", "store", "name"])
+        )
+        row = conn.execute(
+            sa.select(objects)
+            .where(objects.c.bucket == bucket, objects.c.store == store, objects.c.name == name)
+            .with_for_update()
+        ).one()
+        return _object(row)
+
+    def _latest(self, conn: Connection, object_id: int) -> RevisionRecord | None:
+        row = conn.execute(
+            sa.select(revisions)
+            .join(tags, tags.c.revision_id == revisions.c.id)
+            .where(tags.c.object_id == object_id, tags.c.tag == LATEST)
+        ).first()
+        return _revision(row) if row else None
+
+    def commit(self, bucket: str, store: str, name: str, new: NewRevision) -> tuple[ObjectRecord, RevisionRecord]:
+        """Create a revision of ``name`` (and the object if new) in one transaction.
+
+        With ``new.append`` the revision extends the latest revision's parts,
+        if its kind matches; otherwise it holds only ``new.parts``. ``latest``
+        and ``new.tags`` move to the new revision.
+        """
+        now = _now()
+        with self._write() as conn:
+            obj = self._lock_object(conn, bucket, store, name, new, now)
+            latest = self._latest(conn, obj.id)
+            base = latest if new.append and latest is not None and latest.kind == new.kind else None
+            kind_meta = new.extend(base) if new.extend is not None else new.kind_meta
+            rows = sum(p.rows or 0 for p in new.parts) + ((base.rows or 0) if base else 0)
+            size = sum(p.size for p in new.parts) + (base.size if base else 0)
+            revision_id = _revision_id(
+                f"{bucket}/{store}/{name}", latest.revision if latest else None,
+                [p.blob for p in new.parts], now,
+            )
+            inserted = conn.execute(
+                revisions.insert()
+                .values(
+                    object_id=obj.id, revision=revision_id,
+                    parent=latest.revision if latest else None,
+                    base_id=base.id if base else None, kind=new.kind,
+                    kind_meta=dict(kind_meta),
+                    rows=rows if any(p.rows is not None for p in new.parts) or base else None,
+                    size=size, created=now,
+                )
+                .returning(*revisions.c)
+            ).one()
+            revision = _revision(inserted)
+            if new.parts:
+                conn.execute(
+                    parts.insert(),
+                    [
+                        {"revision_id": revision.id, "position": i, "blob": p.blob,
+                         "size": p.size, "rows": p.rows}
+                        for i, p in enumerate(new.parts)
+                    ],
+                )
+            self._set_tags(conn, obj.id, revision.id, [LATEST, *new.tags])
+            attributes = {**obj.attributes, **(new.attributes or {})}
+            values: dict[str, Any] = {"kind": new.kind, "modified": now, "attributes": attributes}
+            if new.origin:
+                values["origin"] = dict(new.origin)
+            conn.execute(objects.update().where(objects.c.id == obj.id).values(**values))
+            obj = _object(conn.execute(sa.select(objects).where(objects.c.id == obj.id)).one())
+        return obj, revision
+
+    def blobs_in_use(self, blobs: Sequence[str]) -> set[str]:
+        """Which of ``blobs`` some revision still refers to."""
+        with self._read() as conn:
+            return set(conn.execute(sa.select(parts.c.blob).where(parts.c.blob.in_(list(blobs)))).scalars())

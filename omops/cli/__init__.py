@@ -1,0 +1,7 @@
+"""The ``om`` command line."""
+
+
+def main() -> None:
+    from omops.cli.app import app
+
+    app()

@@ -1,0 +1,127 @@
+"""Settings and their precedence.
+
+Each setting is read, first hit wins, from
+
+1. the environment (``OMOPS_HOME``, ``OMOPS_CATALOG``, ``OMOPS_BLOBS``,
+   ``OMOPS_BROKER``, ``OMOPS_BUCKET``),
+2. ``$OMOPS_HOME/config.toml`` (keys ``catalog``, ``blobs``, ``broker``,
+   ``bucket``),
+3. the embedded defaults: a SQLite catalog and a blob folder under
+   ``OMOPS_HOME`` (``~/.omops``), no broker (local executor).
+
+Nothing is read at import time; :func:`load_settings` does the reading.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from omops.errors import ConfigError
+
+__all__ = ["Settings", "load_settings"]
+
+_KEYS = ("catalog", "blobs", "broker", "bucket")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One resolved configuration.
+
+    Parameters
+    ----------
+    home : Path
+        Folder for the embedded defaults and ``config.toml``.
+    catalog : str
+        SQLAlchemy URL of the catalog database.
+    blobs : str
+        fsspec URL (or local path) of the blob store.
+    broker : str or None
+        Celery broker URL; ``None`` selects the local executor.
+    bucket : str
+        Bucket used when none is named.
+    sources : dict
+        For each setting, where its value came from (``env``, ``file``,
+        ``default``); shown by ``om config show``.
+    """
+
+    home: Path
+    catalog: str
+    blobs: str
+    broker: str | None
+    bucket: str = "default"
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def as_dict(self) -> dict[str, object]:
+        """Settings as plain JSON-able values."""
+        values = asdict(self)
+        values["home"] = str(self.home)
+        values["sources"] = dict(self.sources)
+        return values
+
+
+def _read_config_file(path: Path) -> dict[str, object]:
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}. Fix or remove the file.") from exc
+    unknown = sorted(set(data) - set(_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {unknown} in {path}; valid keys are {list(_KEYS)}"
+        )
+    for key, value in data.items():
+        if not isinstance(value, str):
+            raise ConfigError(f"{key!r} in {path} must be a string, got {type(value).__name__}")
+    return data
+
+
+def _defaults(home: Path) -> dict[str, str | None]:
+    return {
+        "catalog": f"sqlite:///{home / 'catalog.sqlite'}",
+        "blobs": str(home / "blobs"),
+        "broker": None,
+        "bucket": "default",
+    }
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Resolve settings from the environment, the config file and defaults.
+
+    Parameters
+    ----------
+    environ : mapping, default=os.environ
+        Where to read ``OMOPS_*`` variables from.
+
+    Returns
+    -------
+    Settings
+    """
+    env = os.environ if environ is None else environ
+    home = Path(env.get("OMOPS_HOME") or Path.home() / ".omops").expanduser()
+    from_file = _read_config_file(home / "config.toml")
+    defaults = _defaults(home)
+    values: dict[str, str | None] = {}
+    sources: dict[str, str] = {"home": "env" if env.get("OMOPS_HOME") else "default"}
+    for key in _KEYS:
+        env_value = env.get(f"OMOPS_{key.upper()}")
+        if env_value:
+            values[key], sources[key] = env_value, "env"
+        elif key in from_file:
+            values[key], sources[key] = str(from_file[key]), "file"
+        else:
+            values[key], sources[key] = defaults[key], "default"
+    return Settings(
+        home=home,
+        catalog=str(values["catalog"]),
+        blobs=str(values["blobs"]),
+        broker=values["broker"],
+        bucket=str(values["bucket"]),
+        sources=sources,
+    )

@@ -1,0 +1,89 @@
+"""``Omega``: one configuration (catalog, blobs, broker, bucket) and its repositories."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from omops.blobs import Blobs
+from omops.catalog import Catalog
+from omops.config import Settings, load_settings
+from omops.errors import InvalidName
+from omops.plugins import Registry, default_registry
+from omops.repository import STORES, Repository
+
+__all__ = ["Omega"]
+
+_BUCKET = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+
+def _check_bucket(bucket: object) -> str:
+    if not isinstance(bucket, str) or not _BUCKET.fullmatch(bucket) or bucket in (".", ".."):
+        raise InvalidName(f"invalid bucket {bucket!r}: use 1-64 letters, digits, '_', '.' or '-'")
+    return bucket
+
+
+class Omega:
+    """An omops instance: the repositories of one catalog, blob store and bucket.
+
+    Parameters
+    ----------
+    catalog : str or Catalog, optional
+        Catalog URL or instance; defaults to the configured one.
+    blobs : str or Blobs, optional
+        Blob store URL or instance; defaults to the configured one.
+    broker : str, optional
+        Celery broker URL; ``None`` runs tasks locally.
+    bucket : str, optional
+        Bucket (namespace) for all repositories; defaults to ``'default'``.
+    home : str or Path, optional
+        Use the embedded defaults under this folder instead of ``OMOPS_HOME``.
+    settings : Settings, optional
+        A resolved configuration; by default :func:`omops.config.load_settings`.
+    plugins : Registry, optional
+
+    Examples
+    --------
+    >>> import omops, tempfile
+    >>> om = omops.Omega(home=tempfile.mkdtemp())
+    >>> om['dev'].bucket
+    'dev'
+    """
+
+    def __init__(
+        self,
+        catalog: str | Catalog | None = None,
+        blobs: str | Blobs | None = None,
+        broker: str | None = None,
+        bucket: str | None = None,
+        *,
+        home: str | Path | None = None,
+        settings: Settings | None = None,
+        plugins: Registry | None = None,
+    ) -> None:
+        if settings is None:
+            settings = load_settings({"OMOPS_HOME": str(home)} if home is not None else None)
+        self.settings = settings
+        self.catalog = catalog if isinstance(catalog, Catalog) else Catalog(catalog or settings.catalog)
+        self.blobs = blobs if isinstance(blobs, Blobs) else Blobs(blobs or settings.blobs)
+        self.broker = broker if broker is not None else settings.broker
+        self.bucket = _check_bucket(bucket or settings.bucket)
+        self.plugins = plugins or default_registry()
+        for store in STORES:
+            setattr(self, store, Repository(
+                store, catalog=self.catalog, blobs=self.blobs, bucket=self.bucket, plugins=self.plugins
+            ))
+
+    datasets: Repository
+    models: Repository
+    jobs: Repository
+    scripts: Repository
+    streams: Repository
+
+    def __repr__(self) -> str:
+        return f"Omega(catalog={self.catalog!r}, blobs={self.blobs!r}, bucket={self.bucket!r})"
+
+    def __getitem__(self, bucket: str) -> Omega:
+        """The same instance family in another bucket: ``om['dev']``."""
+        return Omega(self.catalog, self.blobs, self.broker, _check_bucket(bucket),
+                     settings=self.settings, plugins=self.plugins)

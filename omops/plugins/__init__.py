@@ -1,0 +1,23 @@
+"""Plugins by kind: how each kind of object is written to blobs and read back."""
+
+from omops.plugins.base import Plugin, ReadQuery, Stored
+from omops.plugins.registry import (
+    BUILTIN,
+    ENTRY_POINT_GROUP,
+    SUPPORTS_ORDER,
+    PluginSpec,
+    Registry,
+    default_registry,
+)
+
+__all__ = [
+    "BUILTIN",
+    "ENTRY_POINT_GROUP",
+    "SUPPORTS_ORDER",
+    "Plugin",
+    "PluginSpec",
+    "ReadQuery",
+    "Registry",
+    "Stored",
+    "default_registry",
+]

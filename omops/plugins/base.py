@@ -1,0 +1,100 @@
+"""The plugin contract: every kind implements ``supports``, ``put`` and ``get``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from omops.blobs import Blobs
+from omops.catalog import PartRecord, RevisionRecord
+from omops.errors import InvalidData, InvalidQuery
+
+__all__ = ["Plugin", "ReadQuery", "Stored"]
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What a plugin wrote: its blobs (in read order) and what it needs to read them."""
+
+    parts: list[PartRecord]
+    kind_meta: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ReadQuery:
+    """What a reader asked for beyond the object: columns and row filters."""
+
+    columns: Sequence[str] | None = None
+    exclude: bool = False
+    filters: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_empty(self) -> bool:
+        return self.columns is None and not self.filters
+
+
+class Plugin:
+    """Base of all plugins. Subclasses set ``kind`` and override the verbs.
+
+    A plugin instance holds no state about stored objects: everything it needs
+    to read an object back is in the parts and ``kind_meta`` it returned from
+    :meth:`put`.
+    """
+
+    #: The kind this plugin writes, e.g. ``"pandas.dataframe"``.
+    kind: ClassVar[str] = ""
+    #: Repositories that accept this kind (``datasets``, ``models`` ...).
+    stores: ClassVar[tuple[str, ...]] = ("datasets",)
+    #: Whether ``put(..., append=True)`` adds to the previous revision.
+    appendable: ClassVar[bool] = False
+
+    @classmethod
+    def supports(cls, obj: Any) -> bool:
+        """Whether this plugin can store ``obj`` when no ``kind=`` is given.
+
+        Must not import optional frameworks: if the framework is not imported
+        yet, ``obj`` cannot be one of its objects.
+        """
+        return False
+
+    def put(self, obj: Any, blobs: Blobs, *, base: RevisionRecord | None = None) -> Stored:
+        """Write ``obj`` into ``blobs``. ``base`` is the revision an append extends."""
+        raise NotImplementedError
+
+    def extend(self, stored: Stored, base: RevisionRecord | None) -> dict[str, Any]:
+        """Inside the commit: the ``kind_meta`` of ``stored`` appended to ``base``.
+
+        ``base`` is the revision the new one extends, read under the commit's
+        lock (``None`` when it replaces). Raise if ``stored`` does not fit it.
+        """
+        return stored.kind_meta
+
+    def get(
+        self,
+        blobs: Blobs,
+        parts: Sequence[PartRecord],
+        kind_meta: Mapping[str, Any],
+        *,
+        query: ReadQuery | None = None,
+    ) -> Any:
+        """Read the object back."""
+        raise NotImplementedError
+
+    def describe(self, kind_meta: Mapping[str, Any]) -> dict[str, Any]:
+        """Extra, user-facing metadata (e.g. columns) for ``metadata(name)``."""
+        return {}
+
+    # -- helpers for subclasses --------------------------------------------
+
+    def _no_query(self, query: ReadQuery | None) -> None:
+        if query is not None and not query.is_empty:
+            raise InvalidQuery(
+                f"filters and column selectors apply to DataFrames, not to kind {self.kind!r}"
+            )
+
+    @staticmethod
+    def _single(parts: Sequence[PartRecord], kind: str) -> PartRecord:
+        if len(parts) != 1:
+            raise InvalidData(f"a {kind} revision must have one part, found {len(parts)}")
+        return parts[0]

@@ -1,0 +1,109 @@
+"""Plugins for plain Python and NumPy objects: JSON, NumPy arrays, pickles."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from omops.blobs import Blobs
+from omops.catalog import PartRecord, RevisionRecord
+from omops.errors import InvalidData
+from omops.plugins.base import Plugin, ReadQuery, Stored
+
+__all__ = ["JsonPlugin", "NdarrayPlugin", "PicklePlugin"]
+
+
+def _stored_bytes(blobs: Blobs, data: bytes, kind_meta: dict[str, Any]) -> Stored:
+    key = blobs.put_bytes(data)
+    return Stored(parts=[PartRecord(blob=key, size=len(data))], kind_meta=kind_meta)
+
+
+class JsonPlugin(Plugin):
+    """``python.json``: dicts, lists, strings, numbers and booleans, as JSON."""
+
+    kind = "python.json"
+    stores = ("datasets", "models", "jobs", "scripts", "streams")
+
+    @classmethod
+    def supports(cls, obj: Any) -> bool:
+        return isinstance(obj, (dict, list, str, int, float, bool)) and not isinstance(obj, bytes)
+
+    def put(self, obj: Any, blobs: Blobs, *, base: RevisionRecord | None = None) -> Stored:
+        try:
+            data = orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+        except TypeError as exc:
+            raise InvalidData(
+                f"cannot store as JSON: {exc}; store it with kind='python.pickle' "
+                "if it must be a Python object"
+            ) from exc
+        return _stored_bytes(blobs, data, {"type": type(obj).__name__})
+
+    def get(self, blobs: Blobs, parts: Sequence[PartRecord], kind_meta: Mapping[str, Any], *,
+            query: ReadQuery | None = None) -> Any:
+        self._no_query(query)
+        return orjson.loads(blobs.read(self._single(parts, self.kind).blob))
+
+
+class NdarrayPlugin(Plugin):
+    """``numpy.ndarray``: arrays of any shape and non-object dtype, in .npy format."""
+
+    kind = "numpy.ndarray"
+    stores = ("datasets",)
+
+    @classmethod
+    def supports(cls, obj: Any) -> bool:
+        numpy = sys.modules.get("numpy")
+        return numpy is not None and isinstance(obj, numpy.ndarray)
+
+    def put(self, obj: Any, blobs: Blobs, *, base: RevisionRecord | None = None) -> Stored:
+        import numpy as np
+
+        if not isinstance(obj, np.ndarray):
+            raise InvalidData(f"kind 'numpy.ndarray' needs a numpy array, got {type(obj).__name__}")
+        if obj.dtype.hasobject:
+            raise InvalidData(
+                "cannot store a numpy array of dtype object safely; convert it to a "
+                "numeric or string dtype, or use kind='python.pickle'"
+            )
+        buffer = io.BytesIO()
+        np.save(buffer, obj, allow_pickle=False)
+        meta = {"shape": list(obj.shape), "dtype": str(obj.dtype)}
+        return _stored_bytes(blobs, buffer.getvalue(), meta)
+
+    def get(self, blobs: Blobs, parts: Sequence[PartRecord], kind_meta: Mapping[str, Any], *,
+            query: ReadQuery | None = None) -> Any:
+        import numpy as np
+
+        self._no_query(query)
+        with blobs.open(self._single(parts, self.kind).blob) as fh:
+            return np.load(io.BytesIO(fh.read()), allow_pickle=False)
+
+    def describe(self, kind_meta: Mapping[str, Any]) -> dict[str, Any]:
+        return {"shape": kind_meta.get("shape"), "dtype": kind_meta.get("dtype")}
+
+
+class PicklePlugin(Plugin):
+    """``python.pickle``: any picklable object; only chosen with ``kind='python.pickle'``.
+
+    Reading a pickle runs code from the store: only read pickles you wrote.
+    """
+
+    kind = "python.pickle"
+    stores = ("datasets", "models", "jobs", "scripts", "streams")
+
+    def put(self, obj: Any, blobs: Blobs, *, base: RevisionRecord | None = None) -> Stored:
+        try:
+            data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise InvalidData(f"cannot pickle {type(obj).__name__}: {exc}") from exc
+        return _stored_bytes(blobs, data, {"type": f"{type(obj).__module__}.{type(obj).__qualname__}"})
+
+    def get(self, blobs: Blobs, parts: Sequence[PartRecord], kind_meta: Mapping[str, Any], *,
+            query: ReadQuery | None = None) -> Any:
+        self._no_query(query)
+        return pickle.loads(blobs.read(self._single(parts, self.kind).blob))  # noqa: S301

@@ -1,0 +1,381 @@
+"""The repository: one store of named, revisioned objects.
+
+``om.datasets``, ``om.models``, ``om.jobs``, ``om.scripts`` and ``om.streams``
+are all :class:`Repository` instances with the same verbs. A repository knows
+names, buckets and revisions; the bytes are the plugins' business.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from omops.blobs import Blobs
+from omops.catalog import Catalog, NewRevision, ObjectRecord, RevisionRecord
+from omops.errors import InvalidData, InvalidName, InvalidQuery, NotFound, PluginError
+from omops.names import check_name, check_tag, parse_reference
+from omops.plugins import ReadQuery, Registry, default_registry
+
+__all__ = ["STORES", "Metadata", "Repository"]
+
+#: The repositories every Omega instance has.
+STORES: tuple[str, ...] = ("datasets", "models", "jobs", "scripts", "streams")
+
+
+@dataclass
+class Metadata:
+    """What the catalog knows about one object (at one revision).
+
+    ``attributes`` is yours to edit; :meth:`save` persists it.
+
+    Attributes
+    ----------
+    name, bucket, store, kind : str
+    revision : str
+        Id of the revision this metadata describes.
+    tags : list of str
+        Tags on that revision.
+    created, modified : datetime
+        When the object was first stored and last changed (UTC).
+    attributes : dict
+        User attributes.
+    size : int
+        Bytes in the blob store for this revision.
+    rows : int or None
+        Rows, for DataFrames and Series.
+    columns : list of str or None
+        Columns, for DataFrames and Series.
+    origin : dict or None
+        Where a promoted object came from.
+    kind_meta : dict
+        What the plugin recorded to read the object back.
+    """
+
+    name: str
+    bucket: str
+    store: str
+    kind: str
+    revision: str
+    tags: list[str]
+    created: dt.datetime
+    modified: dt.datetime
+    attributes: dict[str, Any]
+    size: int
+    rows: int | None
+    columns: list[str] | None
+    origin: dict[str, Any] | None
+    kind_meta: dict[str, Any] = field(repr=False)
+    details: dict[str, Any] = field(default_factory=dict, repr=False)
+    _repository: Repository | None = field(default=None, repr=False, compare=False)
+
+    def save(self) -> Metadata:
+        """Persist edited ``attributes``."""
+        if self._repository is None:
+            raise InvalidData("this Metadata is not bound to a repository")
+        self._repository.set_attributes(self.name, self.attributes)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able view (datetimes as ISO strings), without the plugin's kind_meta."""
+        return {
+            "name": self.name, "bucket": self.bucket, "store": self.store, "kind": self.kind,
+            "revision": self.revision, "tags": list(self.tags),
+            "created": self.created.isoformat(), "modified": self.modified.isoformat(),
+            "attributes": dict(self.attributes), "size": self.size, "rows": self.rows,
+            "columns": self.columns, "origin": self.origin, **self.details,
+        }
+
+
+def _tags(tag: str | Sequence[str] | None) -> list[str]:
+    if tag is None:
+        return []
+    names = [tag] if isinstance(tag, str) else list(tag)
+    return [check_tag(t) for t in names]
+
+
+class Repository:
+    """A store of named objects in one bucket.
+
+    Parameters
+    ----------
+    store : str
+        ``datasets``, ``models``, ``jobs``, ``scripts`` or ``streams``.
+    catalog : Catalog
+    blobs : Blobs
+    bucket : str, default='default'
+    plugins : Registry, optional
+        Defaults to the built-in kinds plus entry-point plugins.
+    """
+
+    def __init__(self, store: str, *, catalog: Catalog, blobs: Blobs, bucket: str = "default",
+                 plugins: Registry | None = None) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.blobs = blobs
+        self.bucket = bucket
+        self.plugins = plugins or default_registry()
+
+    def __repr__(self) -> str:
+        return f"Repository({self.store!r}, bucket={self.bucket!r}, catalog={self.catalog!r})"
+
+    # -- writing -----------------------------------------------------------
+
+    def put(
+        self,
+        obj: Any,
+        name: str,
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        kind: str | None = None,
+        append: bool | None = None,
+        tag: str | Sequence[str] | None = None,
+    ) -> Metadata:
+        """Store ``obj`` under ``name`` as a new revision.
+
+        Parameters
+        ----------
+        obj : object
+            What to store; the plugin is chosen by ``kind`` or by type.
+        name : str
+            A path such as ``'sales'`` or ``'prod/forecast'``.
+        attributes : dict, optional
+            User attributes, merged into the existing ones.
+        kind : str, optional
+            Force a plugin, e.g. ``'python.pickle'``.
+        append : bool, optional
+            For DataFrames and Series: add rows to the latest revision (the
+            default) or, with ``False``, replace them. Other kinds always replace.
+        tag : str or list of str, optional
+            Tags to put on the new revision, besides ``latest``.
+
+        Returns
+        -------
+        Metadata
+            The new revision's metadata.
+
+        Examples
+        --------
+        >>> import pandas as pd, omops, tempfile
+        >>> om = omops.Omega(home=tempfile.mkdtemp())
+        >>> om.datasets.put(pd.DataFrame({'sales': [10, 200]}), 'stats').rows
+        2
+        >>> om.datasets.put(pd.DataFrame({'sales': [300]}), 'stats').rows
+        3
+        """
+        check_name(name)
+        tags = _tags(tag)
+        plugin = self.plugins.select(obj, self.store, kind)
+        if append and not plugin.appendable:
+            raise InvalidData(f"kind {plugin.kind!r} cannot be appended to; put with append=False")
+        append = plugin.appendable if append is None else append
+        base = self._append_base(name, plugin.kind) if append else None
+        stored = plugin.put(obj, self.blobs, base=base)
+        new = NewRevision(
+            kind=plugin.kind, kind_meta=stored.kind_meta, parts=stored.parts, append=append,
+            tags=tags, attributes=attributes, extend=lambda b: plugin.extend(stored, b),
+        )
+        try:
+            record, revision = self.catalog.commit(self.bucket, self.store, name, new)
+        except BaseException:
+            self._forget_blobs([p.blob for p in stored.parts])
+            raise
+        return self._metadata(record, revision, ["latest", *tags])
+
+    def _append_base(self, name: str, kind: str) -> RevisionRecord | None:
+        record = self.catalog.find(self.bucket, self.store, name)
+        if record is None:
+            return None
+        try:
+            latest = self.catalog.resolve(record.id)
+        except NotFound:
+            return None
+        return latest if latest.kind == kind else None
+
+    def _forget_blobs(self, blobs: Sequence[str]) -> None:
+        """Delete blobs written by a put that did not commit, unless in use."""
+        in_use = self.catalog.blobs_in_use(blobs)
+        for key in set(blobs) - in_use:
+            self.blobs.delete(key)
+
+    def drop(self, name: str, *, force: bool = False) -> bool:
+        """Delete ``name`` with all its revisions.
+
+        Returns True; with ``force=True`` a missing name returns False instead
+        of raising NotFound.
+        """
+        check_name(name)
+        record = self.catalog.find(self.bucket, self.store, name)
+        if record is None:
+            if force:
+                return False
+            self.catalog.get(self.bucket, self.store, name)  # raises NotFound
+        for key in self.catalog.drop(record.id):
+            self.blobs.delete(key)
+        return True
+
+    def tag(self, name: str, revision: str, tag: str) -> None:
+        """Point ``tag`` at ``revision`` (a revision id prefix or another tag)."""
+        check_tag(tag)
+        record = self._record(name)
+        self.catalog.set_tag(record.id, self.catalog.resolve(record.id, revision), tag)
+
+    def untag(self, name: str, tag: str) -> None:
+        """Remove a tag; ``latest`` always stays."""
+        if check_tag(tag) == "latest":
+            raise InvalidName("'latest' cannot be removed; it always names the newest revision")
+        record = self._record(name)
+        self.catalog.resolve(record.id, tag)  # NotFound for an unknown tag
+        self.catalog.remove_tag(record.id, tag)
+
+    def set_attributes(self, name: str, attributes: Mapping[str, Any]) -> None:
+        """Replace the user attributes of ``name``."""
+        if not isinstance(attributes, Mapping):
+            raise InvalidData(f"attributes must be a dict, got {type(attributes).__name__}")
+        self.catalog.set_attributes(self._record(name).id, attributes)
+
+    def promote(self, name: str, target: Repository, *, asname: str | None = None) -> Metadata:
+        """Copy ``name`` (its latest or given revision) into ``target``.
+
+        ``target`` may be another bucket or another Omega instance; blobs are
+        copied when it uses another blob store. The copy records its origin.
+
+        Examples
+        --------
+        >>> import omops, tempfile
+        >>> om = omops.Omega(home=tempfile.mkdtemp())
+        >>> _ = om['dev'].datasets.put({'a': 1}, 'conf')
+        >>> om['prod'].datasets.get('conf') if om['dev'].datasets.promote('conf', om['prod'].datasets) else None
+        {'a': 1}
+        """
+        ref = parse_reference(name)
+        if ref.columns is not None:
+            raise InvalidName(f"promote takes a name, not a column selector: {name!r}")
+        asname = check_name(asname or ref.name)
+        record = self._record(ref.name)
+        revision = self.catalog.resolve(record.id, ref.ref)
+        plugin = target.plugins.get(revision.kind)
+        if target.store not in plugin.stores:
+            raise PluginError(
+                f"{self.store} {ref.name!r} has kind {revision.kind!r}, which cannot be "
+                f"stored in {target.store}; promote it to {', '.join(plugin.stores)}"
+            )
+        parts = self.catalog.parts(revision)
+        for part in parts:
+            target.blobs.copy_from(self.blobs, part.blob)
+        origin = {
+            "bucket": self.bucket, "store": self.store, "name": ref.name,
+            "revision": revision.revision, "catalog": repr(self.catalog),
+            "promoted": dt.datetime.now(dt.timezone.utc).isoformat(),
+        }
+        new = NewRevision(kind=revision.kind, kind_meta=revision.kind_meta, parts=parts,
+                          append=False, attributes=record.attributes, origin=origin)
+        obj, promoted = target.catalog.commit(target.bucket, target.store, asname, new)
+        return target._metadata(obj, promoted, ["latest"])
+
+    # -- reading -----------------------------------------------------------
+
+    def get(
+        self,
+        name: str,
+        *,
+        columns: Sequence[str] | None = None,
+        revision: str | None = None,
+        **filters: Any,
+    ) -> Any:
+        """Read ``name`` back, optionally one revision, some columns, some rows.
+
+        Parameters
+        ----------
+        name : str
+            ``name``, ``name@tag``, ``name@<revision prefix>``, each optionally
+            with ``[a,b]`` (these columns) or ``[^a,b]`` (all but these).
+        columns : list of str, optional
+            Columns to read (DataFrames); same as ``name[a,b]``.
+        revision : str, optional
+            Tag or revision prefix; same as ``name@...``.
+        **filters
+            ``col=value`` or ``col__op=value`` with op one of eq, ne, lt, lte,
+            gt, gte, in, nin, between, contains, startswith, endswith, isnull,
+            notnull. Filters are AND-ed and run in DuckDB.
+
+        Examples
+        --------
+        >>> import pandas as pd, omops, tempfile
+        >>> om = omops.Omega(home=tempfile.mkdtemp())
+        >>> _ = om.datasets.put(pd.DataFrame({'sales': [10, 200], 'x': [1, 2]}), 'stats')
+        >>> om.datasets.get('stats', sales__gte=100)
+           sales  x
+        1    200  2
+        >>> list(om.datasets.get('stats[^sales]').columns)
+        ['x']
+        """
+        ref = parse_reference(name)
+        if revision is not None and ref.ref is not None:
+            raise InvalidName(f"{name!r} names a revision already; drop revision={revision!r}")
+        if columns is not None and ref.columns is not None:
+            raise InvalidQuery(f"{name!r} selects columns already; drop columns=")
+        record = self._record(ref.name)
+        rev = self.catalog.resolve(record.id, revision or ref.ref)
+        query = ReadQuery(
+            columns=ref.columns if ref.columns is not None else columns,
+            exclude=ref.exclude, filters=filters,
+        )
+        plugin = self.plugins.get(rev.kind)
+        return plugin.get(self.blobs, self.catalog.parts(rev), rev.kind_meta, query=query)
+
+    def exists(self, name: str) -> bool:
+        """Whether ``name`` (or ``name@ref``) exists."""
+        ref = parse_reference(name)
+        record = self.catalog.find(self.bucket, self.store, ref.name)
+        if record is None or ref.ref is None:
+            return record is not None
+        try:
+            self.catalog.resolve(record.id, ref.ref)
+        except NotFound:
+            return False
+        return True
+
+    def list(self, pattern: str | None = None, *, kind: str | None = None) -> list[str]:
+        """Names in this store, sorted; ``pattern`` is a glob like ``'prod/*'``."""
+        return [r.name for r in self.catalog.list(self.bucket, self.store, pattern=pattern, kind=kind)]
+
+    def metadata(self, name: str) -> Metadata:
+        """Metadata of ``name`` at its latest (or given, ``name@ref``) revision."""
+        ref = parse_reference(name)
+        record = self._record(ref.name)
+        revision = self.catalog.resolve(record.id, ref.ref)
+        return self._metadata(record, revision, self.catalog.tags_of(revision))
+
+    def revisions(self, name: str) -> list[tuple[str, list[str]]]:
+        """``[(revision, [tags]), ...]``, oldest first.
+
+        Examples
+        --------
+        >>> import omops, tempfile
+        >>> om = omops.Omega(home=tempfile.mkdtemp())
+        >>> _ = om.datasets.put([1], 'x'); _ = om.datasets.put([2], 'x', tag='testing')
+        >>> [tags for _, tags in om.datasets.revisions('x')]
+        [[], ['latest', 'testing']]
+        """
+        record = self._record(parse_reference(name).name)
+        return [(rev.revision, tags) for rev, tags in self.catalog.revisions(record.id)]
+
+    # -- helpers -----------------------------------------------------------
+
+    def _record(self, name: str) -> ObjectRecord:
+        return self.catalog.get(self.bucket, self.store, check_name(name))
+
+    def _metadata(self, record: ObjectRecord, revision: RevisionRecord, tags: list[str]) -> Metadata:
+        try:
+            details = self.plugins.get(revision.kind).describe(revision.kind_meta)
+        except PluginError:
+            details = {}
+        return Metadata(
+            name=record.name, bucket=record.bucket, store=record.store, kind=revision.kind,
+            revision=revision.revision, tags=sorted(tags), created=record.created,
+            modified=record.modified, attributes=dict(record.attributes), size=revision.size,
+            rows=revision.rows, columns=details.get("columns"), origin=record.origin,
+            kind_meta=dict(revision.kind_meta), details=details, _repository=self,
+        )
