@@ -1,8 +1,8 @@
 """omops: MLOps for humans.
 
->>> import omops as om                                   # doctest: +SKIP
->>> om.datasets.put(df, 'stats')                         # doctest: +SKIP
->>> om.models.put(clf, 'forecast')                       # doctest: +SKIP
+    import omops as om
+    om.datasets.put(df, 'stats')
+    om.models.put(clf, 'forecast')
 
 Importing omops reads no configuration and opens nothing: the default
 :class:`Omega` is built on first use of ``om.datasets``, ``om.models`` ...

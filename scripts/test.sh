@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The test command: install omops with its test extras into .venv, start the
+# real services the tests use, run every test. Exits non-zero on any failure.
+#   bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[test]"
+
+source scripts/services.sh
+trap stop_postgres EXIT
+start_postgres
+
+.venv/bin/ruff check omops tests bench
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,78 @@
+"""Shared fixtures: an Omega on each catalog backend (SQLite file, real PostgreSQL).
+
+PostgreSQL tests need the server that ``scripts/test.sh`` starts (it exports
+``OMOPS_TEST_POSTGRES``). Without it they fail, not skip: deselect them
+explicitly with ``-m "not postgres"`` when working without the server.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+import omops
+from omops.omega import Omega
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch) -> Iterator[None]:
+    """Never touch the user's ~/.omops: every test gets its own OMOPS_HOME."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("OMOPS_HOME", str(home))
+    for var in ("OMOPS_CATALOG", "OMOPS_BLOBS", "OMOPS_BROKER", "OMOPS_BUCKET"):
+        monkeypatch.delenv(var, raising=False)
+    omops.reset()
+    yield
+    omops.reset()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    url = os.environ.get("OMOPS_TEST_POSTGRES")
+    if not url:
+        pytest.fail(
+            "OMOPS_TEST_POSTGRES is not set: run the tests with `bash scripts/test.sh`, "
+            "which starts PostgreSQL, or deselect them with -m 'not postgres'"
+        )
+    return url
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(
+        postgres_admin_url.replace("postgresql://", "postgresql+psycopg://", 1),
+        isolation_level="AUTOCOMMIT",
+    )
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    base, _, _ = postgres_admin_url.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def catalog_url(request, tmp_path) -> str:
+    """A catalog URL on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalog.sqlite'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def om(catalog_url: str, tmp_path) -> Iterator[Omega]:
+    """An Omega instance on each catalog backend with a local blob folder."""
+    instance = Omega(catalog=catalog_url, blobs=str(tmp_path / "blobs"))
+    yield instance
+    instance.catalog.close()
