@@ -60,11 +60,25 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'omops' has no attribute {name!r}")
 
 
+def _delegate(name: str) -> property:
+    def read(module: ModuleType) -> Any:
+        return getattr(get_omega(), name)
+
+    def write(module: ModuleType, value: Any) -> None:
+        # The import system sets submodules (omops.runtime, omops.catalog ...)
+        # as attributes; the default instance's attribute keeps the name.
+        module.__dict__[f"_submodule_{name}"] = value
+
+    return property(read, write, doc=f"``om.{name}`` of the default instance")
+
+
 class _OmopsModule(ModuleType):
-    """Lets ``om['dev']`` work on the module: the default instance in bucket 'dev'."""
+    """``om.datasets``, ``om.runtime`` ... and ``om['dev']`` on the module itself."""
 
     def __getitem__(self, bucket: str) -> Omega:
         return get_omega()[bucket]
+
+    locals().update({name: _delegate(name) for name in _DELEGATED})
 
 
 sys.modules[__name__].__class__ = _OmopsModule

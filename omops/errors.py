@@ -94,10 +94,14 @@ class TaskFailed(OmopsError, RuntimeError):
     """
 
     def __init__(self, exc_type: str, exc_message: str, remote_traceback: str = "") -> None:
-        super().__init__(f"{exc_type}: {exc_message}")
+        # All three in args, so the exception rebuilds from args after JSON transport.
+        super().__init__(exc_type, exc_message, remote_traceback)
         self.exc_type = exc_type
         self.exc_message = exc_message
         self.remote_traceback = remote_traceback
+
+    def __str__(self) -> str:
+        return f"{self.exc_type}: {self.exc_message}"
 
 
 class TaskTimeout(OmopsError, TimeoutError):

@@ -83,6 +83,17 @@ class Omega:
     def __repr__(self) -> str:
         return f"Omega(catalog={self.catalog!r}, blobs={self.blobs!r}, bucket={self.bucket!r})"
 
+    @property
+    def runtime(self):  # noqa: ANN201 - omops.runtime.Runtime, imported lazily
+        """``om.runtime``: run model actions here or on Celery workers.
+
+        The runtime layer sits below this one; it is imported on first use so
+        that storing and reading never load it.
+        """
+        from omops.runtime import Runtime
+
+        return Runtime(self)
+
     def __getitem__(self, bucket: str) -> Omega:
         """The same instance family in another bucket: ``om['dev']``."""
         return Omega(self.catalog, self.blobs, self.broker, _check_bucket(bucket),

@@ -13,8 +13,10 @@ fi
 .venv/bin/python -m pip install -q -e ".[test]"
 
 source scripts/services.sh
-trap stop_postgres EXIT
+trap 'stop_postgres; stop_rabbitmq; stop_redis' EXIT
 start_postgres
+start_rabbitmq
+start_redis
 
 .venv/bin/ruff check omops tests bench
 .venv/bin/python -m pytest "$@"

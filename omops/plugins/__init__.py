@@ -1,6 +1,6 @@
 """Plugins by kind: how each kind of object is written to blobs and read back."""
 
-from omops.plugins.base import Plugin, ReadQuery, Stored
+from omops.plugins.base import ActionOutcome, Plugin, ReadQuery, Stored
 from omops.plugins.registry import (
     BUILTIN,
     ENTRY_POINT_GROUP,
@@ -11,6 +11,7 @@ from omops.plugins.registry import (
 )
 
 __all__ = [
+    "ActionOutcome",
     "BUILTIN",
     "ENTRY_POINT_GROUP",
     "SUPPORTS_ORDER",

@@ -10,7 +10,7 @@ from omops.blobs import Blobs
 from omops.catalog import PartRecord, RevisionRecord
 from omops.errors import InvalidData, InvalidQuery
 
-__all__ = ["Plugin", "ReadQuery", "Stored"]
+__all__ = ["ActionOutcome", "Plugin", "ReadQuery", "Stored"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,26 @@ class ReadQuery:
     @property
     def is_empty(self) -> bool:
         return self.columns is None and not self.filters
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    """What a model action produced.
+
+    Attributes
+    ----------
+    result : object
+        The action's return value (predictions, a score, a summary dict ...).
+    model : object or None
+        The changed model, to store as a new revision (fit, partial_fit ...).
+    models, datasets : dict
+        Further objects to store by name (e.g. a grid search and its results).
+    """
+
+    result: Any = None
+    model: Any = None
+    models: dict[str, Any] = field(default_factory=dict)
+    datasets: dict[str, Any] = field(default_factory=dict)
 
 
 class Plugin:
@@ -84,6 +104,13 @@ class Plugin:
     def describe(self, kind_meta: Mapping[str, Any]) -> dict[str, Any]:
         """Extra, user-facing metadata (e.g. columns) for ``metadata(name)``."""
         return {}
+
+    #: Actions the runtime can run on objects of this kind (model plugins).
+    actions: ClassVar[frozenset[str]] = frozenset()
+
+    def perform(self, obj: Any, action: str, X: Any, y: Any, **kwargs: Any) -> ActionOutcome:  # noqa: N803
+        """Run ``action`` (fit, predict ...) on a loaded object."""
+        raise InvalidData(f"kind {self.kind!r} has no actions; store a model to run {action!r}")
 
     # -- helpers for subclasses --------------------------------------------
 

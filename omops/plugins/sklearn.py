@@ -9,9 +9,12 @@ from typing import Any
 from omops.blobs import Blobs
 from omops.catalog import PartRecord, RevisionRecord
 from omops.errors import InvalidData, PluginError
-from omops.plugins.base import Plugin, ReadQuery, Stored
+from omops.plugins.base import ActionOutcome, Plugin, ReadQuery, Stored
 
 __all__ = ["SklearnPlugin"]
+
+_FITTING = frozenset({"fit", "partial_fit"})
+_APPLYING = frozenset({"predict", "predict_proba", "decision_function", "transform"})
 
 
 def _import_joblib():  # noqa: ANN202
@@ -68,3 +71,50 @@ class SklearnPlugin(Plugin):
 
     def describe(self, kind_meta: Mapping[str, Any]) -> dict[str, Any]:
         return {k: kind_meta[k] for k in ("estimator", "feature_names", "n_features") if k in kind_meta}
+
+    actions = frozenset({*_FITTING, *_APPLYING, "fit_transform", "score", "gridsearch"})
+
+    def perform(self, obj: Any, action: str, X: Any, y: Any, **kwargs: Any) -> ActionOutcome:  # noqa: N803
+        """Run a scikit-learn verb; fitting verbs return the changed model."""
+        if action not in self.actions:
+            raise InvalidData(
+                f"action {action!r} is not one of {', '.join(sorted(self.actions))}"
+            )
+        if action == "gridsearch":
+            return self._gridsearch(obj, X, y, **kwargs)
+        method = getattr(obj, action, None)
+        if method is None:
+            raise InvalidData(f"{type(obj).__name__} has no method {action!r}")
+        if action in _FITTING:
+            method(X, y, **kwargs) if y is not None else method(X, **kwargs)
+            return ActionOutcome(result=None, model=obj)
+        if action == "fit_transform":
+            result = method(X, y, **kwargs) if y is not None else method(X, **kwargs)
+            return ActionOutcome(result=result, model=obj)
+        if action == "score":
+            return ActionOutcome(result=float(method(X, y, **kwargs)))
+        return ActionOutcome(result=method(X, **kwargs))
+
+    def _gridsearch(self, obj: Any, X: Any, y: Any, *, parameters: Any = None,  # noqa: N803
+                    **kwargs: Any) -> ActionOutcome:
+        import pandas as pd
+        from sklearn.model_selection import GridSearchCV
+
+        if not parameters:
+            raise InvalidData("gridsearch needs parameters={'param': [values, ...]}")
+        search = GridSearchCV(obj, parameters, **kwargs).fit(X, y)
+        results = pd.DataFrame(search.cv_results_)
+        # 'params' holds dicts: keep them as JSON text, one Arrow type per column.
+        results["params"] = [repr(p) for p in results["params"]]
+        for column in results.columns:
+            if results[column].dtype == object:
+                results[column] = results[column].astype(str)
+        summary = {"best_params": {k: _plain(v) for k, v in search.best_params_.items()},
+                   "best_score": float(search.best_score_)}
+        return ActionOutcome(result=summary, model=search.best_estimator_,
+                             models={"gridsearch": search}, datasets={"gridsearch": results})
+
+
+def _plain(value: Any) -> Any:
+    item = getattr(value, "item", None)
+    return item() if callable(item) and type(value).__module__ == "numpy" else value

@@ -1,0 +1,244 @@
+"""``om.runtime``: one API whether work runs here or on a cluster of workers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Literal
+
+from omops.errors import InvalidData, InvalidName
+from omops.names import check_tag, parse_reference
+from omops.runtime.plan import Batch, TaskCall
+from omops.runtime.results import TaskResult
+from omops.runtime.tasks import temp_name
+
+if TYPE_CHECKING:
+    from omops.omega import Omega
+
+__all__ = ["ModelProxy", "Runtime"]
+
+_executors: dict[Any, Any] = {}
+_executors_lock = threading.Lock()
+
+
+def _executor_for(om: Omega, local: bool) -> Any:
+    """One executor per (catalog, blobs) locally, per broker URL on Celery."""
+    if local or not om.broker:
+        from omops.runtime.local import LocalExecutor
+
+        key: Any = ("local", om.catalog.url, om.blobs.url)
+        factory = lambda: LocalExecutor(om)  # noqa: E731
+    else:
+        from omops.runtime.celery_executor import CeleryExecutor
+
+        key = ("celery", om.broker)
+        factory = lambda: CeleryExecutor(om.broker)  # noqa: E731
+    with _executors_lock:
+        if key not in _executors:
+            _executors[key] = factory()
+        return _executors[key]
+
+
+class Runtime:
+    """Run model actions and batches locally or on Celery workers.
+
+    ``om.runtime`` uses Celery when a broker is configured (``OMOPS_BROKER``),
+    else the local executor. Each modifier returns a new Runtime:
+    ``mode(local=True)`` forces local execution, ``require('gpu')`` sends work
+    to the ``gpu`` queue.
+
+    Examples
+    --------
+    >>> import pandas as pd, omops, tempfile
+    >>> from sklearn.linear_model import LinearRegression
+    >>> om = omops.Omega(home=tempfile.mkdtemp())
+    >>> _ = om.datasets.put(pd.DataFrame({'x': [1., 2., 3.], 'y': [2., 4., 6.]}), 'xy')
+    >>> _ = om.models.put(LinearRegression(), 'lr')
+    >>> om.runtime.model('lr').fit('xy[x]', 'xy[y]').get()['model']
+    'lr'
+    >>> [round(v, 6) for v in om.runtime.model('lr').predict('xy[x]').get()]
+    [2.0, 4.0, 6.0]
+    """
+
+    def __init__(self, om: Omega, *, local: bool = False, label: str = "default",
+                 batch: list[TaskCall] | None = None) -> None:
+        self.om = om
+        self.local = local
+        self.label = label
+        self._batch = batch
+
+    def __repr__(self) -> str:
+        where = "local" if self.local or not self.om.broker else f"celery queue {self.label!r}"
+        return f"<Runtime {where}, bucket {self.om.bucket!r}>"
+
+    @property
+    def executor(self) -> Any:
+        return _executor_for(self.om, self.local)
+
+    def mode(self, local: bool = True) -> Runtime:
+        """Force local execution (``local=True``) or use the configured executor."""
+        return Runtime(self.om, local=local, label=self.label, batch=self._batch)
+
+    def require(self, label: str) -> Runtime:
+        """Send work to workers started with ``--label LABEL`` (queue ``LABEL``)."""
+        return Runtime(self.om, local=self.local, label=check_tag(label), batch=self._batch)
+
+    def model(self, name: str) -> ModelProxy:
+        """Actions on the stored model ``name`` (``name@tag`` for a revision)."""
+        ref = parse_reference(name)
+        if ref.columns is not None:
+            raise InvalidName(f"a model reference takes no column selector: {name!r}")
+        return ModelProxy(self, name)
+
+    def ping(self, data: Any = None) -> TaskResult:
+        """A no-op task: answers ``{'pong': data, 'host', 'pid'}`` from where it ran."""
+        return self.submit(TaskCall("omops.ping", {"data": data}, self.label, self.om.bucket))
+
+    def result(self, task_id: str) -> TaskResult:
+        """A task's result by id."""
+        return self.executor.result(task_id)
+
+    def status(self) -> dict[str, Any]:
+        """Workers and queues (Celery), or a note that tasks run locally."""
+        if self.local or not self.om.broker:
+            return {"executor": "local", "workers": {}}
+        return {"executor": "celery", "broker": _mask(self.om.broker),
+                "workers": self.executor.status()}
+
+    # -- submitting and batching ------------------------------------------
+
+    def submit(self, call: TaskCall) -> TaskResult | None:
+        if self._batch is not None:
+            self._batch.append(call)
+            return None
+        return self.executor.submit(call)
+
+    @contextmanager
+    def _collect(self, mode: Literal["parallel", "sequence", "mapreduce"]) -> Iterator[_BatchRuntime]:
+        batch = _BatchRuntime(self, mode)
+        yield batch
+
+    def parallel(self) -> Any:
+        """Collect calls and run them at once: ``with om.runtime.parallel() as crt: ...; crt.run()``."""
+        return self._collect("parallel")
+
+    def sequence(self) -> Any:
+        """Collect calls and run them in order; each step's result feeds the next."""
+        return self._collect("sequence")
+
+    def mapreduce(self) -> Any:
+        """Collect calls: all but the last run at once, the last gets their results."""
+        return self._collect("mapreduce")
+
+
+class _BatchRuntime(Runtime):
+    """The runtime inside ``with parallel()/sequence()/mapreduce()``: calls are collected."""
+
+    def __init__(self, parent: Runtime, mode: Literal["parallel", "sequence", "mapreduce"]) -> None:
+        super().__init__(parent.om, local=parent.local, label=parent.label, batch=[])
+        self._mode = mode
+        self._parent = parent
+
+    def run(self) -> TaskResult:
+        """Submit the collected calls; ``.get()`` gives the list (or the final) result."""
+        calls = tuple(self._batch or ())
+        if not calls:
+            raise InvalidData(f"{self._mode}() collected no calls; call e.g. crt.model(...).predict(...)")
+        if self._mode == "mapreduce" and len(calls) == 1:
+            calls = (*calls, TaskCall("omops.collect", {}, self.label, self.om.bucket))
+        self._batch = []
+        return self._parent.executor.submit(Batch(self._mode, calls))
+
+
+def _mask(url: str) -> str:
+    import re
+
+    return re.sub(r"://([^:/@]+):[^@/]+@", r"://\1:***@", url)
+
+
+class ModelProxy:
+    """The actions of one stored model. Each returns a :class:`TaskResult`.
+
+    ``X`` and ``Y`` are dataset references (``'stats[^sales]'``,
+    ``'stats@v1[sales]'``, ``{'name': 'stats', 'sales__gte': 100}``) or
+    in-memory data (DataFrame, ndarray, list), which travels through a
+    temporary dataset that the task removes when done.
+    """
+
+    def __init__(self, runtime: Runtime, name: str) -> None:
+        self.runtime = runtime
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<ModelProxy {self.name!r} on {self.runtime!r}>"
+
+    def _data(self, value: Any, temp: list[str]) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, Mapping):
+            return dict(value)
+        name = temp_name()
+        data = value
+        if isinstance(value, (list, tuple)):
+            import numpy as np
+
+            data = np.asarray(value)
+        self.runtime.om.datasets.put(data, name, append=False)
+        temp.append(name)
+        return name
+
+    def _call(self, action: str, X: Any = None, Y: Any = None, *,  # noqa: N803
+              result_name: str | None = None, **kwargs: Any) -> TaskResult:
+        temp: list[str] = []
+        payload = {
+            "name": self.name, "action": action,
+            "X": self._data(X, temp), "Y": self._data(Y, temp),
+            "kwargs": kwargs, "result_name": result_name, "temp": temp,
+        }
+        if result_name is not None:
+            parse_reference(result_name)
+        return self.runtime.submit(TaskCall("omops.model", payload, self.runtime.label, self.runtime.om.bucket))
+
+    def fit(self, X: Any, Y: Any = None, **kwargs: Any) -> TaskResult:  # noqa: N803
+        """Fit on X (and Y); the fitted model is stored as a new revision."""
+        return self._call("fit", X, Y, **kwargs)
+
+    def partial_fit(self, X: Any, Y: Any = None, **kwargs: Any) -> TaskResult:  # noqa: N803
+        """Update the model with one batch; stored as a new revision."""
+        return self._call("partial_fit", X, Y, **kwargs)
+
+    def fit_transform(self, X: Any, Y: Any = None, *, rName: str | None = None,  # noqa: N803
+                      **kwargs: Any) -> TaskResult:
+        """Fit and transform; the model is stored, the result returned (or stored as rName)."""
+        return self._call("fit_transform", X, Y, result_name=rName, **kwargs)
+
+    def predict(self, X: Any = None, *, rName: str | None = None, **kwargs: Any) -> TaskResult:  # noqa: N803
+        """Predictions as a list, or stored as dataset ``rName``."""
+        return self._call("predict", X, result_name=rName, **kwargs)
+
+    def predict_proba(self, X: Any = None, *, rName: str | None = None, **kwargs: Any) -> TaskResult:  # noqa: N803
+        """Class probabilities as a list of lists, or stored as dataset ``rName``."""
+        return self._call("predict_proba", X, result_name=rName, **kwargs)
+
+    def decision_function(self, X: Any = None, *, rName: str | None = None,  # noqa: N803
+                          **kwargs: Any) -> TaskResult:
+        """Decision function values, or stored as dataset ``rName``."""
+        return self._call("decision_function", X, result_name=rName, **kwargs)
+
+    def transform(self, X: Any = None, *, rName: str | None = None, **kwargs: Any) -> TaskResult:  # noqa: N803
+        """Transformed data, or stored as dataset ``rName``."""
+        return self._call("transform", X, result_name=rName, **kwargs)
+
+    def score(self, X: Any, Y: Any = None, **kwargs: Any) -> TaskResult:  # noqa: N803
+        """The model's score on X, Y (a float)."""
+        return self._call("score", X, Y, **kwargs)
+
+    def gridsearch(self, X: Any, Y: Any = None, *, parameters: Mapping[str, list[Any]],  # noqa: N803
+                   **kwargs: Any) -> TaskResult:
+        """Grid search with cross-validation; the best estimator becomes a new revision.
+
+        The search is stored as model ``<name>/gridsearch`` and its
+        ``cv_results_`` as dataset ``<name>/gridsearch``.
+        """
+        return self._call("gridsearch", X, Y, parameters=dict(parameters), **kwargs)
