@@ -1,0 +1,101 @@
+"""``om runtime``: start workers, see them, run model actions from the shell."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+import omops
+from omops.cli._common import CliError, examples, print_json, print_note, print_table
+from omops.cli._parsing import parse_attributes, parse_value
+from omops.names import check_tag
+
+__all__ = ["app"]
+
+ACTIONS = ("fit", "partial_fit", "predict", "predict_proba", "decision_function", "transform",
+           "fit_transform", "score", "gridsearch")
+
+app = typer.Typer(
+    name="runtime",
+    help="Run model actions locally or on Celery workers; start and inspect workers.",
+    no_args_is_help=True,
+)
+
+
+@app.command(epilog=examples(
+    "  OMOPS_BROKER=amqp://guest:guest@localhost// om runtime worker",
+    "  om runtime worker --label gpu --concurrency 1",
+))
+def worker(
+    label: Annotated[list[str] | None, typer.Option("--label", "-l",
+                     help="Queue(s) to consume; repeat for several. Default: 'default'.")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1,
+                           help="Worker processes (default: number of CPUs).")] = None,
+    loglevel: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+) -> None:
+    """Start a Celery worker for the configured broker (OMOPS_BROKER)."""
+    om = omops.get_omega()
+    if not om.broker:
+        raise CliError(
+            "no broker configured: set OMOPS_BROKER (e.g. amqp://guest:guest@localhost//) "
+            "to start a worker; without one, tasks run locally and need no worker"
+        )
+    from omops.runtime.celery_executor import run_worker
+
+    labels = [check_tag(x) for x in (label or ["default"])]
+    run_worker(om.broker, labels=labels, concurrency=concurrency, loglevel=loglevel.upper())
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show the executor, and the workers with their queues."""
+    state = omops.get_omega().runtime.status()
+    if as_json:
+        print_json(state)
+        return
+    if state["executor"] == "local":
+        print_note("executor: local (no OMOPS_BROKER): tasks run in the calling process")
+        return
+    table = Table("worker", "queues", "concurrency", "active", title=f"broker {state['broker']}")
+    for name, info in state["workers"].items():
+        table.add_row(name, ", ".join(info["queues"]), str(info["concurrency"]), str(info["active"]))
+    print_table(table)
+    if not state["workers"]:
+        print_note("no worker answered; start one with `om runtime worker`")
+
+
+@app.command(epilog=examples(
+    "  om runtime model forecast fit 'stats[^sales]' 'stats[sales]'",
+    "  om runtime model forecast predict 'stats[^sales]' --rname preds",
+    "  om runtime model forecast gridsearch X Y --param 'parameters={\"C\": [0.1, 1]}'",
+))
+def model(
+    name: Annotated[str, typer.Argument(help="Model name, NAME@TAG for a revision.")],
+    action: Annotated[str, typer.Argument(help=f"One of {', '.join(ACTIONS)}.")],
+    x: Annotated[str | None, typer.Argument(metavar="[X]", help="Input dataset reference.")] = None,
+    y: Annotated[str | None, typer.Argument(metavar="[Y]", help="Target dataset reference.")] = None,
+    rname: Annotated[str | None, typer.Option("--rname", help="Store the result as this dataset.")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p",
+                     help="Keyword argument KEY=VALUE (JSON value); repeat for several.")] = None,
+    label: Annotated[str, typer.Option("--label", "-l", help="Queue to run on.")] = "default",
+    local: Annotated[bool, typer.Option("--local", help="Run here even if a broker is set.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the result.")] = 3600.0,
+) -> None:
+    """Run a model action and print its result as JSON."""
+    if action not in ACTIONS:
+        raise typer.BadParameter(f"{action!r} is not one of {', '.join(ACTIONS)}", param_hint="ACTION")
+    runtime = omops.get_omega().runtime.mode(local=local).require(label)
+    kwargs = {k: parse_value(v) for k, v in parse_attributes(param or []).items()}
+    proxy = runtime.model(name)
+    method = getattr(proxy, action)
+    if action in ("predict", "predict_proba", "decision_function", "transform", "fit_transform"):
+        kwargs["rName"] = rname
+    elif rname:
+        raise typer.BadParameter(f"--rname does not apply to {action}", param_hint="--rname")
+    args = [v for v in (x, y) if v is not None] if action not in ("predict", "predict_proba",
+            "decision_function", "transform") else [x]
+    print_json(method(*args, **kwargs).get(timeout=timeout))
