@@ -100,3 +100,29 @@ parts = sa.Table(
 
 sa.Index("ix_parts_blob", parts.c.blob)
 sa.Index("ix_revisions_object_id", revisions.c.object_id)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True),
+    # SHA-256 of the secret part: keys are 32 random bytes, so a fast hash is enough.
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("buckets", sa.JSON, nullable=False),
+    sa.Column("note", sa.String(200), nullable=False, server_default=""),
+    sa.Column("created", UTCDateTime, nullable=False),
+    sa.Column("revoked", UTCDateTime, nullable=True),
+)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("bucket", sa.String(64), nullable=False),
+    sa.Column("task", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("result", sa.JSON, nullable=True),
+    sa.Column("error", sa.JSON, nullable=True),
+    sa.Column("created", UTCDateTime, nullable=False),
+    sa.Column("finished", UTCDateTime, nullable=True),
+)

@@ -24,6 +24,8 @@ from sqlalchemy.engine import Connection, Engine
 from omops.catalog import _migrate
 from omops.catalog._engine import WRITE_OPTION, create_engine, normalize_url
 from omops.catalog._tables import objects, parts, revisions, tags
+from omops.catalog.keys import ApiKeys
+from omops.catalog.tasks import TaskLog
 from omops.errors import InvalidName, NotFound, StorageError
 
 __all__ = ["Catalog", "NewPart", "ObjectRecord", "PartRecord", "RevisionRecord"]
@@ -162,16 +164,31 @@ class Catalog:
             self._engine_obj = None
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
+    def read_transaction(self) -> Iterator[Connection]:
+        """A read transaction (for the catalog package's own modules)."""
         with self.engine().connect() as connection, connection.begin():
             yield connection
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def write_transaction(self) -> Iterator[Connection]:
+        """A write transaction; on SQLite it takes the write lock at once."""
         with self.engine().connect() as connection:
             connection.execution_options(**{WRITE_OPTION: True})
             with connection.begin():
                 yield connection
+
+    _read = read_transaction
+    _write = write_transaction
+
+    @property
+    def api_keys(self) -> ApiKeys:
+        """API keys stored in this catalog."""
+        return ApiKeys(self)
+
+    @property
+    def task_log(self) -> TaskLog:
+        """Tasks recorded for lookup from any process."""
+        return TaskLog(self)
 
     # -- objects -----------------------------------------------------------
 

@@ -159,6 +159,10 @@ class CeleryExecutor:
         args = () if previous is None else (previous,)
         return CeleryResult(self._signature(call, *args).apply_async())
 
+    def submit_background(self, call: TaskCall, *, task_id: str | None = None) -> TaskResult:
+        """Send a call under a chosen task id (Celery tasks never block the caller)."""
+        return CeleryResult(self._signature(call).apply_async(task_id=task_id))
+
     def submit(self, work: TaskCall | Batch) -> TaskResult:
         """Send a call, or a batch as a Celery group, chain or chord."""
         from celery import chain, chord, group

@@ -8,7 +8,7 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -67,6 +67,7 @@ class LocalExecutor:
         self.om = om
         self.max_workers = max_workers or os.cpu_count() or 1
         self._pool: ProcessPoolExecutor | None = None
+        self._threads: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._results: OrderedDict[str, TaskResult] = OrderedDict()
 
@@ -104,6 +105,15 @@ class LocalExecutor:
         if isinstance(work, TaskCall):
             return self._keep(DoneResult.run(lambda: self._run_here(work, None)))
         return self._keep(self._submit_batch(work))
+
+    def submit_background(self, call: TaskCall, *, task_id: str | None = None) -> TaskResult:
+        """Run a call in a background thread of this process; returns at once."""
+        with self._lock:
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(self.max_workers, thread_name_prefix="omops-task")
+            threads = self._threads
+        future = threads.submit(self._run_here, call, None)
+        return self._keep(FutureResult(future, task_id=task_id))
 
     def _run_here(self, call: TaskCall, previous: Any) -> Any:
         return execute(self._omega(call), call.task, call.payload, previous)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from omops.errors import InvalidData, InvalidName
@@ -99,6 +101,21 @@ class Runtime:
         """A task's result by id."""
         return self.executor.result(task_id)
 
+    def submit_model_action(self, name: str, action: str, X: Any = None, Y: Any = None,  # noqa: N803
+                            **kwargs: Any) -> str:
+        """Start a model action without waiting; returns the task id.
+
+        Whoever runs the task records its outcome in the catalog's task log,
+        so ``om.catalog.task_log.get(id)`` (and ``GET /api/v1/task/{id}``)
+        answers from any process.
+        """
+        call = self.model(name).call(action, X, Y, **kwargs)
+        task_id = uuid.uuid4().hex
+        self.om.catalog.task_log.submitted(task_id, bucket=self.om.bucket, task=call.task)
+        recorded = replace(call, payload={**call.payload, "record": task_id})
+        self.executor.submit_background(recorded, task_id=task_id)
+        return task_id
+
     def status(self) -> dict[str, Any]:
         """Workers and queues (Celery), or a note that tasks run locally."""
         if self.local or not self.om.broker:
@@ -188,17 +205,22 @@ class ModelProxy:
         temp.append(name)
         return name
 
-    def _call(self, action: str, X: Any = None, Y: Any = None, *,  # noqa: N803
-              result_name: str | None = None, **kwargs: Any) -> TaskResult:
+    def call(self, action: str, X: Any = None, Y: Any = None, *,  # noqa: N803
+             result_name: str | None = None, **kwargs: Any) -> TaskCall:
+        """The task call for ``action``; in-memory X/Y are stored as temporary datasets."""
+        if result_name is not None:
+            parse_reference(result_name)
         temp: list[str] = []
         payload = {
             "name": self.name, "action": action,
             "X": self._data(X, temp), "Y": self._data(Y, temp),
             "kwargs": kwargs, "result_name": result_name, "temp": temp,
         }
-        if result_name is not None:
-            parse_reference(result_name)
-        return self.runtime.submit(TaskCall("omops.model", payload, self.runtime.label, self.runtime.om.bucket))
+        return TaskCall("omops.model", payload, self.runtime.label, self.runtime.om.bucket)
+
+    def _call(self, action: str, X: Any = None, Y: Any = None, *,  # noqa: N803
+              result_name: str | None = None, **kwargs: Any) -> TaskResult:
+        return self.runtime.submit(self.call(action, X, Y, result_name=result_name, **kwargs))
 
     def fit(self, X: Any, Y: Any = None, **kwargs: Any) -> TaskResult:  # noqa: N803
         """Fit on X (and Y); the fitted model is stored as a new revision."""

@@ -171,14 +171,36 @@ def drop_temporaries(om: Omega, payload: Mapping[str, Any]) -> None:
 
 
 def execute(om: Omega, task: str, payload: Mapping[str, Any], previous: Any = None) -> Any:
-    """Run one task; temporary inputs are removed whether it succeeds or fails."""
-    function = TASKS.get(task)
-    if function is None:
-        raise NotFound(f"task {task!r} is not known; known tasks are {', '.join(TASKS)}")
+    """Run one task; temporary inputs are removed whether it succeeds or fails.
+
+    A payload with ``record: <task id>`` also writes its outcome to the
+    catalog's task log, where any process (e.g. any REST server) finds it.
+    """
+    record = payload.get("record")
     try:
-        return function(om, payload, previous)
+        function = TASKS.get(task)
+        if function is None:
+            raise NotFound(f"task {task!r} is not known; known tasks are {', '.join(TASKS)}")
+        result = function(om, payload, previous)
+    except Exception as exc:
+        if record:
+            om.catalog.task_log.finished(record, error=_error_of(exc))
+        raise
     finally:
         drop_temporaries(om, payload)
+    if record:
+        om.catalog.task_log.finished(record, result=result)
+    return result
+
+
+def _error_of(exc: BaseException) -> dict[str, Any]:
+    import traceback
+
+    if hasattr(exc, "exc_type"):  # a TaskFailed from a nested task
+        return {"type": exc.exc_type, "message": exc.exc_message}
+    message = str(exc.args[0]) if exc.args else str(exc)
+    return {"type": type(exc).__name__, "message": message,
+            "traceback": "".join(traceback.format_exception(exc))[-4000:]}
 
 
 def temp_name() -> str:

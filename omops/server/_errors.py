@@ -1,0 +1,68 @@
+"""One table from exceptions to HTTP answers: ``{"error": code, "message": ...}``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from omops import errors
+
+__all__ = ["ERROR_STATUS", "error_response", "install_error_handlers"]
+
+#: Found along the exception's MRO, so subclasses share their base's answer.
+ERROR_STATUS: dict[type[errors.OmopsError], tuple[int, str]] = {
+    errors.NotFound: (404, "not_found"),
+    errors.InvalidName: (400, "invalid_name"),
+    errors.InvalidQuery: (400, "invalid_query"),
+    errors.InvalidData: (400, "invalid_data"),
+    errors.PluginError: (400, "plugin_error"),
+    errors.AlreadyExists: (409, "already_exists"),
+    errors.Unauthorized: (401, "unauthorized"),
+    errors.Forbidden: (403, "forbidden"),
+    errors.TaskFailed: (400, "task_failed"),
+    errors.TaskTimeout: (504, "task_timeout"),
+    errors.ConfigError: (500, "config_error"),
+    errors.StorageError: (503, "storage_error"),
+}
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+
+
+def _status_of(exc: errors.OmopsError) -> tuple[int, str]:
+    for cls in type(exc).__mro__:
+        if cls in ERROR_STATUS:
+            return ERROR_STATUS[cls]
+    return 500, "internal_error"
+
+
+async def _omops_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.OmopsError)
+    status, code = _status_of(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return error_response(status, code, str(exc), headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+        exc.status_code, "http_error"
+    )
+    return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}) or None)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+    )
+    return error_response(422, "validation_error", problems or "invalid request")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(errors.OmopsError, _omops_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)

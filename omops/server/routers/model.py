@@ -1,0 +1,157 @@
+"""``/api/v1/model``: list and describe models, run their actions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from omops.errors import InvalidData, InvalidQuery
+from omops.names import parse_reference
+from omops.omega import Omega
+from omops.runtime.tasks import MODELS, to_json
+from omops.server._auth import Scope
+from omops.server._deps import reader
+from omops.server._payload import frame_from_json, parse_json, to_json_bytes
+
+__all__ = ["ASYNC_ACTIONS", "SYNC_ACTIONS", "router"]
+
+router = APIRouter(prefix="/api/v1/model", tags=["model"])
+
+SYNC_ACTIONS = ("predict", "predict_proba", "decision_function", "transform", "score")
+ASYNC_ACTIONS = ("fit", "partial_fit")
+_DATA_BODY = {
+    "requestBody": {
+        "required": False,
+        "content": {"application/json": {"schema": {
+            "oneOf": [
+                {"type": "object", "required": ["columns", "data"], "properties": {
+                    "columns": {"type": "array", "items": {"type": "string"}},
+                    "data": {"type": "array", "items": {"type": "array"}},
+                    "y": {"type": "array"}}},
+                {"type": "object", "required": ["data"], "properties": {
+                    "data": {"type": "object", "additionalProperties": {"type": "array"}},
+                    "y": {"type": "array"}}},
+                {"type": "array", "items": {"type": "object"}},
+            ]
+        }}},
+    }
+}
+
+
+def _json(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(to_json_bytes(value), status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+@router.get("", summary="List models")
+def list_models(scope: Annotated[Scope, Depends(reader)]) -> Response:
+    records = scope.om.catalog.list(scope.om.bucket, "models")
+    return _json({"models": [
+        {"name": r.name, "kind": r.kind, "modified": r.modified.isoformat()} for r in records
+    ]})
+
+
+@router.get("/{name:path}", summary="Describe a model: kind, revisions, tags, input columns")
+def describe_model(name: str, scope: Annotated[Scope, Depends(reader)]) -> Response:
+    meta = scope.om.models.metadata(name)
+    revisions = scope.om.models.revisions(parse_reference(name).name)
+    return _json({
+        **meta.to_dict(),
+        "revisions": [{"revision": r, "tags": t} for r, t in revisions],
+        "input_columns": meta.kind_meta.get("feature_names"),
+        "n_features": meta.kind_meta.get("n_features"),
+        "actions": sorted(scope.om.plugins.get(meta.kind).actions),
+    })
+
+
+def _inputs(om: Omega, payload: Any, datax: str | None, datay: str | None) -> tuple[Any, Any]:
+    if datax is not None:
+        X = om.datasets.get(datax)  # noqa: N806
+    elif payload is None:
+        raise InvalidData("send the input as the JSON body, or name a dataset with ?datax=")
+    else:
+        X = frame_from_json(payload)  # noqa: N806
+    y = None
+    if datay is not None:
+        y = om.datasets.get(datay)
+        if getattr(y, "ndim", 1) == 2 and y.shape[1] == 1:
+            y = y.iloc[:, 0]
+    elif isinstance(payload, dict) and "y" in payload:
+        y = payload["y"]
+    return X, y
+
+
+def _align(X: Any, kind_meta: dict[str, Any]) -> Any:  # noqa: N803
+    """Columns in the order the model was fitted with; a clear 400 when some are missing."""
+    expected = kind_meta.get("feature_names")
+    if not expected or not hasattr(X, "columns"):
+        return X
+    missing = [c for c in expected if c not in X.columns]
+    if missing:
+        raise InvalidData(
+            f"input lacks column(s) {missing}; the model expects {expected}, got {list(X.columns)}"
+        )
+    return X[expected] if list(X.columns) != expected else X
+
+
+def run_sync(om: Omega, name: str, action: str, payload: Any, datax: str | None,
+             datay: str | None) -> dict[str, Any]:
+    """Load (or reuse) the model revision and run the action in this process."""
+    ref = parse_reference(name)
+    meta = om.models.metadata(name)
+    plugin = om.plugins.get(meta.kind)
+    if action not in plugin.actions:
+        raise InvalidQuery(f"model {ref.name!r} has no action {action!r}")
+    key = (repr(om.catalog), om.bucket, ref.name, meta.revision)
+    model = MODELS.get(key, lambda: om.models.get(f"{ref.name}@{meta.revision}"))
+    X, y = _inputs(om, payload, datax, datay)  # noqa: N806
+    X = _align(X, meta.kind_meta)  # noqa: N806
+    if action == "score" and y is None:
+        raise InvalidData("score needs targets: add \"y\": [...] to the body or ?datay=<dataset>")
+    try:
+        outcome = plugin.perform(model, action, X, y)
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise InvalidData(f"the model could not {action} this input: {exc}") from None
+    return {"model": ref.name, "revision": meta.revision, "rows": len(X),
+            "result": to_json(outcome.result)}
+
+
+@router.api_route("/{name:path}/{action}", methods=["POST", "PUT"], summary="Run a model action",
+                  openapi_extra=_DATA_BODY)
+async def model_action(
+    name: str,
+    action: str,
+    request: Request,
+    datax: Annotated[str | None, Query(description="Input dataset instead of a body")] = None,
+    datay: Annotated[str | None, Query(description="Target dataset (fit, score)")] = None,
+    run_async: Annotated[bool, Query(alias="async", description="Answer 202 with a task")] = False,
+) -> Response:
+    if action not in SYNC_ACTIONS + ASYNC_ACTIONS:
+        raise InvalidQuery(
+            f"action {action!r} is not one of {', '.join(SYNC_ACTIONS + ASYNC_ACTIONS)}"
+        )
+    role = "write" if action in ASYNC_ACTIONS else "read"
+    scope: Scope = request.app.state.access.scope(request, role)
+    parse_reference(name)
+    body = await request.body()
+    payload = parse_json(body) if body.strip() else None
+    if run_async or action in ASYNC_ACTIONS:
+        task_id = await run_in_threadpool(_submit, scope.om, name, action, payload, datax, datay)
+        location = f"/api/v1/task/{task_id}/result"
+        return _json({"task": task_id, "status": "PENDING", "location": location}, 202,
+                     {"Location": location})
+    answer = await run_in_threadpool(run_sync, scope.om, name, action, payload, datax, datay)
+    request.app.state.metrics.predicted(answer["model"], answer["rows"])
+    return _json(answer)
+
+
+def _submit(om: Omega, name: str, action: str, payload: Any, datax: str | None,
+            datay: str | None) -> str:
+    X = datax  # noqa: N806
+    y: Any = datay
+    if datax is None:
+        X, y = _inputs(om, payload, None, datay)  # noqa: N806
+    om.models.metadata(name)  # 404 now rather than a failed task later
+    return om.runtime.submit_model_action(name, action, X, y)

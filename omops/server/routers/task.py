@@ -1,0 +1,40 @@
+"""``/api/v1/task``: status and result of tasks started through the API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+
+from omops.errors import NotFound
+from omops.server._auth import Scope
+from omops.server._deps import reader
+from omops.server._payload import to_json_bytes
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1/task", tags=["task"])
+
+
+def _record(scope: Scope, task_id: str):  # noqa: ANN202
+    record = scope.om.catalog.task_log.get(task_id)
+    if record.bucket != scope.om.bucket:
+        raise NotFound(f"no task {task_id!r} in bucket {scope.om.bucket!r}")
+    return record
+
+
+@router.get("/{task_id}/status", summary="A task's status")
+def task_status(task_id: str, scope: Annotated[Scope, Depends(reader)]) -> Response:
+    record = _record(scope, task_id)
+    body = {"id": record.id, "status": record.status, "task": record.task,
+            "created": record.created.isoformat(),
+            "finished": record.finished.isoformat() if record.finished else None}
+    return Response(to_json_bytes(body), media_type="application/json")
+
+
+@router.get("/{task_id}/result", summary="A task's result (202 while it runs)")
+def task_result(task_id: str, scope: Annotated[Scope, Depends(reader)]) -> Response:
+    record = _record(scope, task_id)
+    body = {"id": record.id, "status": record.status, "result": record.result, "error": record.error}
+    status = 202 if record.status not in ("SUCCESS", "FAILURE") else 200
+    return Response(to_json_bytes(body), status_code=status, media_type="application/json")
