@@ -73,9 +73,7 @@ def _read_config_file(path: Path) -> dict[str, object]:
         raise ConfigError(f"cannot read {path}: {exc}. Fix or remove the file.") from exc
     unknown = sorted(set(data) - set(_KEYS))
     if unknown:
-        raise ConfigError(
-            f"unknown key(s) {unknown} in {path}; valid keys are {list(_KEYS)}"
-        )
+        raise ConfigError(f"unknown key(s) {unknown} in {path}; valid keys are {list(_KEYS)}")
     for key, value in data.items():
         if not isinstance(value, str):
             raise ConfigError(f"{key!r} in {path} must be a string, got {type(value).__name__}")

@@ -71,9 +71,7 @@ def check_name(name: object) -> str:
 def check_tag(tag: object) -> str:
     """Return ``tag`` if it is a valid tag (1-64 of ``[A-Za-z0-9_.-]``)."""
     if not isinstance(tag, str) or not _TAG.fullmatch(tag):
-        raise InvalidName(
-            f"invalid tag {tag!r}: a tag is 1-64 letters, digits, '_', '.' or '-'"
-        )
+        raise InvalidName(f"invalid tag {tag!r}: a tag is 1-64 letters, digits, '_', '.' or '-'")
     return tag
 
 

@@ -64,15 +64,25 @@ class Omega:
         if settings is None:
             settings = load_settings({"OMOPS_HOME": str(home)} if home is not None else None)
         self.settings = settings
-        self.catalog = catalog if isinstance(catalog, Catalog) else Catalog(catalog or settings.catalog)
+        self.catalog = (
+            catalog if isinstance(catalog, Catalog) else Catalog(catalog or settings.catalog)
+        )
         self.blobs = blobs if isinstance(blobs, Blobs) else Blobs(blobs or settings.blobs)
         self.broker = broker if broker is not None else settings.broker
         self.bucket = _check_bucket(bucket or settings.bucket)
         self.plugins = plugins or default_registry()
         for store in STORES:
-            setattr(self, store, Repository(
-                store, catalog=self.catalog, blobs=self.blobs, bucket=self.bucket, plugins=self.plugins
-            ))
+            setattr(
+                self,
+                store,
+                Repository(
+                    store,
+                    catalog=self.catalog,
+                    blobs=self.blobs,
+                    bucket=self.bucket,
+                    plugins=self.plugins,
+                ),
+            )
 
     datasets: Repository
     models: Repository
@@ -96,5 +106,11 @@ class Omega:
 
     def __getitem__(self, bucket: str) -> Omega:
         """The same instance family in another bucket: ``om['dev']``."""
-        return Omega(self.catalog, self.blobs, self.broker, _check_bucket(bucket),
-                     settings=self.settings, plugins=self.plugins)
+        return Omega(
+            self.catalog,
+            self.blobs,
+            self.broker,
+            _check_bucket(bucket),
+            settings=self.settings,
+            plugins=self.plugins,
+        )

@@ -80,18 +80,27 @@ class Metadata:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able view (datetimes as ISO strings), without the plugin's kind_meta."""
         return {
-            "name": self.name, "bucket": self.bucket, "store": self.store, "kind": self.kind,
-            "revision": self.revision, "tags": list(self.tags),
-            "created": self.created.isoformat(), "modified": self.modified.isoformat(),
-            "attributes": dict(self.attributes), "size": self.size, "rows": self.rows,
-            "columns": self.columns, "origin": self.origin, **self.details,
+            "name": self.name,
+            "bucket": self.bucket,
+            "store": self.store,
+            "kind": self.kind,
+            "revision": self.revision,
+            "tags": list(self.tags),
+            "created": self.created.isoformat(),
+            "modified": self.modified.isoformat(),
+            "attributes": dict(self.attributes),
+            "size": self.size,
+            "rows": self.rows,
+            "columns": self.columns,
+            "origin": self.origin,
+            **self.details,
         }
 
 
 def _tags(tag: str | Sequence[str] | None) -> list[str]:
     if tag is None:
         return []
-    names = [tag] if isinstance(tag, str) else list(tag)
+    names = list(tag) if isinstance(tag, (list, tuple, set, frozenset)) else [tag]
     return [check_tag(t) for t in names]
 
 
@@ -109,8 +118,15 @@ class Repository:
         Defaults to the built-in kinds plus entry-point plugins.
     """
 
-    def __init__(self, store: str, *, catalog: Catalog, blobs: Blobs, bucket: str = "default",
-                 plugins: Registry | None = None) -> None:
+    def __init__(
+        self,
+        store: str,
+        *,
+        catalog: Catalog,
+        blobs: Blobs,
+        bucket: str = "default",
+        plugins: Registry | None = None,
+    ) -> None:
         self.store = store
         self.catalog = catalog
         self.blobs = blobs
@@ -173,8 +189,13 @@ class Repository:
         base = self._append_base(name, plugin.kind) if append else None
         stored = plugin.put(obj, self.blobs, base=base)
         new = NewRevision(
-            kind=plugin.kind, kind_meta=stored.kind_meta, parts=stored.parts, append=append,
-            tags=tags, attributes=attributes, extend=lambda b: plugin.extend(stored, b),
+            kind=plugin.kind,
+            kind_meta=stored.kind_meta,
+            parts=stored.parts,
+            append=append,
+            tags=tags,
+            attributes=attributes,
+            extend=lambda b: plugin.extend(stored, b),
         )
         try:
             record, revision = self.catalog.commit(self.bucket, self.store, name, new)
@@ -218,6 +239,7 @@ class Repository:
     def tag(self, name: str, revision: str, tag: str) -> None:
         """Point ``tag`` at ``revision`` (a revision id prefix or another tag)."""
         check_tag(tag)
+        check_tag(revision)
         record = self._record(name)
         self.catalog.set_tag(record.id, self.catalog.resolve(record.id, revision), tag)
 
@@ -252,7 +274,7 @@ class Repository:
         ref = parse_reference(name)
         if ref.columns is not None:
             raise InvalidName(f"promote takes a name, not a column selector: {name!r}")
-        asname = check_name(asname or ref.name)
+        asname = check_name(ref.name if asname is None else asname)
         record = self._record(ref.name)
         revision = self.catalog.resolve(record.id, ref.ref)
         plugin = target.plugins.get(revision.kind)
@@ -265,12 +287,21 @@ class Repository:
         for part in parts:
             target.blobs.copy_from(self.blobs, part.blob)
         origin = {
-            "bucket": self.bucket, "store": self.store, "name": ref.name,
-            "revision": revision.revision, "catalog": repr(self.catalog),
-            "promoted": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "bucket": self.bucket,
+            "store": self.store,
+            "name": ref.name,
+            "revision": revision.revision,
+            "catalog": repr(self.catalog),
+            "promoted": dt.datetime.now(dt.UTC).isoformat(),
         }
-        new = NewRevision(kind=revision.kind, kind_meta=revision.kind_meta, parts=parts,
-                          append=False, attributes=record.attributes, origin=origin)
+        new = NewRevision(
+            kind=revision.kind,
+            kind_meta=revision.kind_meta,
+            parts=parts,
+            append=False,
+            attributes=record.attributes,
+            origin=origin,
+        )
         obj, promoted = target.catalog.commit(target.bucket, target.store, asname, new)
         return target._metadata(obj, promoted, ["latest"])
 
@@ -312,6 +343,8 @@ class Repository:
         ['x']
         """
         ref = parse_reference(name)
+        if revision is not None:
+            check_tag(revision)
         if revision is not None and ref.ref is not None:
             raise InvalidName(f"{name!r} names a revision already; drop revision={revision!r}")
         if columns is not None and ref.columns is not None:
@@ -320,7 +353,8 @@ class Repository:
         rev = self.catalog.resolve(record.id, revision or ref.ref)
         query = ReadQuery(
             columns=ref.columns if ref.columns is not None else columns,
-            exclude=ref.exclude, filters=filters,
+            exclude=ref.exclude,
+            filters=filters,
         )
         plugin = self.plugins.get(rev.kind)
         return plugin.get(self.blobs, self.catalog.parts(rev), rev.kind_meta, query=query)
@@ -339,7 +373,9 @@ class Repository:
 
     def list(self, pattern: str | None = None, *, kind: str | None = None) -> list[str]:
         """Names in this store, sorted; ``pattern`` is a glob like ``'prod/*'``."""
-        return [r.name for r in self.catalog.list(self.bucket, self.store, pattern=pattern, kind=kind)]
+        return [
+            r.name for r in self.catalog.list(self.bucket, self.store, pattern=pattern, kind=kind)
+        ]
 
     def metadata(self, name: str) -> Metadata:
         """Metadata of ``name`` at its latest (or given, ``name@ref``) revision."""
@@ -367,15 +403,28 @@ class Repository:
     def _record(self, name: str) -> ObjectRecord:
         return self.catalog.get(self.bucket, self.store, check_name(name))
 
-    def _metadata(self, record: ObjectRecord, revision: RevisionRecord, tags: list[str]) -> Metadata:
+    def _metadata(
+        self, record: ObjectRecord, revision: RevisionRecord, tags: list[str]
+    ) -> Metadata:
         try:
             details = self.plugins.get(revision.kind).describe(revision.kind_meta)
         except PluginError:
             details = {}
         return Metadata(
-            name=record.name, bucket=record.bucket, store=record.store, kind=revision.kind,
-            revision=revision.revision, tags=sorted(tags), created=record.created,
-            modified=record.modified, attributes=dict(record.attributes), size=revision.size,
-            rows=revision.rows, columns=details.get("columns"), origin=record.origin,
-            kind_meta=dict(revision.kind_meta), details=details, _repository=self,
+            name=record.name,
+            bucket=record.bucket,
+            store=record.store,
+            kind=revision.kind,
+            revision=revision.revision,
+            tags=sorted(set(tags)),
+            created=record.created,
+            modified=record.modified,
+            attributes=dict(record.attributes),
+            size=revision.size,
+            rows=revision.rows,
+            columns=details.get("columns"),
+            origin=record.origin,
+            kind_meta=dict(revision.kind_meta),
+            details=details,
+            _repository=self,
         )

@@ -30,7 +30,7 @@ class UTCDateTime(TypeDecorator):
 
     def process_result_value(self, value, dialect):  # noqa: ANN001, ANN201
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
+            value = value.replace(tzinfo=dt.UTC)
         return value
 
 

@@ -42,9 +42,14 @@ class ApiKey:
         return in_bucket and ROLES.index(self.role) >= ROLES.index(role)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "role": self.role, "buckets": list(self.buckets), "note": self.note,
-                "created": self.created.isoformat(),
-                "revoked": self.revoked.isoformat() if self.revoked else None}
+        return {
+            "id": self.id,
+            "role": self.role,
+            "buckets": list(self.buckets),
+            "note": self.note,
+            "created": self.created.isoformat(),
+            "revoked": self.revoked.isoformat() if self.revoked else None,
+        }
 
 
 def _digest(secret: str) -> str:
@@ -64,33 +69,48 @@ class ApiKeys:
         if not buckets:
             raise InvalidData("a key needs at least one bucket (or '*' for all)")
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         with self.catalog.write_transaction() as conn:
-            conn.execute(api_keys.insert().values(
-                id=key_id, hash=_digest(secret), role=role, buckets=list(buckets),
-                note=note[:200], created=now, revoked=None,
-            ))
-        return f"{_PREFIX}_{key_id}_{secret}", ApiKey(key_id, role, list(buckets), note[:200], now, None)
+            conn.execute(
+                api_keys.insert().values(
+                    id=key_id,
+                    hash=_digest(secret),
+                    role=role,
+                    buckets=list(buckets),
+                    note=note[:200],
+                    created=now,
+                    revoked=None,
+                )
+            )
+        return f"{_PREFIX}_{key_id}_{secret}", ApiKey(
+            key_id, role, list(buckets), note[:200], now, None
+        )
 
     def list(self, *, include_revoked: bool = False) -> list[ApiKey]:
         query = sa.select(api_keys).order_by(api_keys.c.created)
         if not include_revoked:
             query = query.where(api_keys.c.revoked.is_(None))
         with self.catalog.read_transaction() as conn:
-            return [ApiKey(**{k: v for k, v in r._mapping.items() if k != "hash"})
-                    for r in conn.execute(query)]
+            return [
+                ApiKey(**{k: v for k, v in r._mapping.items() if k != "hash"})
+                for r in conn.execute(query)
+            ]
 
     def any_active(self) -> bool:
         with self.catalog.read_transaction() as conn:
-            return conn.execute(
-                sa.select(api_keys.c.id).where(api_keys.c.revoked.is_(None)).limit(1)
-            ).first() is not None
+            return (
+                conn.execute(
+                    sa.select(api_keys.c.id).where(api_keys.c.revoked.is_(None)).limit(1)
+                ).first()
+                is not None
+            )
 
     def revoke(self, key_id: str) -> None:
         with self.catalog.write_transaction() as conn:
             done = conn.execute(
-                api_keys.update().where(api_keys.c.id == key_id, api_keys.c.revoked.is_(None))
-                .values(revoked=dt.datetime.now(dt.timezone.utc))
+                api_keys.update()
+                .where(api_keys.c.id == key_id, api_keys.c.revoked.is_(None))
+                .values(revoked=dt.datetime.now(dt.UTC))
             ).rowcount
         if not done:
             raise NotFound(f"no active API key {key_id!r}; see `om auth list`")

@@ -30,7 +30,7 @@ class TaskRecord:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class TaskLog:
@@ -41,16 +41,31 @@ class TaskLog:
 
     def submitted(self, task_id: str, *, bucket: str, task: str) -> None:
         with self.catalog.write_transaction() as conn:
-            conn.execute(tasks.insert().values(
-                id=task_id, bucket=bucket, task=task, status="PENDING", created=_now(),
-            ))
+            conn.execute(
+                tasks.insert().values(
+                    id=task_id,
+                    bucket=bucket,
+                    task=task,
+                    status="PENDING",
+                    created=_now(),
+                )
+            )
 
-    def finished(self, task_id: str, *, result: Any = None, error: dict[str, Any] | None = None) -> None:
+    def finished(
+        self, task_id: str, *, result: Any = None, error: dict[str, Any] | None = None
+    ) -> None:
         status = "FAILURE" if error is not None else "SUCCESS"
         with self.catalog.write_transaction() as conn:
-            conn.execute(tasks.update().where(tasks.c.id == task_id).values(
-                status=status, result=result, error=error, finished=_now(),
-            ))
+            conn.execute(
+                tasks.update()
+                .where(tasks.c.id == task_id)
+                .values(
+                    status=status,
+                    result=result,
+                    error=error,
+                    finished=_now(),
+                )
+            )
 
     def get(self, task_id: str) -> TaskRecord:
         with self.catalog.read_transaction() as conn:

@@ -14,8 +14,17 @@ from omops.names import check_tag
 
 __all__ = ["app"]
 
-ACTIONS = ("fit", "partial_fit", "predict", "predict_proba", "decision_function", "transform",
-           "fit_transform", "score", "gridsearch")
+ACTIONS = (
+    "fit",
+    "partial_fit",
+    "predict",
+    "predict_proba",
+    "decision_function",
+    "transform",
+    "fit_transform",
+    "score",
+    "gridsearch",
+)
 
 app = typer.Typer(
     name="runtime",
@@ -24,15 +33,25 @@ app = typer.Typer(
 )
 
 
-@app.command(epilog=examples(
-    "  OMOPS_BROKER=amqp://guest:guest@localhost// om runtime worker",
-    "  om runtime worker --label gpu --concurrency 1",
-))
+@app.command(
+    epilog=examples(
+        "  OMOPS_BROKER=amqp://guest:guest@localhost// om runtime worker",
+        "  om runtime worker --label gpu --concurrency 1",
+    )
+)
 def worker(
-    label: Annotated[list[str] | None, typer.Option("--label", "-l",
-                     help="Queue(s) to consume; repeat for several. Default: 'default'.")] = None,
-    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1,
-                           help="Worker processes (default: number of CPUs).")] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--label", "-l", help="Queue(s) to consume; repeat for several. Default: 'default'."
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency", "-c", min=1, help="Worker processes (default: number of CPUs)."
+        ),
+    ] = None,
     loglevel: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
 ) -> None:
     """Start a Celery worker for the configured broker (OMOPS_BROKER)."""
@@ -62,32 +81,48 @@ def status(
         return
     table = Table("worker", "queues", "concurrency", "active", title=f"broker {state['broker']}")
     for name, info in state["workers"].items():
-        table.add_row(name, ", ".join(info["queues"]), str(info["concurrency"]), str(info["active"]))
+        table.add_row(
+            name, ", ".join(info["queues"]), str(info["concurrency"]), str(info["active"])
+        )
     print_table(table)
     if not state["workers"]:
         print_note("no worker answered; start one with `om runtime worker`")
 
 
-@app.command(epilog=examples(
-    "  om runtime model forecast fit 'stats[^sales]' 'stats[sales]'",
-    "  om runtime model forecast predict 'stats[^sales]' --rname preds",
-    "  om runtime model forecast gridsearch X Y --param 'parameters={\"C\": [0.1, 1]}'",
-))
+@app.command(
+    epilog=examples(
+        "  om runtime model forecast fit 'stats[^sales]' 'stats[sales]'",
+        "  om runtime model forecast predict 'stats[^sales]' --rname preds",
+        "  om runtime model forecast gridsearch X Y --param 'parameters={\"C\": [0.1, 1]}'",
+    )
+)
 def model(
     name: Annotated[str, typer.Argument(help="Model name, NAME@TAG for a revision.")],
     action: Annotated[str, typer.Argument(help=f"One of {', '.join(ACTIONS)}.")],
     x: Annotated[str | None, typer.Argument(metavar="[X]", help="Input dataset reference.")] = None,
-    y: Annotated[str | None, typer.Argument(metavar="[Y]", help="Target dataset reference.")] = None,
-    rname: Annotated[str | None, typer.Option("--rname", help="Store the result as this dataset.")] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", "-p",
-                     help="Keyword argument KEY=VALUE (JSON value); repeat for several.")] = None,
+    y: Annotated[
+        str | None, typer.Argument(metavar="[Y]", help="Target dataset reference.")
+    ] = None,
+    rname: Annotated[
+        str | None, typer.Option("--rname", help="Store the result as this dataset.")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param", "-p", help="Keyword argument KEY=VALUE (JSON value); repeat for several."
+        ),
+    ] = None,
     label: Annotated[str, typer.Option("--label", "-l", help="Queue to run on.")] = "default",
-    local: Annotated[bool, typer.Option("--local", help="Run here even if a broker is set.")] = False,
+    local: Annotated[
+        bool, typer.Option("--local", help="Run here even if a broker is set.")
+    ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the result.")] = 3600.0,
 ) -> None:
     """Run a model action and print its result as JSON."""
     if action not in ACTIONS:
-        raise typer.BadParameter(f"{action!r} is not one of {', '.join(ACTIONS)}", param_hint="ACTION")
+        raise typer.BadParameter(
+            f"{action!r} is not one of {', '.join(ACTIONS)}", param_hint="ACTION"
+        )
     runtime = omops.get_omega().runtime.mode(local=local).require(label)
     kwargs = {k: parse_value(v) for k, v in parse_attributes(param or []).items()}
     proxy = runtime.model(name)
@@ -96,6 +131,83 @@ def model(
         kwargs["rName"] = rname
     elif rname:
         raise typer.BadParameter(f"--rname does not apply to {action}", param_hint="--rname")
-    args = [v for v in (x, y) if v is not None] if action not in ("predict", "predict_proba",
-            "decision_function", "transform") else [x]
+    args = (
+        [v for v in (x, y) if v is not None]
+        if action not in ("predict", "predict_proba", "decision_function", "transform")
+        else [x]
+    )
     print_json(method(*args, **kwargs).get(timeout=timeout))
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command(
+    epilog=examples(
+        "  om runtime serve                       # http://127.0.0.1:8000/docs",
+        "  om runtime serve --host 0.0.0.0 --workers 4   # needs API keys: om auth create-key",
+    )
+)
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Address to bind; other than loopback needs API keys.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+    require_keys: Annotated[
+        bool | None,
+        typer.Option(
+            "--require-keys/--no-require-keys",
+            help="Demand API keys (default: only when not bound to loopback).",
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            help="Serve a non-loopback address WITHOUT keys (anyone reaching it may read and write)."
+        ),
+    ] = False,
+    max_body: Annotated[int, typer.Option(help="Largest request body in bytes (413 above).")] = 32
+    * 1024
+    * 1024,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+) -> None:
+    """Serve every stored model, dataset and task over REST (FastAPI + uvicorn)."""
+    import os
+
+    import uvicorn
+
+    om = omops.get_omega()
+    loopback = _is_loopback(host)
+    keys = require_keys if require_keys is not None else not loopback
+    if not loopback and insecure:
+        keys = False
+    if keys and not om.catalog.api_keys.any_active():
+        raise CliError(
+            f"binding {host} needs API keys and none exists: create one with "
+            "`om auth create-key --bucket default --role read` (or pass --insecure to serve "
+            "without authentication)"
+        )
+    os.environ["OMOPS_SERVER_REQUIRE_KEYS"] = "1" if keys else "0"
+    os.environ["OMOPS_SERVER_MAX_BODY"] = str(max_body)
+    print_note(
+        f"serving {om.catalog!r} on http://{host}:{port} (docs at /docs, "
+        f"{'API keys required' if keys else 'no API keys'})"
+    )
+    uvicorn.run(
+        "omops.server.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+    )

@@ -19,7 +19,14 @@ from typing import Any
 from omops.errors import PluginError
 from omops.plugins.base import Plugin
 
-__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "SUPPORTS_ORDER", "PluginSpec", "Registry", "default_registry"]
+__all__ = [
+    "BUILTIN",
+    "ENTRY_POINT_GROUP",
+    "SUPPORTS_ORDER",
+    "PluginSpec",
+    "Registry",
+    "default_registry",
+]
 
 ENTRY_POINT_GROUP = "omops.plugins"
 
@@ -32,14 +39,16 @@ class PluginSpec:
     extra: str | None = None
 
 
-BUILTIN: Mapping[str, PluginSpec] = MappingProxyType({
-    "pandas.dataframe": PluginSpec("omops.plugins.pandas:DataFramePlugin"),
-    "pandas.series": PluginSpec("omops.plugins.pandas:SeriesPlugin"),
-    "numpy.ndarray": PluginSpec("omops.plugins.simple:NdarrayPlugin"),
-    "python.json": PluginSpec("omops.plugins.simple:JsonPlugin"),
-    "python.pickle": PluginSpec("omops.plugins.simple:PicklePlugin"),
-    "sklearn.joblib": PluginSpec("omops.plugins.sklearn:SklearnPlugin", extra="sklearn"),
-})
+BUILTIN: Mapping[str, PluginSpec] = MappingProxyType(
+    {
+        "pandas.dataframe": PluginSpec("omops.plugins.pandas:DataFramePlugin"),
+        "pandas.series": PluginSpec("omops.plugins.pandas:SeriesPlugin"),
+        "numpy.ndarray": PluginSpec("omops.plugins.simple:NdarrayPlugin"),
+        "python.json": PluginSpec("omops.plugins.simple:JsonPlugin"),
+        "python.pickle": PluginSpec("omops.plugins.simple:PicklePlugin"),
+        "sklearn.joblib": PluginSpec("omops.plugins.sklearn:SklearnPlugin", extra="sklearn"),
+    }
+)
 
 #: Kinds tried, in this order, when no ``kind=`` is given. ``python.pickle`` is
 #: never chosen implicitly: it must be asked for.
@@ -63,10 +72,12 @@ class Registry:
     """
 
     def __init__(self, specs: Mapping[str, PluginSpec | str], order: Iterable[str]) -> None:
-        self._specs = MappingProxyType({
-            kind: spec if isinstance(spec, PluginSpec) else PluginSpec(spec)
-            for kind, spec in specs.items()
-        })
+        self._specs = MappingProxyType(
+            {
+                kind: spec if isinstance(spec, PluginSpec) else PluginSpec(spec)
+                for kind, spec in specs.items()
+            }
+        )
         self.order = tuple(order)
         unknown = [k for k in self.order if k not in self._specs]
         if unknown:
@@ -90,7 +101,9 @@ class Registry:
     def _load(self, kind: str) -> Plugin:
         spec = self._specs.get(kind)
         if spec is None:
-            raise PluginError(f"kind {kind!r} is not known; known kinds are {', '.join(self.kinds)}")
+            raise PluginError(
+                f"kind {kind!r} is not known; known kinds are {', '.join(self.kinds)}"
+            )
         module_name, _, class_name = spec.target.partition(":")
         try:
             cls = getattr(importlib.import_module(module_name), class_name)

@@ -43,8 +43,14 @@ class JsonPlugin(Plugin):
             ) from exc
         return _stored_bytes(blobs, data, {"type": type(obj).__name__})
 
-    def get(self, blobs: Blobs, parts: Sequence[PartRecord], kind_meta: Mapping[str, Any], *,
-            query: ReadQuery | None = None) -> Any:
+    def get(
+        self,
+        blobs: Blobs,
+        parts: Sequence[PartRecord],
+        kind_meta: Mapping[str, Any],
+        *,
+        query: ReadQuery | None = None,
+    ) -> Any:
         self._no_query(query)
         return orjson.loads(blobs.read(self._single(parts, self.kind).blob))
 
@@ -75,8 +81,14 @@ class NdarrayPlugin(Plugin):
         meta = {"shape": list(obj.shape), "dtype": str(obj.dtype)}
         return _stored_bytes(blobs, buffer.getvalue(), meta)
 
-    def get(self, blobs: Blobs, parts: Sequence[PartRecord], kind_meta: Mapping[str, Any], *,
-            query: ReadQuery | None = None) -> Any:
+    def get(
+        self,
+        blobs: Blobs,
+        parts: Sequence[PartRecord],
+        kind_meta: Mapping[str, Any],
+        *,
+        query: ReadQuery | None = None,
+    ) -> Any:
         import numpy as np
 
         self._no_query(query)
@@ -101,9 +113,17 @@ class PicklePlugin(Plugin):
             data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             raise InvalidData(f"cannot pickle {type(obj).__name__}: {exc}") from exc
-        return _stored_bytes(blobs, data, {"type": f"{type(obj).__module__}.{type(obj).__qualname__}"})
+        return _stored_bytes(
+            blobs, data, {"type": f"{type(obj).__module__}.{type(obj).__qualname__}"}
+        )
 
-    def get(self, blobs: Blobs, parts: Sequence[PartRecord], kind_meta: Mapping[str, Any], *,
-            query: ReadQuery | None = None) -> Any:
+    def get(
+        self,
+        blobs: Blobs,
+        parts: Sequence[PartRecord],
+        kind_meta: Mapping[str, Any],
+        *,
+        query: ReadQuery | None = None,
+    ) -> Any:
         self._no_query(query)
         return pickle.loads(blobs.read(self._single(parts, self.kind).blob))  # noqa: S301

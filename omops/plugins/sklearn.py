@@ -62,24 +62,30 @@ class SklearnPlugin(Plugin):
             meta["n_features"] = int(n_features)
         return Stored(parts=[PartRecord(blob=key, size=size)], kind_meta=meta)
 
-    def get(self, blobs: Blobs, parts: Sequence[PartRecord], kind_meta: Mapping[str, Any], *,
-            query: ReadQuery | None = None) -> Any:
+    def get(
+        self,
+        blobs: Blobs,
+        parts: Sequence[PartRecord],
+        kind_meta: Mapping[str, Any],
+        *,
+        query: ReadQuery | None = None,
+    ) -> Any:
         joblib, _ = _import_joblib()
         self._no_query(query)
         with blobs.open(self._single(parts, self.kind).blob) as fh:
             return joblib.load(fh)
 
     def describe(self, kind_meta: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: kind_meta[k] for k in ("estimator", "feature_names", "n_features") if k in kind_meta}
+        return {
+            k: kind_meta[k] for k in ("estimator", "feature_names", "n_features") if k in kind_meta
+        }
 
     actions = frozenset({*_FITTING, *_APPLYING, "fit_transform", "score", "gridsearch"})
 
     def perform(self, obj: Any, action: str, X: Any, y: Any, **kwargs: Any) -> ActionOutcome:  # noqa: N803
         """Run a scikit-learn verb; fitting verbs return the changed model."""
         if action not in self.actions:
-            raise InvalidData(
-                f"action {action!r} is not one of {', '.join(sorted(self.actions))}"
-            )
+            raise InvalidData(f"action {action!r} is not one of {', '.join(sorted(self.actions))}")
         if action == "gridsearch":
             return self._gridsearch(obj, X, y, **kwargs)
         method = getattr(obj, action, None)
@@ -95,8 +101,15 @@ class SklearnPlugin(Plugin):
             return ActionOutcome(result=float(method(X, y, **kwargs)))
         return ActionOutcome(result=method(X, **kwargs))
 
-    def _gridsearch(self, obj: Any, X: Any, y: Any, *, parameters: Any = None,  # noqa: N803
-                    **kwargs: Any) -> ActionOutcome:
+    def _gridsearch(
+        self,
+        obj: Any,
+        X: Any,
+        y: Any,
+        *,
+        parameters: Any = None,  # noqa: N803
+        **kwargs: Any,
+    ) -> ActionOutcome:
         import pandas as pd
         from sklearn.model_selection import GridSearchCV
 
@@ -109,10 +122,16 @@ class SklearnPlugin(Plugin):
         for column in results.columns:
             if results[column].dtype == object:
                 results[column] = results[column].astype(str)
-        summary = {"best_params": {k: _plain(v) for k, v in search.best_params_.items()},
-                   "best_score": float(search.best_score_)}
-        return ActionOutcome(result=summary, model=search.best_estimator_,
-                             models={"gridsearch": search}, datasets={"gridsearch": results})
+        summary = {
+            "best_params": {k: _plain(v) for k, v in search.best_params_.items()},
+            "best_score": float(search.best_score_),
+        }
+        return ActionOutcome(
+            result=summary,
+            model=search.best_estimator_,
+            models={"gridsearch": search},
+            datasets={"gridsearch": results},
+        )
 
 
 def _plain(value: Any) -> Any:

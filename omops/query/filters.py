@@ -35,7 +35,11 @@ def _plain(value: Any) -> Any:
     """NumPy scalars to Python ones: DuckDB binds only the latter."""
     item = getattr(value, "item", None)
     if callable(item) and type(value).__module__ == "numpy":
-        return item()
+        kind = getattr(getattr(value, "dtype", None), "kind", None)
+        if kind in ("M", "m"):
+            # datetime64[ns].item() is an int; microseconds give datetime/timedelta.
+            value = value.astype("datetime64[us]" if kind == "M" else "timedelta64[us]")
+        return value.item()
     return value
 
 
@@ -64,7 +68,9 @@ def _in(negate: bool) -> _Builder:
         if not values:
             return "TRUE" if negate else "FALSE"
         listed = ", ".join(bind(v) for v in values)
-        return f"{col} {'NOT IN' if negate else 'IN'} ({listed})"
+        if negate:  # a missing value is not in the list, as in pandas' ~isin()
+            return f"{col} IS NULL OR {col} NOT IN ({listed})"
+        return f"{col} IN ({listed})"
 
     return build
 
@@ -79,9 +85,7 @@ def _between(col: str, value: Any, bind: Callable[[Any], str], _t: str) -> str:
 def _text(function: str) -> _Builder:
     def build(col: str, value: Any, bind: Callable[[Any], str], type_name: str) -> str:
         if not _is_string(type_name):
-            raise InvalidQuery(
-                f"{function} works on text columns; column {col} is {type_name}"
-            )
+            raise InvalidQuery(f"{function} works on text columns; column {col} is {type_name}")
         if not isinstance(value, str):
             raise InvalidQuery(f"{function} needs a string, got {type(value).__name__}: {value!r}")
         return f"{function}(CAST({col} AS VARCHAR), {bind(value)})"
@@ -100,7 +104,7 @@ def _null(is_null: bool) -> _Builder:
 
 OPERATORS: dict[str, _Builder] = {
     "eq": _compare("="),
-    "ne": _compare("<>"),
+    "ne": _compare("IS DISTINCT FROM"),  # a missing value is not equal, as in pandas
     "lt": _compare("<"),
     "lte": _compare("<="),
     "gt": _compare(">"),
@@ -133,9 +137,9 @@ def _split(key: str, columns: Mapping[str, str]) -> tuple[str, str]:
     )
 
 
-def _check_value(key: str, value: Any) -> None:
+def _check_value(key: str, column: str, value: Any) -> None:
     if value is None:
-        raise InvalidQuery(f"filter {key!r} compares with None; use {key.split('__')[0]}__isnull=True")
+        raise InvalidQuery(f"filter {key!r} compares with None; use {column}__isnull=True")
     if isinstance(value, float) and value != value:
         raise InvalidQuery(f"filter {key!r} compares with NaN; use isnull=True")
 
@@ -167,7 +171,7 @@ def compile_filters(filters: Mapping[str, Any], columns: Mapping[str, str]) -> P
     for key, value in filters.items():
         column, op = _split(key, columns)
         if op not in ("isnull", "notnull"):
-            _check_value(key, value)
+            _check_value(key, column, value)
         clauses.append(OPERATORS[op](quote_identifier(column), value, bind, columns[column]))
     if not clauses:
         return Predicate()

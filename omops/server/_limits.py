@@ -21,12 +21,23 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def _reject(self, send: Any) -> None:
-        body = orjson.dumps({"error": "payload_too_large",
-                             "message": f"the request body exceeds {self.max_bytes} bytes; "
-                                        "send less per request or raise --max-body"})
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
+        body = orjson.dumps(
+            {
+                "error": "payload_too_large",
+                "message": f"the request body exceeds {self.max_bytes} bytes; "
+                "send less per request or raise --max-body",
+            }
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

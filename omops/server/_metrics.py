@@ -13,8 +13,10 @@ _BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 
 
 def _labels(**labels: str) -> str:
-    inner = ",".join(f'{k}="{str(v).replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-                     for k, v in labels.items())
+    inner = ",".join(
+        f'{k}="{str(v).replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+        for k, v in labels.items()
+    )
     return "{" + inner + "}"
 
 
@@ -24,7 +26,9 @@ class Metrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.requests: dict[tuple[str, str, int], int] = defaultdict(int)
-        self.latency_buckets: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * len(_BUCKETS))
+        self.latency_buckets: dict[tuple[str, str], list[int]] = defaultdict(
+            lambda: [0] * len(_BUCKETS)
+        )
         self.latency_sum: dict[tuple[str, str], float] = defaultdict(float)
         self.latency_count: dict[tuple[str, str], int] = defaultdict(int)
         self.predictions: dict[str, int] = defaultdict(int)
@@ -51,21 +55,29 @@ class Metrics:
         ]
         with self._lock:
             for (method, route, status), n in sorted(self.requests.items()):
-                lines.append(f"omops_http_requests_total{_labels(method=method, route=route, status=str(status))} {n}")
-            lines += ["# HELP omops_http_request_duration_seconds Request latency.",
-                      "# TYPE omops_http_request_duration_seconds histogram"]
+                lines.append(
+                    f"omops_http_requests_total{_labels(method=method, route=route, status=str(status))} {n}"
+                )
+            lines += [
+                "# HELP omops_http_request_duration_seconds Request latency.",
+                "# TYPE omops_http_request_duration_seconds histogram",
+            ]
             for (method, route), counts in sorted(self.latency_buckets.items()):
-                for bound, n in zip(_BUCKETS, counts):
+                for bound, n in zip(_BUCKETS, counts, strict=True):
                     labels = _labels(method=method, route=route, le=str(bound))
                     lines.append(f"omops_http_request_duration_seconds_bucket{labels} {n}")
                 inf = _labels(method=method, route=route, le="+Inf")
                 count = self.latency_count[(method, route)]
                 lines.append(f"omops_http_request_duration_seconds_bucket{inf} {count}")
                 base = _labels(method=method, route=route)
-                lines.append(f"omops_http_request_duration_seconds_sum{base} {self.latency_sum[(method, route)]:.6f}")
+                lines.append(
+                    f"omops_http_request_duration_seconds_sum{base} {self.latency_sum[(method, route)]:.6f}"
+                )
                 lines.append(f"omops_http_request_duration_seconds_count{base} {count}")
-            lines += ["# HELP omops_predictions_total Rows predicted, by model.",
-                      "# TYPE omops_predictions_total counter"]
+            lines += [
+                "# HELP omops_predictions_total Rows predicted, by model.",
+                "# TYPE omops_predictions_total counter",
+            ]
             for model, n in sorted(self.predictions.items()):
                 lines.append(f"omops_predictions_total{_labels(model=model)} {n}")
         return "\n".join(lines) + "\n"

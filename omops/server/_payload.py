@@ -16,7 +16,9 @@ LIST_OPERATORS = ("in", "nin", "between")
 
 def parse_json(body: bytes) -> Any:
     if not body:
-        raise InvalidData("the request has no body; send JSON like {\"columns\": [...], \"data\": [[...]]}")
+        raise InvalidData(
+            'the request has no body; send JSON like {"columns": [...], "data": [[...]]}'
+        )
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -56,7 +58,9 @@ def frame_from_json(payload: Any) -> Any:
             _check_columns(list(data))
             lists = [v for v in data.values() if isinstance(v, list)]
             if len(lists) != len(data) or len({len(v) for v in lists}) > 1:
-                raise InvalidData("with 'data' as {column: [values]}, every value must be a list of one length")
+                raise InvalidData(
+                    "with 'data' as {column: [values]}, every value must be a list of one length"
+                )
             return pd.DataFrame(dict(data))
         if isinstance(data, list) and all(isinstance(r, Mapping) for r in data):
             for row in data:
@@ -65,8 +69,8 @@ def frame_from_json(payload: Any) -> Any:
     except (ValueError, TypeError) as exc:
         raise InvalidData(f"cannot build a table from the body: {exc}") from None
     raise InvalidData(
-        "send {\"columns\": [...], \"data\": [[...]]}, {\"data\": {\"col\": [...]}} or records "
-        "[{\"col\": value}, ...]"
+        'send {"columns": [...], "data": [[...]]}, {"data": {"col": [...]}} or records '
+        '[{"col": value}, ...]'
     )
 
 
@@ -98,7 +102,9 @@ def coerce_filters(raw: Mapping[str, str], types: Mapping[str, str]) -> dict[str
     """Query-string filters (all text) to typed values, by the column's type."""
     filters: dict[str, Any] = {}
     for key, text in raw.items():
-        column, _, op = key.rpartition("__") if "__" in key and key not in types else (key, "", "eq")
+        column, _, op = (
+            key.rpartition("__") if "__" in key and key not in types else (key, "", "eq")
+        )
         type_name = types.get(column)
         if type_name is None:
             filters[key] = text  # unknown column: the query layer names it
@@ -121,4 +127,3 @@ def frame_to_json(frame: Any, orient: str) -> bytes:
     if orient not in ("records", "split"):
         raise InvalidQuery(f"orient {orient!r} is not one of records, split")
     return frame.to_json(orient=orient, date_format="iso", date_unit="us").encode()
-

@@ -19,8 +19,9 @@ __all__ = ["DEFAULT_MAX_BODY", "app_from_environment", "create_app"]
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
 
 
-def create_app(om: Omega | None = None, *, require_keys: bool = False,
-               max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
+def create_app(
+    om: Omega | None = None, *, require_keys: bool = False, max_body: int = DEFAULT_MAX_BODY
+) -> FastAPI:
     """A FastAPI app serving ``om``'s models, datasets and tasks.
 
     Parameters
@@ -37,7 +38,7 @@ def create_app(om: Omega | None = None, *, require_keys: bool = False,
     app = FastAPI(
         title="omops",
         version=omops.__version__,
-        description="Every stored model is an endpoint. Errors are JSON: {\"error\": code, \"message\": text}.",
+        description='Every stored model is an endpoint. Errors are JSON: {"error": code, "message": text}.',
         docs_url="/docs",
         openapi_url="/openapi.json",
         redoc_url=None,

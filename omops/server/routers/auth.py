@@ -18,7 +18,9 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 class NewKey(BaseModel):
     role: str = Field(pattern="^(read|write|admin)$")
-    buckets: list[Annotated[str, Field(pattern=r"^(\*|[A-Za-z0-9_.\-]{1,64})$")]] = Field(min_length=1, max_length=100)
+    buckets: list[Annotated[str, Field(pattern=r"^(\*|[A-Za-z0-9_.\-]{1,64})$")]] = Field(
+        min_length=1, max_length=100
+    )
     note: str = Field(default="", max_length=200)
 
 
@@ -31,8 +33,11 @@ def list_keys(scope: Annotated[Scope, Depends(admin)]) -> Response:
 @router.post("/key", summary="Create an API key (the token is shown once)", status_code=201)
 def create_key(new: NewKey, scope: Annotated[Scope, Depends(admin)]) -> Response:
     token, key = scope.om.catalog.api_keys.create(role=new.role, buckets=new.buckets, note=new.note)
-    return Response(to_json_bytes({"token": token, **key.to_dict()}), status_code=201,
-                    media_type="application/json")
+    return Response(
+        to_json_bytes({"token": token, **key.to_dict()}),
+        status_code=201,
+        media_type="application/json",
+    )
 
 
 @router.delete("/key/{key_id}", summary="Revoke an API key")

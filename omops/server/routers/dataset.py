@@ -13,7 +13,13 @@ from omops.omega import Omega
 from omops.runtime.tasks import to_json
 from omops.server._auth import Scope
 from omops.server._deps import reader
-from omops.server._payload import coerce_filters, frame_from_json, frame_to_json, parse_json, to_json_bytes
+from omops.server._payload import (
+    coerce_filters,
+    frame_from_json,
+    frame_to_json,
+    parse_json,
+    to_json_bytes,
+)
 from omops.server.routers.model import _DATA_BODY
 
 __all__ = ["router"]
@@ -29,32 +35,47 @@ def _json(value: Any, status: int = 200) -> Response:
 @router.get("", summary="List datasets")
 def list_datasets(scope: Annotated[Scope, Depends(reader)]) -> Response:
     records = scope.om.catalog.list(scope.om.bucket, "datasets")
-    return _json({"datasets": [
-        {"name": r.name, "kind": r.kind, "modified": r.modified.isoformat()} for r in records
-        if not r.name.startswith("_temp/")
-    ]})
+    return _json(
+        {
+            "datasets": [
+                {"name": r.name, "kind": r.kind, "modified": r.modified.isoformat()}
+                for r in records
+                if not r.name.startswith("_temp/")
+            ]
+        }
+    )
 
 
-def _read(om: Omega, name: str, raw_filters: dict[str, str], columns: str | None,
-          orient: str, limit: int | None, offset: int) -> bytes:
+def _read(
+    om: Omega,
+    name: str,
+    raw_filters: dict[str, str],
+    columns: str | None,
+    orient: str,
+    limit: int | None,
+    offset: int,
+) -> bytes:
     meta = om.datasets.metadata(name)
     wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     if meta.kind not in ("pandas.dataframe", "pandas.series"):
         if raw_filters or wanted:
             raise InvalidQuery(f"filters and columns apply to DataFrames; {name!r} is {meta.kind}")
-        return to_json_bytes({"name": meta.name, "kind": meta.kind,
-                              "data": to_json(om.datasets.get(name))})
+        return to_json_bytes(
+            {"name": meta.name, "kind": meta.kind, "data": to_json(om.datasets.get(name))}
+        )
     types = dict(meta.details.get("dtypes", {}))
     filters = coerce_filters(raw_filters, types)
     frame = om.datasets.get(name, columns=wanted, **filters)
     if offset or limit is not None:
-        frame = frame.iloc[offset: None if limit is None else offset + limit]
+        frame = frame.iloc[offset : None if limit is None else offset + limit]
     if meta.kind == "pandas.series":
         frame = frame.to_frame()
     return frame_to_json(frame, orient)
 
 
-@router.get("/{name:path}", summary="Read a dataset, with filters col__op=value as query parameters")
+@router.get(
+    "/{name:path}", summary="Read a dataset, with filters col__op=value as query parameters"
+)
 async def get_dataset(
     name: str,
     request: Request,
@@ -70,8 +91,11 @@ async def get_dataset(
     return Response(body, media_type="application/json")
 
 
-@router.put("/{name:path}", summary="Create, append to or replace a dataset from JSON",
-            openapi_extra=_DATA_BODY)
+@router.put(
+    "/{name:path}",
+    summary="Create, append to or replace a dataset from JSON",
+    openapi_extra=_DATA_BODY,
+)
 async def put_dataset(
     name: str,
     request: Request,
@@ -80,8 +104,9 @@ async def put_dataset(
     scope: Scope = request.app.state.access.scope(request, "write")
     frame = frame_from_json(parse_json(await request.body()))
     meta = await run_in_threadpool(scope.om.datasets.put, frame, name, append=append)
-    return _json({"name": meta.name, "revision": meta.revision, "rows": meta.rows,
-                  "columns": meta.columns})
+    return _json(
+        {"name": meta.name, "revision": meta.revision, "rows": meta.rows, "columns": meta.columns}
+    )
 
 
 @router.delete("/{name:path}", summary="Delete a dataset with all revisions")

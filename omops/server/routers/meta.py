@@ -15,13 +15,16 @@ router = APIRouter(tags=["meta"])
 def health(request: Request) -> Response:
     om = request.app.state.om
     om.catalog.list(om.bucket, "models", pattern="\0")  # one cheap query
-    return Response(b'{"status":"ok","version":"' + omops.__version__.encode() + b'"}',
-                    media_type="application/json")
+    return Response(
+        b'{"status":"ok","version":"' + omops.__version__.encode() + b'"}',
+        media_type="application/json",
+    )
 
 
 @router.get("/metrics", summary="Prometheus metrics of this server process")
 def metrics(request: Request) -> Response:
     if request.app.state.access.require_keys:
         request.app.state.access.scope(request, "read")
-    return Response(request.app.state.metrics.render(),
-                    media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(
+        request.app.state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )

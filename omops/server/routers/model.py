@@ -24,46 +24,71 @@ ASYNC_ACTIONS = ("fit", "partial_fit")
 _DATA_BODY = {
     "requestBody": {
         "required": False,
-        "content": {"application/json": {"schema": {
-            "oneOf": [
-                {"type": "object", "required": ["columns", "data"], "properties": {
-                    "columns": {"type": "array", "items": {"type": "string"}},
-                    "data": {"type": "array", "items": {"type": "array"}},
-                    "y": {"type": "array"}}},
-                {"type": "object", "required": ["data"], "properties": {
-                    "data": {"type": "object", "additionalProperties": {"type": "array"}},
-                    "y": {"type": "array"}}},
-                {"type": "array", "items": {"type": "object"}},
-            ]
-        }}},
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {
+                            "type": "object",
+                            "required": ["columns", "data"],
+                            "properties": {
+                                "columns": {"type": "array", "items": {"type": "string"}},
+                                "data": {"type": "array", "items": {"type": "array"}},
+                                "y": {"type": "array"},
+                            },
+                        },
+                        {
+                            "type": "object",
+                            "required": ["data"],
+                            "properties": {
+                                "data": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": "array"},
+                                },
+                                "y": {"type": "array"},
+                            },
+                        },
+                        {"type": "array", "items": {"type": "object"}},
+                    ]
+                }
+            }
+        },
     }
 }
 
 
 def _json(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(to_json_bytes(value), status_code=status, media_type="application/json",
-                    headers=headers)
+    return Response(
+        to_json_bytes(value), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 @router.get("", summary="List models")
 def list_models(scope: Annotated[Scope, Depends(reader)]) -> Response:
     records = scope.om.catalog.list(scope.om.bucket, "models")
-    return _json({"models": [
-        {"name": r.name, "kind": r.kind, "modified": r.modified.isoformat()} for r in records
-    ]})
+    return _json(
+        {
+            "models": [
+                {"name": r.name, "kind": r.kind, "modified": r.modified.isoformat()}
+                for r in records
+            ]
+        }
+    )
 
 
 @router.get("/{name:path}", summary="Describe a model: kind, revisions, tags, input columns")
 def describe_model(name: str, scope: Annotated[Scope, Depends(reader)]) -> Response:
     meta = scope.om.models.metadata(name)
     revisions = scope.om.models.revisions(parse_reference(name).name)
-    return _json({
-        **meta.to_dict(),
-        "revisions": [{"revision": r, "tags": t} for r, t in revisions],
-        "input_columns": meta.kind_meta.get("feature_names"),
-        "n_features": meta.kind_meta.get("n_features"),
-        "actions": sorted(scope.om.plugins.get(meta.kind).actions),
-    })
+    return _json(
+        {
+            **meta.to_dict(),
+            "revisions": [{"revision": r, "tags": t} for r, t in revisions],
+            "input_columns": meta.kind_meta.get("feature_names"),
+            "n_features": meta.kind_meta.get("n_features"),
+            "actions": sorted(scope.om.plugins.get(meta.kind).actions),
+        }
+    )
 
 
 def _inputs(om: Omega, payload: Any, datax: str | None, datay: str | None) -> tuple[Any, Any]:
@@ -96,8 +121,9 @@ def _align(X: Any, kind_meta: dict[str, Any]) -> Any:  # noqa: N803
     return X[expected] if list(X.columns) != expected else X
 
 
-def run_sync(om: Omega, name: str, action: str, payload: Any, datax: str | None,
-             datay: str | None) -> dict[str, Any]:
+def run_sync(
+    om: Omega, name: str, action: str, payload: Any, datax: str | None, datay: str | None
+) -> dict[str, Any]:
     """Load (or reuse) the model revision and run the action in this process."""
     ref = parse_reference(name)
     meta = om.models.metadata(name)
@@ -109,17 +135,25 @@ def run_sync(om: Omega, name: str, action: str, payload: Any, datax: str | None,
     X, y = _inputs(om, payload, datax, datay)  # noqa: N806
     X = _align(X, meta.kind_meta)  # noqa: N806
     if action == "score" and y is None:
-        raise InvalidData("score needs targets: add \"y\": [...] to the body or ?datay=<dataset>")
+        raise InvalidData('score needs targets: add "y": [...] to the body or ?datay=<dataset>')
     try:
         outcome = plugin.perform(model, action, X, y)
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise InvalidData(f"the model could not {action} this input: {exc}") from None
-    return {"model": ref.name, "revision": meta.revision, "rows": len(X),
-            "result": to_json(outcome.result)}
+    return {
+        "model": ref.name,
+        "revision": meta.revision,
+        "rows": len(X),
+        "result": to_json(outcome.result),
+    }
 
 
-@router.api_route("/{name:path}/{action}", methods=["POST", "PUT"], summary="Run a model action",
-                  openapi_extra=_DATA_BODY)
+@router.api_route(
+    "/{name:path}/{action}",
+    methods=["POST", "PUT"],
+    summary="Run a model action",
+    openapi_extra=_DATA_BODY,
+)
 async def model_action(
     name: str,
     action: str,
@@ -140,15 +174,19 @@ async def model_action(
     if run_async or action in ASYNC_ACTIONS:
         task_id = await run_in_threadpool(_submit, scope.om, name, action, payload, datax, datay)
         location = f"/api/v1/task/{task_id}/result"
-        return _json({"task": task_id, "status": "PENDING", "location": location}, 202,
-                     {"Location": location})
+        return _json(
+            {"task": task_id, "status": "PENDING", "location": location},
+            202,
+            {"Location": location},
+        )
     answer = await run_in_threadpool(run_sync, scope.om, name, action, payload, datax, datay)
     request.app.state.metrics.predicted(answer["model"], answer["rows"])
     return _json(answer)
 
 
-def _submit(om: Omega, name: str, action: str, payload: Any, datax: str | None,
-            datay: str | None) -> str:
+def _submit(
+    om: Omega, name: str, action: str, payload: Any, datax: str | None, datay: str | None
+) -> str:
     X = datax  # noqa: N806
     y: Any = datay
     if datax is None:

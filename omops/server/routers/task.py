@@ -26,15 +26,24 @@ def _record(scope: Scope, task_id: str):  # noqa: ANN202
 @router.get("/{task_id}/status", summary="A task's status")
 def task_status(task_id: str, scope: Annotated[Scope, Depends(reader)]) -> Response:
     record = _record(scope, task_id)
-    body = {"id": record.id, "status": record.status, "task": record.task,
-            "created": record.created.isoformat(),
-            "finished": record.finished.isoformat() if record.finished else None}
+    body = {
+        "id": record.id,
+        "status": record.status,
+        "task": record.task,
+        "created": record.created.isoformat(),
+        "finished": record.finished.isoformat() if record.finished else None,
+    }
     return Response(to_json_bytes(body), media_type="application/json")
 
 
 @router.get("/{task_id}/result", summary="A task's result (202 while it runs)")
 def task_result(task_id: str, scope: Annotated[Scope, Depends(reader)]) -> Response:
     record = _record(scope, task_id)
-    body = {"id": record.id, "status": record.status, "result": record.result, "error": record.error}
+    body = {
+        "id": record.id,
+        "status": record.status,
+        "result": record.result,
+        "error": record.error,
+    }
     status = 202 if record.status not in ("SUCCESS", "FAILURE") else 200
     return Response(to_json_bytes(body), status_code=status, media_type="application/json")

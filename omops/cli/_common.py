@@ -1,0 +1,195 @@
+"""What every ``om`` command shares: the repository, consoles, output and errors."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.status import Status
+from rich.table import Table
+from rich.text import Text
+
+import omops
+
+if TYPE_CHECKING:
+    from omops.repository import Metadata, Repository
+
+__all__ = [
+    "BUSY_BYTES",
+    "DISPLAY_ROWS",
+    "BucketOption",
+    "CliError",
+    "JsonOption",
+    "atomic_path",
+    "busy",
+    "cell",
+    "examples",
+    "human_size",
+    "mapping_table",
+    "print_error",
+    "print_done",
+    "print_json",
+    "print_note",
+    "print_table",
+    "repository",
+    "summary",
+]
+
+#: Files and objects larger than this get a spinner while they are read or written.
+BUSY_BYTES = 4 * 1024 * 1024
+#: Rows shown in a terminal table when ``--limit`` is not given.
+DISPLAY_ROWS = 50
+
+BucketOption = Annotated[
+    str | None,
+    typer.Option(
+        "--bucket",
+        "-b",
+        help="Bucket to use; default OMOPS_BUCKET or 'default'.",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+class CliError(Exception):
+    """A problem the command line found itself, e.g. a file it cannot read or write.
+
+    Reported like an :class:`omops.OmopsError`: one line, exit status 1.
+    """
+
+
+def examples(*lines: str) -> str:
+    """An epilog listing example command lines."""
+    title = "Example" if len(lines) == 1 else "Examples"
+    return "\n".join([f"[bold]{title}[/bold]", *lines])
+
+
+def repository(store: str, bucket: str | None = None) -> Repository:
+    """The ``store`` repository of the default instance, in ``bucket`` if given."""
+    om = omops.get_omega()
+    if bucket is not None:
+        om = om[bucket]
+    repo: Repository = getattr(om, store)
+    return repo
+
+
+def stdout() -> Console:
+    return Console(highlight=False)
+
+
+def stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def print_error(message: str) -> None:
+    """Print ``error: message`` as one red line on stderr."""
+    line = " ".join(message.split())
+    stderr().print(Text(f"error: {line}", style="bold red"), soft_wrap=True)
+
+
+def print_note(message: str) -> None:
+    """A remark for humans on stderr, so that stdout stays clean for pipes."""
+    stderr().print(Text(message, style="dim"), soft_wrap=True)
+
+
+def print_done(message: str) -> None:
+    """Confirm what a command changed, on stdout."""
+    stdout().print(Text(message), soft_wrap=True)
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` as indented JSON on stdout (datetimes ISO, NumPy as lists)."""
+    option = orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+    typer.echo(orjson.dumps(data, option=option, default=str).decode())
+
+
+def print_table(table: Table) -> None:
+    stdout().print(table)
+
+
+def human_size(size: int | None) -> str:
+    """``1536`` -> ``'1.5 KB'``."""
+    if size is None:
+        return ""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def cell(value: Any) -> str:
+    """A table cell: containers as compact JSON, ``None`` as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list, tuple)):
+        return orjson.dumps(value, default=str).decode()
+    return str(value)
+
+
+def mapping_table(data: Mapping[str, Any], *, title: str | None = None) -> Table:
+    """A two-column key/value table."""
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold cyan", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in data.items():
+        table.add_row(key, cell(value))
+    return table
+
+
+def summary(meta: Metadata) -> dict[str, Any]:
+    """What ``list`` shows of one object."""
+    return {
+        "name": meta.name,
+        "kind": meta.kind,
+        "revision": meta.revision,
+        "tags": meta.tags,
+        "rows": meta.rows,
+        "size": meta.size,
+        "modified": meta.modified.isoformat(),
+    }
+
+
+class _Quiet:
+    """Stands in for a rich Status when the work is too small for a spinner."""
+
+    def update(self, status: str) -> None:
+        del status
+
+
+@contextlib.contextmanager
+def busy(message: str, size: int | None) -> Iterator[Status | _Quiet]:
+    """A spinner on stderr while ``size`` bytes are processed, if that is a lot."""
+    if size is None or size < BUSY_BYTES:
+        yield _Quiet()
+        return
+    with stderr().status(f"{message} ({human_size(size)})") as status:
+        yield status
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """A temporary path next to ``target`` that replaces it once the block succeeds.
+
+    The temporary name keeps ``target``'s suffixes, so writers that infer a
+    compression from the name (``.csv.gz``) still do.
+    """
+    target = target.expanduser()
+    if target.is_dir():
+        raise CliError(f"{target} is a folder; give a file name such as {target / 'out.csv'}")
+    tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise CliError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,299 @@
+"""``om datasets``: put files in as DataFrames or JSON, get them out as files or tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.table import Table
+
+from omops.cli._common import (
+    DISPLAY_ROWS,
+    BucketOption,
+    CliError,
+    atomic_path,
+    busy,
+    examples,
+    print_done,
+    print_json,
+    print_note,
+    print_table,
+    repository,
+)
+from omops.cli._parsing import parse_attributes, parse_columns, parse_filters
+from omops.cli._store import NameArgument, add_list_command, add_object_commands
+from omops.names import check_name, check_tag
+
+__all__ = ["app", "read_file", "write_object"]
+
+STORE = "datasets"
+FORMATS = ("csv", "parquet", "json")
+_SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".json": "json",
+    ".npy": "npy",
+}
+_COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".zip")
+
+app = typer.Typer(
+    name=STORE,
+    help="Store DataFrames and JSON under names; read them back filtered.",
+    no_args_is_help=True,
+)
+
+FormatOption = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        help="csv, parquet or json; default: from the file's extension.",
+        show_default=False,
+    ),
+]
+TagOption = Annotated[
+    list[str] | None,
+    typer.Option("--tag", "-t", help="Tag the new revision (repeatable).", show_default=False),
+]
+AttributeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--attribute", "-a", help="KEY=VALUE user attribute (repeatable).", show_default=False
+    ),
+]
+
+
+def file_format(path: Path, given: str | None, allowed: tuple[str, ...] = FORMATS) -> str:
+    """The format named by ``--format`` or by the file's extension (``.csv.gz`` is csv)."""
+    fmt = given.lower() if given else None
+    if fmt is None:
+        suffixes = [s.lower() for s in path.suffixes]
+        while suffixes and suffixes[-1] in _COMPRESSIONS:
+            suffixes.pop()
+        fmt = _SUFFIXES.get(suffixes[-1]) if suffixes else None
+        if fmt is None:
+            raise typer.BadParameter(
+                f"cannot tell the format of {path.name!r} from its extension; "
+                f"pass --format ({', '.join(allowed)})",
+                param_hint="--format",
+            )
+    if fmt not in allowed:
+        raise typer.BadParameter(
+            f"{fmt!r} is not one of {', '.join(allowed)}", param_hint="--format"
+        )
+    return fmt
+
+
+def read_file(path: Path, fmt: str) -> Any:
+    """Read a CSV or Parquet file as a DataFrame, a JSON file as Python values."""
+    import pandas as pd
+    import pyarrow as pa
+
+    try:
+        if fmt == "csv":
+            sep = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
+            return pd.read_csv(path, sep=sep)
+        if fmt == "parquet":
+            return pd.read_parquet(path)
+        return orjson.loads(path.read_bytes())
+    except (ValueError, OSError, pa.ArrowException) as exc:
+        raise CliError(f"cannot read {path} as {fmt}: {exc}") from exc
+
+
+def _frame_like(obj: Any) -> Any:
+    """``obj`` as a DataFrame if it is a DataFrame or Series, else None."""
+    import pandas as pd
+
+    if isinstance(obj, pd.Series):
+        return obj.to_frame()
+    return obj if isinstance(obj, pd.DataFrame) else None
+
+
+def _keeps_index(frame: Any) -> bool:
+    """Write the index only when it carries data (it has a name)."""
+    return any(name is not None for name in frame.index.names)
+
+
+def write_object(obj: Any, path: Path, fmt: str) -> None:
+    """Write what ``get`` returned to ``path`` as ``fmt`` (csv, parquet, json, npy)."""
+    import numpy as np
+
+    frame = _frame_like(obj)
+    if frame is None and fmt in ("csv", "parquet"):
+        raise CliError(f"a {type(obj).__name__} cannot be written as {fmt}; use a .json file")
+    if fmt == "npy" and not isinstance(obj, np.ndarray):
+        raise CliError(f"only numpy arrays can be written as npy, not a {type(obj).__name__}")
+    with atomic_path(path) as tmp:
+        if fmt == "csv":
+            frame.to_csv(tmp, index=_keeps_index(frame))
+        elif fmt == "parquet":
+            frame.to_parquet(tmp, index=_keeps_index(frame))
+        elif fmt == "npy":
+            np.save(tmp, obj, allow_pickle=False)
+        elif frame is not None:
+            frame.to_json(tmp, orient="records", date_format="iso", index=False)
+        else:
+            option = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2
+            tmp.write_bytes(orjson.dumps(obj, option=option) + b"\n")
+
+
+def frame_table(frame: Any, *, title: str) -> Table:
+    """A rich table of a DataFrame's rows, with its index in the first column."""
+    table = Table(title=title, title_justify="left")
+    table.add_column(
+        " / ".join(str(n) for n in frame.index.names if n is not None), style="dim", justify="right"
+    )
+    for column in frame.columns:
+        table.add_column(str(column), overflow="fold")
+    for index, row in zip(frame.index, frame.itertuples(index=False, name=None), strict=True):
+        table.add_row(str(index), *(str(value) for value in row))
+    return table
+
+
+def _show(obj: Any, name: str, *, limit: int | None, total: int) -> None:
+    """Print a DataFrame or Series as a table of at most ``limit`` rows, anything else as JSON."""
+    frame = _frame_like(obj)
+    if frame is None:
+        print_json(obj)
+        return
+    shown = frame.head(DISPLAY_ROWS if limit is None else limit)
+    print_table(frame_table(shown, title=name))
+    if len(shown) < total:
+        print_note(f"{len(shown)} of {total} rows; use --limit N or --output FILE for more")
+
+
+add_list_command(app, STORE)
+
+
+@app.command(
+    help="Read NAME: print it as a table, or write it to a file.",
+    epilog=examples(
+        "om datasets get stats --filter sales__gte=100 --columns region,sales",
+        "om datasets get stats@v1 --output stats.parquet",
+        "om datasets get stats -f region__in=EU,US -f name__startswith=A -o out.csv",
+    ),
+)
+def get(
+    name: NameArgument,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write to FILE.csv, .parquet, .json (or .npy for arrays).",
+            show_default=False,
+            dir_okay=False,
+        ),
+    ] = None,
+    filters: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--filter",
+            "-f",
+            help="col=value or col__op=value (repeatable, AND-ed); ops: eq ne lt "
+            "lte gt gte in nin between contains startswith endswith isnull notnull; in/nin/between "
+            "take a,b,c.",
+            show_default=False,
+        ),
+    ] = None,
+    columns: Annotated[
+        str | None,
+        typer.Option("--columns", "-c", help="Only these columns: a,b.", show_default=False),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            "-n",
+            min=0,
+            help=f"At most N rows (a table shows {DISPLAY_ROWS} by default).",
+            show_default=False,
+        ),
+    ] = None,
+    fmt: FormatOption = None,
+    bucket: BucketOption = None,
+) -> None:
+    if output is None and fmt is not None:
+        raise typer.BadParameter("--format applies to --output FILE", param_hint="--format")
+    fmt = file_format(output, fmt, (*FORMATS, "npy")) if output is not None else None
+    selected = parse_columns(columns)
+    repo = repository(STORE, bucket)
+    meta = repo.metadata(name)
+    query = parse_filters(filters or [], meta.details.get("dtypes"))
+    with busy(f"reading {name}", meta.size) as status:
+        obj = repo.get(name, columns=selected, **query)
+        frame = _frame_like(obj)
+        total = len(frame) if frame is not None else 0
+        if limit is not None and frame is not None:
+            obj = obj.head(limit)
+        if output is not None and fmt is not None:
+            status.update(f"writing {output}")
+            write_object(obj, output, fmt)
+    if output is None:
+        _show(obj, name, limit=limit, total=total)
+    else:
+        rows = f"{len(obj)} rows " if frame is not None else ""
+        print_done(f"wrote {rows}of {STORE} {name!r} to {output}")
+
+
+@app.command(
+    help="Store FILE (CSV or Parquet as a DataFrame, JSON as python.json) as NAME.",
+    epilog=examples(
+        "om datasets put sales.csv stats",
+        "om datasets put q3.parquet stats --replace --tag q3 --attribute owner=ana",
+        "om datasets put config.json settings",
+    ),
+)
+def put(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV, Parquet or JSON file.",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            show_default=False,
+        ),
+    ],
+    name: Annotated[str, typer.Argument(help="Name to store it under.", show_default=False)],
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="Replace the rows instead of appending to the latest revision."
+        ),
+    ] = False,
+    tags: TagOption = None,
+    attributes: AttributeOption = None,
+    kind: Annotated[
+        str | None,
+        typer.Option(
+            "--kind", "-k", help="Force a kind, e.g. pandas.dataframe.", show_default=False
+        ),
+    ] = None,
+    fmt: FormatOption = None,
+    bucket: BucketOption = None,
+) -> None:
+    repo = repository(STORE, bucket)
+    check_name(name)
+    for tag in tags or []:
+        check_tag(tag)
+    attrs = parse_attributes(attributes or [])
+    fmt = file_format(file, fmt)
+    size = file.stat().st_size
+    with busy(f"reading {file}", size) as status:
+        obj = read_file(file, fmt)
+        status.update(f"storing {name}")
+        meta = repo.put(
+            obj, name, attrs or None, kind=kind, append=False if replace else None, tag=tags or None
+        )
+    rows = f", {meta.rows} rows" if meta.rows is not None else ""
+    print_done(
+        f"stored {STORE} {meta.name!r} in bucket {meta.bucket!r} "
+        f"({meta.kind}{rows}, revision {meta.revision[:12]})"
+    )
+
+
+add_object_commands(app, STORE)

@@ -1,0 +1,84 @@
+"""The ``om`` command line: a thin layer of typer commands over the public omops API.
+
+Every command resolves its repository through :func:`omops.get_omega` and calls
+the repository verbs; errors from omops become one red ``error:`` line on
+stderr and exit status 1, usage errors exit with status 2.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+import omops
+from omops.cli import _auth, _config, _datasets, _models, _runtime
+from omops.cli._common import CliError, print_error
+from omops.errors import OmopsError
+
+__all__ = ["app"]
+
+HELP = """MLOps for humans: store, version and read datasets and models by name.
+
+Objects live in a bucket ('default' unless --bucket or OMOPS_BUCKET says otherwise).
+Wherever a NAME is read, NAME@TAG or NAME@REVISION reads an older revision.
+
+[bold]Examples[/bold]
+  om datasets put sales.csv stats        # CSV or Parquet in, a new revision
+  om datasets get stats -f sales__gte=100 -o high.parquet
+  om datasets list 'prod/*' --json
+  om models put model.joblib forecast --pickle  # loading joblib runs code
+  om models metadata forecast --json
+  om models revisions forecast
+  om config show                         # settings and where they come from
+"""
+
+
+class _Group(TyperGroup):
+    """Reports omops errors as one line and exit status 1, without a traceback."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (OmopsError, CliError) as exc:
+            print_error(str(exc))
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    name="om",
+    cls=_Group,
+    help=HELP,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(_datasets.app)
+app.add_typer(_models.app)
+app.add_typer(_config.app)
+app.add_typer(_runtime.app)
+app.add_typer(_auth.app)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"om (omops) {omops.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    del version
