@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection, Engine
 from omops.catalog._engine import WRITE_OPTION
 
 #: The newest migration; tests check it against the migration scripts.
-HEAD = "0002"
+HEAD = "0003"
 _PG_LOCK_KEY = 0x6F6D6F7073  # "omops": serialises concurrent migrations
 
 

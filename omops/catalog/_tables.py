@@ -126,3 +126,54 @@ tasks = sa.Table(
     sa.Column("created", UTCDateTime, nullable=False),
     sa.Column("finished", UTCDateTime, nullable=True),
 )
+
+experiments = sa.Table(
+    "experiments",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("bucket", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("created", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("bucket", "name", name="uq_experiments_bucket_name"),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("run", sa.Integer, primary_key=True),
+    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("started", UTCDateTime, nullable=False),
+    sa.Column("stopped", UTCDateTime, nullable=True),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("run", sa.Integer, nullable=False),
+    sa.Column("step", sa.BigInteger, nullable=True),
+    # Seconds since the epoch (UTC): cheap to write, read and turn into datetime64.
+    sa.Column("dt", sa.Float(precision=53), nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("key", sa.String(255), nullable=True),
+    # JSON text, encoded and decoded with orjson by the tracking code.
+    sa.Column("value", sa.Text, nullable=True),
+    sa.Column("node", sa.String(255), nullable=True),
+    sa.Column("user", sa.String(255), nullable=True),
+)
+sa.Index("ix_events_experiment_run", events.c.experiment_id, events.c.run)
+sa.Index("ix_events_experiment_event", events.c.experiment_id, events.c.event, events.c.key)
+
+tracked_models = sa.Table(
+    "tracked_models",
+    metadata,
+    sa.Column("bucket", sa.String(64), primary_key=True),
+    sa.Column("model", sa.String(255), primary_key=True),
+    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"),
+              primary_key=True),
+)

@@ -26,6 +26,7 @@ from omops.catalog._engine import WRITE_OPTION, create_engine, normalize_url
 from omops.catalog._tables import objects, parts, revisions, tags
 from omops.catalog.keys import ApiKeys
 from omops.catalog.tasks import TaskLog
+from omops.catalog.tracking import Tracking
 from omops.errors import InvalidName, NotFound, StorageError
 
 __all__ = ["Catalog", "NewPart", "ObjectRecord", "PartRecord", "RevisionRecord"]
@@ -95,7 +96,7 @@ class NewRevision:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _revision_id(name: str, parent: str | None, blobs: Sequence[str], created: dt.datetime) -> str:
@@ -184,6 +185,11 @@ class Catalog:
     def api_keys(self) -> ApiKeys:
         """API keys stored in this catalog."""
         return ApiKeys(self)
+
+    @property
+    def tracking(self) -> Tracking:
+        """Experiments, runs, events and tracked models."""
+        return Tracking(self)
 
     @property
     def task_log(self) -> TaskLog:

@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 import omops
-from omops.cli import _auth, _config, _datasets, _models, _runtime
+from omops.cli import _auth, _config, _datasets, _experiments, _models, _runtime
 from omops.cli._common import CliError, print_error
 from omops.errors import OmopsError
 
@@ -60,6 +60,7 @@ app.add_typer(_models.app)
 app.add_typer(_config.app)
 app.add_typer(_runtime.app)
 app.add_typer(_auth.app)
+app.add_typer(_experiments.app)
 
 
 def _print_version(value: bool) -> None:

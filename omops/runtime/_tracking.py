@@ -1,0 +1,160 @@
+"""Tracking seen from a task: task events, profiling samples, tracked predictions.
+
+A task payload may carry ``tracking: {experiment_id, experiment, run,
+provider, interval}`` (set by ``with om.runtime.experiment(...)``); then the
+task logs ``task_call``, ``task_success`` or ``task_failure`` (and, with the
+``profiling`` provider, CPU and memory samples) wherever it runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from omops._system import Sampler
+from omops.catalog.tracking import EventWriter, event_row
+from omops.omega import Omega
+
+__all__ = ["PREDICT_ACTIONS", "TaskTracking", "log_prediction", "writer_for"]
+
+PREDICT_ACTIONS = frozenset({"predict", "predict_proba", "decision_function", "transform"})
+#: Inputs up to this many rows are logged whole; larger ones as a sample and a hash.
+SAMPLE_ROWS = 10
+FULL_ROWS = 100
+_TRACKERS_TTL = 2.0
+
+_writers: dict[str, EventWriter] = {}
+_tracker_cache: dict[tuple[str, str, str], tuple[float, list[tuple[int, int]]]] = {}
+_lock = threading.Lock()
+
+
+def writer_for(om: Omega) -> EventWriter:
+    """The write-behind event writer of ``om``'s catalog (one per process)."""
+    key = om.catalog.url
+    with _lock:
+        writer = _writers.get(key)
+        if writer is None:
+            writer = _writers[key] = EventWriter(om.catalog)
+    return writer
+
+
+def _summary(value: Any, limit: int = 2000) -> Any:
+    """A result small enough for an event: lists are cut to ``limit`` items."""
+    if isinstance(value, list) and len(value) > limit:
+        return {"head": value[:limit], "length": len(value)}
+    return value
+
+
+class TaskTracking:
+    """Context manager around one task run; inactive without a tracking context."""
+
+    def __init__(self, om: Omega, task: str, payload: Mapping[str, Any]) -> None:
+        context = payload.get("tracking") or {}
+        self.active = bool(context) and context.get("provider") != "notrack"
+        self.om, self.task, self.payload, self.context = om, task, payload, context
+        self._sampler: Sampler | None = None
+
+    def _log(self, event: str, key: str | None, value: Any, step: int | None = None) -> None:
+        row = event_row(self.context["experiment_id"], self.context["run"], event, key, value, step)
+        self.om.catalog.tracking.log([row])
+
+    @property
+    def key(self) -> str:
+        action = self.payload.get("action")
+        return f"{self.task}.{action}" if action else self.task
+
+    def __enter__(self) -> TaskTracking:
+        if not self.active:
+            return self
+        args = {
+            k: self.payload.get(k)
+            for k in ("name", "action", "X", "Y", "kwargs")
+            if self.payload.get(k) is not None
+        }
+        self._log("task_call", self.key, {"args": args, "task_id": self.payload.get("record")})
+        if self.context.get("provider") == "profiling":
+            interval = float(self.context.get("interval") or 1.0)
+            self._sampler = Sampler(lambda s: self._log("system", "profile", s), interval).start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._sampler is not None:
+            self._sampler.stop()
+
+    def success(self, result: Any) -> None:
+        if not self.active:
+            return
+        if self.payload.get("action") == "score" and isinstance(result, (int, float)):
+            self._log("metric", "score", result)
+        self._log("task_success", self.key, {"result": _summary(result)})
+
+    def failure(self, exc: BaseException) -> None:
+        if self.active:
+            self._log("task_failure", self.key, {"type": type(exc).__name__, "message": str(exc)})
+
+
+def _trackers(om: Omega, model: str) -> list[tuple[int, int]]:
+    """(experiment id, run) of experiments tracking ``model``, cached for 2 s."""
+    key = (om.catalog.url, om.bucket, model)
+    now = time.monotonic()
+    cached = _tracker_cache.get(key)
+    if cached is not None and now - cached[0] < _TRACKERS_TTL:
+        return cached[1]
+    tracking = om.catalog.tracking
+    found = []
+    for experiment_id, _name in tracking.trackers(om.bucket, model):
+        run = tracking.latest_run(experiment_id) or tracking.start_run(experiment_id, "simple")
+        found.append((experiment_id, run))
+    _tracker_cache[key] = (now, found)
+    return found
+
+
+def forget_trackers() -> None:
+    """Drop the cache of tracked models (after track/untrack in this process)."""
+    _tracker_cache.clear()
+
+
+def _inputs(X: Any) -> dict[str, Any]:  # noqa: N803
+    import pandas as pd
+
+    frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X)
+    rows = len(frame)
+    if rows <= FULL_ROWS:
+        return {"rows": rows, "data": frame.to_dict(orient="split")}
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+    return {
+        "rows": rows,
+        "sample": frame.head(SAMPLE_ROWS).to_dict(orient="split"),
+        "sha256": digest.hexdigest(),
+    }
+
+
+def log_prediction(
+    om: Omega,
+    model: str,
+    revision: str,
+    X: Any,
+    result: Any,  # noqa: N803
+    *,
+    action: str = "predict",
+) -> None:
+    """Queue a ``predict`` event for every experiment tracking ``model`` (write-behind)."""
+    trackers = _trackers(om, model)
+    if not trackers:
+        return
+    value = {
+        "model": model,
+        "revision": revision,
+        "action": action,
+        "input": _inputs(X),
+        "output": _summary(result, FULL_ROWS),
+    }
+    if hasattr(result, "tolist"):
+        result = result.tolist()
+    value["output"] = _summary(result, FULL_ROWS)
+    writer = writer_for(om)
+    for experiment_id, run in trackers:
+        writer.put(event_row(experiment_id, run, "predict", model, value))

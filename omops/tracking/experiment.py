@@ -1,0 +1,338 @@
+"""Experiments: runs of logged metrics, params, artifacts and task events."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from omops._system import Sampler, system_info
+from omops.catalog.tracking import event_row
+from omops.errors import InvalidData, InvalidQuery, NotFound, PluginError
+from omops.names import check_name
+from omops.omega import Omega
+
+__all__ = ["CURRENT", "PROVIDERS", "Experiment"]
+
+PROVIDERS = ("simple", "profiling", "notrack")
+COLUMNS = ["experiment", "run", "step", "dt", "event", "key", "value", "node", "user"]
+#: The tracking context of the innermost active ``with experiment(...)`` block;
+#: the runtime puts it into every task it submits.
+CURRENT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "omops_experiment", default=None
+)
+_ARTIFACTS = "_experiments"
+
+
+class Experiment:
+    """An experiment: numbered runs, each a sequence of events.
+
+    Parameters
+    ----------
+    om : Omega
+    name : str
+        Experiment name (a valid object name).
+    provider : {'simple', 'profiling', 'notrack'}, default='simple'
+        ``profiling`` adds CPU and memory samples every ``interval`` seconds,
+        here and in every task run inside the block; ``notrack`` logs nothing.
+    interval : float, default=1.0
+        Seconds between profiling samples.
+
+    Examples
+    --------
+    >>> import omops, tempfile
+    >>> om = omops.Omega(home=tempfile.mkdtemp())
+    >>> with om.runtime.experiment('myexp') as exp:
+    ...     exp.log_metric('accuracy', 0.93)
+    ...     exp.log_param('C', 1.0)
+    >>> exp.data(event='metric')[['run', 'event', 'key', 'value']]
+       run   event       key  value
+    0    1  metric  accuracy   0.93
+    """
+
+    def __init__(
+        self, om: Omega, name: str, provider: str = "simple", *, interval: float = 1.0
+    ) -> None:
+        if provider not in PROVIDERS:
+            raise PluginError(
+                f"tracking provider {provider!r} is not one of {', '.join(PROVIDERS)}"
+            )
+        self.om = om
+        self.name = check_name(name)
+        self.provider = provider
+        self.interval = float(interval)
+        self._id: int | None = None
+        self._run: int | None = None
+        self._token: contextvars.Token | None = None
+        self._sampler: Sampler | None = None
+
+    def __repr__(self) -> str:
+        return f"<Experiment {self.name!r} provider={self.provider!r} run={self._run}>"
+
+    @property
+    def id(self) -> int:
+        if self._id is None:
+            self._id = self.om.catalog.tracking.experiment(self.om.bucket, self.name).id
+        return self._id
+
+    @property
+    def run(self) -> int:
+        """The current run; the latest (or a new first one) outside a ``with`` block."""
+        if self._run is None:
+            tracking = self.om.catalog.tracking
+            self._run = tracking.latest_run(self.id) or tracking.start_run(self.id, self.provider)
+        return self._run
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """What a task needs to log into this run."""
+        return {
+            "experiment_id": self.id,
+            "experiment": self.name,
+            "run": self.run,
+            "provider": self.provider,
+            "interval": self.interval,
+        }
+
+    # -- runs --------------------------------------------------------------
+
+    def start(self) -> int:
+        """Open a new run, log ``start`` and ``system``; returns the run number."""
+        self._run = self.om.catalog.tracking.start_run(self.id, self.provider)
+        self.log_event("start", None, None)
+        self.log_event("system", "system", system_info())
+        if self.provider == "profiling":
+            self._sampler = Sampler(
+                lambda s: self.log_event("system", "profile", s), self.interval
+            ).start()
+        return self._run
+
+    def stop(self, status: str = "ok") -> None:
+        """Log ``stop`` and close the run."""
+        if self._sampler is not None:
+            self._sampler.stop()
+            self._sampler = None
+        self.log_event("stop", None, {"status": status})
+        self.om.catalog.tracking.stop_run(self.id, self.run)
+
+    def __enter__(self) -> Experiment:
+        self.start()
+        self._token = CURRENT.set(self.context)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self._token is not None:
+            CURRENT.reset(self._token)
+            self._token = None
+        self.stop("error" if exc_type else "ok")
+
+    # -- logging -----------------------------------------------------------
+
+    def log_event(
+        self, event: str, key: str | None = None, value: Any = None, *, step: int | None = None
+    ) -> None:
+        """Log one event of any type in the current run."""
+        if self.provider == "notrack":
+            return
+        self.om.catalog.tracking.log([event_row(self.id, self.run, event, key, value, step)])
+
+    def log_events(self, events: Iterable[Mapping[str, Any] | Sequence[Any]]) -> int:
+        """Log many events in one transaction: dicts with event, key, value, step, or tuples.
+
+        Returns the number logged.
+        """
+        if self.provider == "notrack":
+            return 0
+        rows = []
+        for item in events:
+            if isinstance(item, Mapping):
+                event, key, value, step = (
+                    item.get("event", "metric"),
+                    item.get("key"),
+                    item.get("value"),
+                    item.get("step"),
+                )
+            else:
+                event, key, value, *rest = item
+                step = rest[0] if rest else None
+            rows.append(event_row(self.id, self.run, str(event), key, value, step))
+        self.om.catalog.tracking.log(rows)
+        return len(rows)
+
+    def log_metric(self, key: str, value: float, *, step: int | None = None) -> None:
+        """Log a metric (a number), optionally at a step (epoch, iteration ...)."""
+        if not isinstance(value, (int, float)) and not hasattr(value, "item"):
+            raise InvalidData(f"a metric is a number; got {type(value).__name__} for {key!r}")
+        self.log_event("metric", key, value, step=step)
+
+    def log_param(self, key: str, value: Any) -> None:
+        """Log a parameter (any JSON-able value)."""
+        self.log_event("param", key, value)
+
+    def log_data(self, key: str, value: Any, *, step: int | None = None) -> None:
+        """Log a data event (any JSON-able value)."""
+        self.log_event("data", key, value, step=step)
+
+    def log_artifact(self, obj: Any, name: str, **kwargs: Any) -> str:
+        """Store ``obj`` through the plugins and log an ``artifact`` event.
+
+        DataFrames, arrays and JSON go to ``om.datasets``, models to
+        ``om.models``, under ``_experiments/<experiment>/<run>/<name>``.
+        Returns the stored name.
+        """
+        stored = f"{_ARTIFACTS}/{self.name}/{self.run}/{check_name(name)}"
+        for repository in (self.om.datasets, self.om.models):
+            try:
+                meta = repository.put(obj, stored, append=False, **kwargs)
+            except PluginError:
+                continue
+            self.log_event(
+                "artifact",
+                name,
+                {
+                    "name": name,
+                    "store": repository.store,
+                    "ref": f"{stored}@{meta.revision}",
+                    "kind": meta.kind,
+                },
+            )
+            return stored
+        raise PluginError(f"no plugin stores a {type(obj).__name__}; pass kind='python.pickle'")
+
+    def restore_artifact(self, name: str, *, run: int | None = None) -> Any:
+        """The object logged with :meth:`log_artifact` (latest run that has it, or ``run``)."""
+        rows = self.om.catalog.tracking.events(
+            self.id, runs_=None if run is None else [run], event="artifact", key=name
+        )
+        if not rows:
+            raise NotFound(
+                f"no artifact {name!r} in experiment {self.name!r}"
+                + (f" run {run}" if run is not None else "")
+            )
+        info = orjson.loads(rows[-1][5])
+        return getattr(self.om, info["store"]).get(info["ref"])
+
+    # -- tracking models in production ---------------------------------------
+
+    def track(self, model: str) -> None:
+        """Log every prediction of ``model`` (runtime and REST) into this experiment."""
+        from omops.runtime._tracking import forget_trackers
+
+        self.om.models.metadata(model)  # NotFound for a typo, now
+        self.om.catalog.tracking.track(self.om.bucket, model, self.id)
+        forget_trackers()
+
+    def untrack(self, model: str) -> None:
+        """Stop logging predictions of ``model``."""
+        from omops.runtime._tracking import forget_trackers
+
+        self.om.catalog.tracking.untrack(self.om.bucket, model, self.id)
+        forget_trackers()
+
+    # -- reading -----------------------------------------------------------
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Runs with provider, start and stop times."""
+        return self.om.catalog.tracking.runs(self.id)
+
+    def _select_runs(self, run: str | int | Sequence[int]) -> list[int] | None:
+        if run == "all":
+            return None
+        if run == "latest":
+            from omops.runtime._tracking import writer_for
+
+            writer_for(self.om).flush()
+            latest = self.om.catalog.tracking.latest_run(self.id)
+            return [latest] if latest is not None else []
+        if isinstance(run, int) and not isinstance(run, bool):
+            return [run]
+        if (
+            isinstance(run, Sequence)
+            and not isinstance(run, str)
+            and all(isinstance(r, int) for r in run)
+        ):
+            return list(run)
+        raise InvalidQuery(
+            f"run must be 'all', 'latest', a run number or a list of them; got {run!r}"
+        )
+
+    def data(
+        self,
+        *,
+        event: str | Sequence[str] | None = None,
+        key: str | Sequence[str] | None = None,
+        run: str | int | Sequence[int] = "latest",
+        since: Any = None,
+        raw: bool = False,
+    ) -> Any:
+        """Events as a DataFrame: experiment, run, step, dt, event, key, value, node, user.
+
+        Parameters
+        ----------
+        event, key : str or list of str, optional
+            Only these event types / keys.
+        run : 'latest' (default), 'all', int or list of int
+        since : datetime or str, optional
+            Only events at or after this time.
+        raw : bool, default=False
+            Keep ``value`` as JSON text (fastest for millions of events).
+        """
+        import pandas as pd
+
+        from omops.runtime._tracking import writer_for
+
+        writer_for(self.om).flush()
+        runs_ = self._select_runs(run)
+        cutoff = (
+            None
+            if since is None
+            else pd.Timestamp(since, tz="UTC").timestamp()
+            if pd.Timestamp(since).tzinfo is None
+            else pd.Timestamp(since).timestamp()
+        )
+        rows = self.om.catalog.tracking.events(
+            self.id, runs_=runs_, event=event, key=key, since=cutoff
+        )
+        frame = pd.DataFrame(rows, columns=COLUMNS[1:])
+        frame.insert(0, "experiment", self.name)
+        frame["dt"] = pd.to_datetime(frame["dt"].astype("float64"), unit="s", utc=True)
+        frame["step"] = frame["step"].astype("Int64")
+        if not raw:
+            loads = orjson.loads
+            frame["value"] = pd.Series(
+                [loads(v) if isinstance(v, str) else None for _, _, _, _, _, v, _, _ in rows],
+                dtype=object,
+            )
+        return frame
+
+    def plot(self, key: str, *, run: str | int | Sequence[int] = "all", ax: Any = None) -> Any:
+        """A matplotlib figure of metric ``key`` over steps (or time), one line per run."""
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg", force=False)
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise PluginError("plotting needs matplotlib: pip install 'omops[plot]'") from None
+        frame = self.data(event="metric", key=key, run=run)
+        if frame.empty:
+            raise NotFound(f"no metric {key!r} in experiment {self.name!r}")
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(7, 4))
+        else:
+            fig = ax.figure
+        for number, group in frame.groupby("run"):
+            x = group["step"] if group["step"].notna().all() else group["dt"]
+            ax.plot(x, group["value"].astype(float), marker="o", label=f"run {number}")
+        ax.set_title(f"{self.name}: {key}")
+        ax.set_xlabel("step" if frame["step"].notna().all() else "time")
+        ax.set_ylabel(key)
+        ax.legend()
+        return fig
+
+    def drop(self) -> None:
+        """Delete the experiment with all runs and events."""
+        self.om.catalog.tracking.drop(self.id)
+        self._id = self._run = None
