@@ -23,13 +23,14 @@ def main() -> None:
     high = om.datasets.get("stats", sales__gte=100)
     print("rows with sales >= 100:", len(high))
 
-    X, y = om.datasets.get("stats[^sales]"), om.datasets.get("stats[sales]")["sales"] >= 100
-    clf = LogisticRegression().fit(X, y)
-    meta = om.models.put(clf, "forecast")
-    print(f"stored model 'forecast' revision {meta.revision[:8]} ({meta.kind})")
+    df["high"] = (df["sales"] >= 100).astype(int)
+    om.datasets.put(df, "stats", append=False)
+    om.models.put(LogisticRegression(), "forecast")
+    fitted = om.runtime.model("forecast").fit("stats[x,y]", "stats[high]").get()
+    print(f"fitted 'forecast' through om.runtime: revision {fitted['revision'][:8]}")
 
-    model = om.models.get("forecast")
-    print("predictions for the first 5 rows:", model.predict(X.head()).tolist())
+    predictions = om.runtime.model("forecast").predict("stats[x,y]").get()
+    print("predictions for the first 5 rows:", predictions[:5])
     print("revisions:", [(rev[:8], tags) for rev, tags in om.models.revisions("forecast")])
 
 
