@@ -310,10 +310,12 @@ class Repository:
     def get(
         self,
         name: str,
+        /,
         *,
         columns: Sequence[str] | None = None,
         revision: str | None = None,
-        **filters: Any,
+        filters: Mapping[str, Any] | None = None,
+        **kwfilters: Any,
     ) -> Any:
         """Read ``name`` back, optionally one revision, some columns, some rows.
 
@@ -326,7 +328,10 @@ class Repository:
             Columns to read (DataFrames); same as ``name[a,b]``.
         revision : str, optional
             Tag or revision prefix; same as ``name@...``.
-        **filters
+        filters : dict, optional
+            Filters as a dict, for columns named like a parameter of ``get``
+            (``{'columns__gt': 1}``); merged with ``**kwfilters``.
+        **kwfilters
             ``col=value`` or ``col__op=value`` with op one of eq, ne, lt, lte,
             gt, gte, in, nin, between, contains, startswith, endswith, isnull,
             notnull. Filters are AND-ed and run in DuckDB.
@@ -354,7 +359,7 @@ class Repository:
         query = ReadQuery(
             columns=ref.columns if ref.columns is not None else columns,
             exclude=ref.exclude,
-            filters=filters,
+            filters={**(filters or {}), **kwfilters},
         )
         plugin = self.plugins.get(rev.kind)
         return plugin.get(self.blobs, self.catalog.parts(rev), rev.kind_meta, query=query)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
 
 import omops
+from omops.catalog import Catalog
 from omops.omega import Omega
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -43,16 +45,20 @@ def postgres_admin_url() -> str:
     return url
 
 
-@pytest.fixture
-def postgres_url(postgres_admin_url: str) -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(
+def _admin_engine(postgres_admin_url: str) -> sa.Engine:
+    return sa.create_engine(
         postgres_admin_url.replace("postgresql://", "postgresql+psycopg://", 1),
         isolation_level="AUTOCOMMIT",
     )
+
+
+@contextmanager
+def _database(postgres_admin_url: str, template: str | None = None) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = _admin_engine(postgres_admin_url)
     with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        suffix = f' TEMPLATE "{template}"' if template else ""
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"{suffix}')
     base, _, _ = postgres_admin_url.rpartition("/")
     try:
         yield f"{base}/{name}"
@@ -62,9 +68,41 @@ def postgres_url(postgres_admin_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def postgres_template(postgres_admin_url: str) -> Iterator[str]:
+    """A database migrated once per session, copied for each test (much faster)."""
+    with _database(postgres_admin_url) as url:
+        catalog = Catalog(url)
+        catalog.engine()  # migrates to head
+        catalog.close()
+        yield url.rpartition("/")[2]
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test (no schema)."""
+    with _database(postgres_admin_url) as url:
+        yield url
+
+
+@pytest.fixture
+def migrated_postgres_url(postgres_admin_url: str, postgres_template: str) -> Iterator[str]:
+    """A fresh PostgreSQL database with the catalog schema at head."""
+    with _database(postgres_admin_url, template=postgres_template) as url:
+        yield url
+
+
 @pytest.fixture(params=BACKENDS)
 def catalog_url(request, tmp_path) -> str:
-    """A catalog URL on each backend."""
+    """A catalog URL on each backend (PostgreSQL already migrated to head)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalog.sqlite'}"
+    return request.getfixturevalue("migrated_postgres_url")
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_catalog_url(request, tmp_path) -> str:
+    """A catalog URL on each backend with no schema at all."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'catalog.sqlite'}"
     return request.getfixturevalue("postgres_url")
