@@ -47,7 +47,9 @@ def upgrade() -> None:
         sa.Column("created", UTCDateTime, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_revisions"),
         sa.ForeignKeyConstraint(
-            ["object_id"], ["objects.id"], ondelete="CASCADE",
+            ["object_id"],
+            ["objects.id"],
+            ondelete="CASCADE",
             name="fk_revisions_object_id_objects",
         ),
         sa.ForeignKeyConstraint(
@@ -66,7 +68,9 @@ def upgrade() -> None:
             ["object_id"], ["objects.id"], ondelete="CASCADE", name="fk_tags_object_id_objects"
         ),
         sa.ForeignKeyConstraint(
-            ["revision_id"], ["revisions.id"], ondelete="CASCADE",
+            ["revision_id"],
+            ["revisions.id"],
+            ondelete="CASCADE",
             name="fk_tags_revision_id_revisions",
         ),
     )
@@ -79,7 +83,9 @@ def upgrade() -> None:
         sa.Column("rows", sa.BigInteger, nullable=True),
         sa.PrimaryKeyConstraint("revision_id", "position", name="pk_parts"),
         sa.ForeignKeyConstraint(
-            ["revision_id"], ["revisions.id"], ondelete="CASCADE",
+            ["revision_id"],
+            ["revisions.id"],
+            ondelete="CASCADE",
             name="fk_parts_revision_id_revisions",
         ),
     )
