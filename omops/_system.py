@@ -68,11 +68,25 @@ def system_info() -> dict[str, Any]:
     }
 
 
+_processes: dict[int, Any] = {}
+
+
+def _process() -> Any:
+    """This process's psutil handle, kept: CPU % is measured since its previous call."""
+    import psutil
+
+    pid = os.getpid()
+    process = _processes.get(pid)
+    if process is None:
+        process = _processes[pid] = psutil.Process(pid)
+    return process
+
+
 def sample() -> dict[str, Any]:
     """CPU % and memory of this process (since the previous sample) and the machine."""
     import psutil
 
-    process = psutil.Process()
+    process = _process()
     with process.oneshot():
         memory = process.memory_info()
         return {
@@ -80,6 +94,7 @@ def sample() -> dict[str, Any]:
             "rss": memory.rss,
             "vms": memory.vms,
             "threads": process.num_threads(),
+            "pid": process.pid,
             "system_cpu_percent": psutil.cpu_percent(interval=None),
             "system_memory_percent": psutil.virtual_memory().percent,
         }

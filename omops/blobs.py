@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,33 +24,154 @@ from omops.errors import ConfigError, NotFound, StorageError
 __all__ = ["Blobs", "HashingWriter"]
 
 _CHUNK = 8 * 1024 * 1024
+_PIECE = 1024 * 1024  # background writes: gather small writes into pieces this big
+_DEPTH = 32  # background writes: at most this many pieces queued (bounds memory)
+_SYNC_EVERY = 32 * 1024 * 1024  # background writes to local files: fdatasync this often
+_fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 
 class HashingWriter:
-    """A write-only file object that hashes and counts what passes through."""
+    """A write-only file object that hashes and counts what passes through.
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    Parameters
+    ----------
+    raw : file object
+        Where the bytes go.
+    background : bool, default=False
+        Hash and write in a worker thread, so a producer such as a Parquet
+        encoder keeps running while earlier bytes are hashed and written.
+        Writes under 1 MiB are gathered into pieces of about 1 MiB; the thread
+        starts with the first piece, so small blobs never start one. Call
+        :meth:`finish` (or :meth:`abort`) when done; :meth:`hexdigest` and
+        :meth:`flush` wait for what was written so far.
+    sync : callable, optional
+        With ``background``, called by the worker after every 32 MiB, e.g. to
+        ``fdatasync`` a local file so that the final ``fsync`` finds little left
+        to do.
+    """
+
+    def __init__(self, raw: IO[bytes], *, background: bool = False,
+                 sync: Callable[[], None] | None = None) -> None:
         self._raw = raw
         self._hash = hashlib.sha256()
         self.size = 0
         self.closed = False
+        self._background = background
+        self._sync = sync
+        self._pending = bytearray()
+        self._queue: queue.Queue[bytes | bytearray | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._unsynced = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        self._hash.update(data)
-        self.size += len(data)
-        return self._raw.write(data)
+        if self.closed:
+            raise ValueError("write to a finished blob writer")
+        n = memoryview(data).nbytes
+        if not self._background:
+            self._consume(data)
+        elif n < _PIECE:
+            self._pending += data
+            if len(self._pending) >= _PIECE:
+                self._send(self._pending)
+                self._pending = bytearray()
+        else:
+            if self._pending:
+                self._send(self._pending)
+                self._pending = bytearray()
+            # The caller may reuse a mutable buffer once write returns: keep a copy.
+            self._send(data if isinstance(data, bytes) else bytes(data))
+        self.size += n
+        return n
 
     def writable(self) -> bool:
         return True
 
     def flush(self) -> None:
+        """Hash and write everything written so far, then flush the file under."""
+        self._drain()
         self._raw.flush()
 
     def tell(self) -> int:
         return self.size
 
     def hexdigest(self) -> str:
+        self._drain()
         return self._hash.hexdigest()
+
+    def finish(self) -> None:
+        """Hash and write what is pending, stop the worker; raise what it raised."""
+        if not self.closed:
+            self._drain()
+            self._stop()
+            self.closed = True
+
+    def abort(self) -> None:
+        """Stop the worker, dropping what it has not written yet."""
+        if self._thread is not None and self._error is None:
+            self._error = StorageError("blob write aborted")
+        self._stop()
+        self._pending = bytearray()
+        self.closed = True
+
+    # -- internals ---------------------------------------------------------
+
+    def _consume(self, data: bytes | bytearray | memoryview) -> None:
+        self._hash.update(data)
+        self._raw.write(data)
+
+    def _send(self, data: bytes | bytearray) -> None:
+        if self._thread is None:
+            self._queue = queue.Queue(maxsize=_DEPTH)
+            self._thread = threading.Thread(target=self._work, name="omops-blob-writer",
+                                             daemon=True)
+            self._thread.start()
+        if self._error is not None:
+            self._raise()
+        assert self._queue is not None
+        self._queue.put(data)
+
+    def _work(self) -> None:
+        assert self._queue is not None
+        while True:
+            data = self._queue.get()
+            try:
+                if data is None:
+                    return
+                if self._error is None:
+                    self._consume(data)
+                    self._unsynced += len(data)
+                    if self._sync is not None and self._unsynced >= _SYNC_EVERY:
+                        self._sync()
+                        self._unsynced = 0
+            except BaseException as exc:  # handed to the producer by _raise
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def _drain(self) -> None:
+        if self._pending:
+            if self._thread is None:
+                self._consume(self._pending)
+            else:
+                self._send(self._pending)
+            self._pending = bytearray()
+        if self._queue is not None:
+            self._queue.join()
+        if self._error is not None:
+            self._raise()
+
+    def _stop(self) -> None:
+        if self._thread is not None:
+            assert self._queue is not None
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _raise(self) -> None:
+        error = self._error
+        assert error is not None
+        raise error
 
 
 class Blobs:
@@ -116,8 +239,18 @@ class Blobs:
         tmp = f"{tmp_dir}/{uuid.uuid4().hex}"
         try:
             with self.fs.open(tmp, "wb") as raw:
-                out = HashingWriter(raw)
-                yield out
+                sync = None
+                if self.is_local:
+                    def sync() -> None:
+                        raw.flush()
+                        _fdatasync(raw.fileno())
+                out = HashingWriter(raw, background=True, sync=sync)
+                try:
+                    yield out
+                    out.finish()
+                except BaseException:
+                    out.abort()
+                    raise
                 if self.is_local:
                     raw.flush()
                     os.fsync(raw.fileno())

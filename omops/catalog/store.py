@@ -33,6 +33,7 @@ __all__ = ["Catalog", "NewPart", "ObjectRecord", "PartRecord", "RevisionRecord"]
 
 LATEST = "latest"
 _MIN_PREFIX = 4
+_LOCK_ATTEMPTS = 10
 _HEX = re.compile(r"[0-9a-f]+")
 
 
@@ -105,6 +106,21 @@ def _revision_id(name: str, parent: str | None, blobs: Sequence[str], created: d
         digest.update(piece.encode())
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+# One statement object, so SQLAlchemy compiles it once: the unique
+# (bucket, store, name) index finds the object, the tags primary key its revision.
+_LOOKUP = (
+    sa.select(revisions)
+    .join(tags, tags.c.revision_id == revisions.c.id)
+    .join(objects, objects.c.id == tags.c.object_id)
+    .where(
+        objects.c.bucket == sa.bindparam("bucket"),
+        objects.c.store == sa.bindparam("store"),
+        objects.c.name == sa.bindparam("name"),
+        tags.c.tag == sa.bindparam("tag"),
+    )
+)
 
 
 def _object(row: sa.Row) -> ObjectRecord:
@@ -247,6 +263,8 @@ class Catalog:
     def drop(self, object_id: int) -> list[str]:
         """Delete an object with all revisions; return blobs nothing refers to now."""
         with self._write() as conn:
+            if not self._lock_id(conn, object_id):
+                return []  # dropped by someone else meanwhile
             revision_ids = sa.select(revisions.c.id).where(revisions.c.object_id == object_id)
             blobs = set(
                 conn.execute(
@@ -296,6 +314,19 @@ class Catalog:
             f"{_MIN_PREFIX} leading characters of a revision id (see revisions())"
         )
 
+    def lookup(self, bucket: str, store: str, name: str, ref: str | None = None) -> RevisionRecord:
+        """``resolve(get(bucket, store, name).id, ref)``: in one indexed query when ``ref`` is a tag.
+
+        The serving hot path: every request asks which revision ``name`` (``latest``
+        or ``name@tag``) is now, so that a new revision is served at once.
+        """
+        params = {"bucket": bucket, "store": store, "name": name, "tag": ref or LATEST}
+        with self._read() as conn:
+            row = conn.execute(_LOOKUP, params).first()
+        if row is not None:
+            return _revision(row)
+        return self.resolve(self.get(bucket, store, name).id, ref)  # a revision prefix, or NotFound
+
     def revisions(self, object_id: int) -> list[tuple[RevisionRecord, list[str]]]:
         """All revisions, oldest first, each with its tags."""
         with self._read() as conn:
@@ -321,9 +352,11 @@ class Catalog:
 
     def parts(self, revision: RevisionRecord) -> list[PartRecord]:
         """The blobs of a revision in read order (its append chain, oldest first)."""
+        # The revision string too: SQLite may give a dropped revision's id to a new one.
+        this = sa.and_(revisions.c.id == revision.id, revisions.c.revision == revision.revision)
         chain = (
             sa.select(revisions.c.id, revisions.c.base_id, sa.literal(0).label("depth"))
-            .where(revisions.c.id == revision.id)
+            .where(this)
             .cte("chain", recursive=True)
         )
         chain = chain.union_all(
@@ -336,11 +369,30 @@ class Catalog:
             .order_by(chain.c.depth.desc(), parts.c.position)
         )
         with self._read() as conn:
-            return [PartRecord(*row) for row in conn.execute(query)]
+            found = [PartRecord(*row) for row in conn.execute(query)]
+            # Checked after the parts (PostgreSQL reads each statement at a new
+            # snapshot): a revision that exists now existed, immutable, before,
+            # so what was read is whole; otherwise a concurrent drop removed it
+            # and the read must not pass off no parts as an empty object.
+            if conn.execute(sa.select(revisions.c.id).where(this)).first() is None:
+                raise NotFound(f"revision {revision.revision} was dropped meanwhile")
+        return found
 
     def set_tag(self, object_id: int, revision: RevisionRecord, tag: str) -> None:
         """Point ``tag`` at ``revision`` (moving it if it pointed elsewhere)."""
         with self._write() as conn:
+            # Under the object's lock the revision cannot vanish; check it is
+            # still there (ids of dropped rows can be reused by SQLite).
+            still_there = self._lock_id(conn, object_id) and conn.execute(
+                sa.select(revisions.c.id).where(
+                    revisions.c.id == revision.id, revisions.c.object_id == object_id,
+                    revisions.c.revision == revision.revision,
+                )
+            ).first()
+            if not still_there:
+                raise NotFound(
+                    f"revision {revision.revision} was dropped meanwhile; look the object up again"
+                )
             self._set_tags(conn, object_id, revision.id, [tag])
 
     def remove_tag(self, object_id: int, tag: str) -> None:
@@ -353,11 +405,23 @@ class Catalog:
             conn.execute(tags.delete().where(tags.c.object_id == object_id, tags.c.tag == tag))
             conn.execute(tags.insert().values(object_id=object_id, tag=tag, revision_id=revision_id))
 
+    @staticmethod
+    def _lock_id(conn: Connection, object_id: int) -> bool:
+        """Lock an object's row for this transaction; False if there is none.
+
+        Every transaction that writes an object's revisions or tags takes this
+        lock first, so on PostgreSQL they queue on one row instead of
+        deadlocking on tag and revision rows taken in different orders
+        (SQLite's BEGIN IMMEDIATE serialises all writers anyway).
+        """
+        query = sa.select(objects.c.id).where(objects.c.id == object_id).with_for_update()
+        return conn.execute(query).first() is not None
+
     def _lock_object(
         self, conn: Connection, bucket: str, store: str, name: str, new: NewRevision, now: dt.datetime
     ) -> ObjectRecord:
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        conn.execute(
+        create = (
             insert(objects)
             .values(
                 bucket=bucket, store=store, name=name, kind=new.kind,
@@ -367,12 +431,22 @@ class Catalog:
             )
             .on_conflict_do_nothing(index_elements=["bucket", "store", "name"])
         )
-        row = conn.execute(
+        lock = (
             sa.select(objects)
             .where(objects.c.bucket == bucket, objects.c.store == store, objects.c.name == name)
             .with_for_update()
-        ).one()
-        return _object(row)
+        )
+        for _ in range(_LOCK_ATTEMPTS):
+            conn.execute(create)
+            row = conn.execute(lock).first()
+            if row is not None:
+                return _object(row)
+            # PostgreSQL: the row the insert found was dropped before we could
+            # lock it; the next insert creates it (READ COMMITTED sees the drop).
+        raise StorageError(
+            f"cannot create {store}/{name!r}: it was dropped {_LOCK_ATTEMPTS} times while "
+            "this put waited; put again"
+        )
 
     def _latest(self, conn: Connection, object_id: int) -> RevisionRecord | None:
         row = conn.execute(

@@ -58,6 +58,8 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False,
 ) -> None:
     """Events of an experiment's run(s) as a table."""
+    import pandas as pd
+
     runtime = _runtime(bucket)
     runtime.om.catalog.tracking.experiment(runtime.om.bucket, name, create=False)
     exp = runtime.experiment(name)
@@ -71,20 +73,26 @@ def show(
     for row in shown.itertuples(index=False):
         table.add_row(
             str(row.run),
-            "" if row.step is None or str(row.step) == "<NA>" else str(row.step),
+            "" if pd.isna(row.step) else str(row.step),
             row.dt.isoformat(timespec="milliseconds"),
             row.event,
             "" if not isinstance(row.key, str) else row.key,
             cell(row.value)[:80],
         )
     print_table(table)
-    if len(frame) > limit:
+    if frame.empty:
+        print_note(f"no events in experiment {name!r} for run={run!r}; try --run all")
+    elif len(frame) > limit:
         print_note(f"showing the last {limit} of {len(frame)} events; use --limit")
 
 
 def orjson_records(frame):  # noqa: ANN001, ANN201
-    records = frame.astype({"dt": str}).to_dict(orient="records")
+    """JSON-able records: ISO times, ``None`` for a missing step or key."""
+    import pandas as pd
+
+    records = frame.to_dict(orient="records")
     for record in records:
-        record["step"] = None if str(record["step"]) == "<NA>" else int(record["step"])
+        record["dt"] = record["dt"].isoformat()
+        record["step"] = None if pd.isna(record["step"]) else int(record["step"])
         record["key"] = record["key"] if isinstance(record["key"], str) else None
     return records

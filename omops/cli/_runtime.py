@@ -150,6 +150,13 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _needs_keys(host: str, *, require_keys: bool | None, insecure: bool) -> bool:
+    """Keys unless on loopback or --insecure; an explicit --(no-)require-keys wins."""
+    if require_keys is not None:
+        return require_keys
+    return not (_is_loopback(host) or insecure)
+
+
 @app.command(
     epilog=examples(
         "  om runtime serve                       # http://127.0.0.1:8000/docs",
@@ -187,12 +194,15 @@ def serve(
 
     om = omops.get_omega()
     loopback = _is_loopback(host)
-    keys = require_keys if require_keys is not None else not loopback
-    if not loopback and insecure:
-        keys = False
+    keys = _needs_keys(host, require_keys=require_keys, insecure=insecure)
+    if not keys and not loopback and not insecure:
+        raise CliError(
+            f"serving {host} without API keys exposes every object: pass --insecure to do it "
+            "anyway, or drop --no-require-keys"
+        )
     if keys and not om.catalog.api_keys.any_active():
         raise CliError(
-            f"binding {host} needs API keys and none exists: create one with "
+            f"serving {host} with API keys needs one, and none exists: create one with "
             "`om auth create-key --bucket default --role read` (or pass --insecure to serve "
             "without authentication)"
         )
@@ -202,6 +212,8 @@ def serve(
         f"serving {om.catalog!r} on http://{host}:{port} (docs at /docs, "
         f"{'API keys required' if keys else 'no API keys'})"
     )
+    if not loopback and not keys:
+        print_note(f"--insecure: anyone who reaches {host}:{port} may read and write every object")
     uvicorn.run(
         "omops.server.app:app_from_environment",
         factory=True,

@@ -10,7 +10,9 @@ in ``kind_meta``.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import json
 import os
 import sys
 import threading
@@ -24,7 +26,7 @@ from omops.blobs import Blobs
 from omops.catalog import PartRecord, RevisionRecord
 from omops.errors import InvalidData, InvalidQuery
 from omops.plugins.base import Plugin, ReadQuery, Stored
-from omops.query import compile_filters, quote_identifier, select_columns
+from omops.query import compile_filters, select_columns
 
 __all__ = ["DataFramePlugin", "SeriesPlugin"]
 
@@ -36,12 +38,45 @@ def _encode_schema(schema: pa.Schema) -> str:
     return base64.b64encode(schema.serialize().to_pybytes()).decode()
 
 
+@functools.lru_cache(maxsize=256)
 def _decode_schema(text: str) -> pa.Schema:
+    # Cached: every get of a dataset decodes the same text (schemas are immutable).
     return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
 
 
 def _fingerprint(schema: pa.Schema) -> str:
-    return hashlib.sha1(schema.remove_metadata().to_string().encode(), usedforsecurity=False).hexdigest()
+    text = schema.remove_metadata().to_string().encode()
+    return hashlib.sha1(text, usedforsecurity=False).hexdigest()
+
+
+def _as_schema(table: pa.Table, target: pa.Schema) -> pa.Table:
+    """``table`` under ``target``'s names and types, matching columns by position."""
+    columns = [c.cast(f.type) if c.type != f.type else c
+               for c, f in zip(table.columns, target, strict=True)]
+    return pa.Table.from_arrays(columns, schema=target)
+
+
+def _without_index(target: pa.Schema, column: str, spec: Mapping[str, Any]) -> pa.Schema:
+    """``target`` less the index column, its pandas metadata naming a RangeIndex instead."""
+    pandas_meta = json.loads(target.metadata[b"pandas"])
+    pandas_meta["index_columns"] = [{"kind": "range", "name": spec["name"], "start": spec["start"],
+                                     "stop": spec["stop"], "step": spec["step"]}]
+    pandas_meta["columns"] = [c for c in pandas_meta["columns"] if c.get("field_name") != column]
+    return pa.schema([f for f in target if f.name != column],
+                     metadata={**target.metadata, b"pandas": json.dumps(pandas_meta).encode()})
+
+
+def _aliased(filters: Mapping[str, Any], alias: Mapping[str, str],
+             columns: Mapping[str, str]) -> dict[str, Any]:
+    """``filters`` with each column name (``col`` or ``col__op``) replaced by its alias."""
+    out = {}
+    for key, value in filters.items():
+        if key in columns:
+            out[alias[key]] = value
+        else:
+            column, _, op = key.rpartition("__")
+            out[f"{alias[column]}__{op}"] = value
+    return out
 
 
 def _jsonable(values: Sequence[Any]) -> list[Any] | None:
@@ -63,30 +98,40 @@ def _merge_categories(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[st
             merged[name] = None
         else:
             values = list(dict.fromkeys([*before["values"], *spec["values"]]))
-            merged[name] = {"values": values, "ordered": before["ordered"]} if len(values) <= _MAX_CATEGORIES else None
+            fits = len(values) <= _MAX_CATEGORIES
+            merged[name] = {"values": values, "ordered": before["ordered"]} if fits else None
     return merged
 
 
 class _DuckDB:
-    """One DuckDB connection per process; threads take cursors from it."""
+    """DuckDB connections of this process, made once and reused; threads take cursors.
+
+    Local blobs share one connection. Each other blob store gets its own, with
+    its fsspec filesystem registered: DuckDB registers one filesystem per
+    protocol and connection, so two ``s3://`` (or ``memory://``) stores could
+    not share one.
+    """
 
     def __init__(self) -> None:
-        self._conn = None
+        self._conns: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._pid: int | None = None
         self._lock = threading.Lock()
-        self._filesystems: set[str] = set()
 
     def cursor(self, blobs: Blobs):  # noqa: ANN201
         import duckdb
 
+        key = ("", 0) if blobs.is_local else (blobs.url, id(blobs.fs))
         with self._lock:
-            if self._conn is None or self._pid != os.getpid():
-                self._conn = duckdb.connect(config={"threads": max(os.cpu_count() or 1, 1)})
-                self._pid, self._filesystems = os.getpid(), set()
-            if not blobs.is_local and blobs.url not in self._filesystems:
-                self._conn.register_filesystem(blobs.fs)
-                self._filesystems.add(blobs.url)
-            return self._conn.cursor()
+            if self._pid != os.getpid():  # never use a connection inherited over fork
+                self._conns, self._pid = {}, os.getpid()
+            found = self._conns.get(key)
+            if found is None:
+                conn = duckdb.connect(config={"threads": max(os.cpu_count() or 1, 1)})
+                if not blobs.is_local:
+                    conn.register_filesystem(blobs.fs)
+                # The filesystem is kept with its connection so that its id stays unique.
+                found = self._conns[key] = (conn, blobs.fs)
+            return found[0].cursor()
 
 
 _DUCKDB = _DuckDB()
@@ -110,7 +155,8 @@ class DataFramePlugin(Plugin):
         import pandas as pd
 
         if not isinstance(obj, pd.DataFrame):
-            raise InvalidData(f"kind {self.kind!r} needs a pandas DataFrame, got {type(obj).__name__}")
+            raise InvalidData(
+                f"kind {self.kind!r} needs a pandas DataFrame, got {type(obj).__name__}")
         return obj
 
     def _to_table(self, frame: Any) -> pa.Table:
@@ -150,7 +196,8 @@ class DataFramePlugin(Plugin):
         if table.schema.remove_metadata().equals(target.remove_metadata()):
             return table
         try:
-            return table.cast(target.remove_metadata()).replace_schema_metadata(table.schema.metadata)
+            cast = table.cast(target.remove_metadata())
+            return cast.replace_schema_metadata(table.schema.metadata)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
             raise InvalidData(
                 f"cannot append: the column types do not fit the stored schema ({exc}); "
@@ -163,19 +210,26 @@ class DataFramePlugin(Plugin):
         import pandas as pd
 
         found: dict[str, Any] = {}
-        for name in frame.columns:
-            dtype = frame[name].dtype
+        for name, dtype in frame.dtypes.items():
             if isinstance(dtype, pd.CategoricalDtype):
                 values = _jsonable(list(dtype.categories))
                 fits = values is not None and len(values) <= _MAX_CATEGORIES
-                found[str(name)] = {"values": values, "ordered": bool(dtype.ordered)} if fits else None
+                spec = {"values": values, "ordered": bool(dtype.ordered)}
+                found[str(name)] = spec if fits else None
         return found
 
     def put(self, obj: Any, blobs: Blobs, *, base: RevisionRecord | None = None) -> Stored:
         frame = self._frame(obj)
         table = self._conform(self._to_table(frame), base)
-        key, size = blobs.put_with(lambda out: pq.write_table(table, out))
         index = self._index_columns(table)
+        range_index = self._range_index(frame, index)
+        options: dict[str, Any] = {}
+        if range_index is not None:
+            # An arithmetic sequence: delta encoding stores it in a few bytes, where the
+            # default (a dictionary tried and given up, then plain) costs 8 bytes a row.
+            options = {"use_dictionary": [n for n in table.column_names if n != index[0]],
+                       "column_encoding": {index[0]: "DELTA_BINARY_PACKED"}}
+        key, size = blobs.put_with(lambda out: pq.write_table(table, out, **options))
         schema = table.schema
         meta = {
             "schema": _encode_schema(schema),
@@ -184,7 +238,25 @@ class DataFramePlugin(Plugin):
             "index": index,
             "categories": self._categories(frame),
         }
+        if range_index is not None:
+            meta["range_index"] = range_index
         return Stored(parts=[PartRecord(blob=key, size=size, rows=table.num_rows)], kind_meta=meta)
+
+    @staticmethod
+    def _range_index(frame: Any, index: Sequence[str]) -> dict[str, Any] | None:
+        """``start``, ``stop``, ``step``, ``name`` of a RangeIndex (still stored as a column).
+
+        A read of the whole part rebuilds the RangeIndex from these instead of
+        reading the column: the class survives and the read is one column lighter.
+        """
+        import pandas as pd
+
+        found = frame.index
+        if not isinstance(found, pd.RangeIndex) or len(index) != 1:
+            return None
+        if found.name is not None and (not isinstance(found.name, str) or found.name != index[0]):
+            return None
+        return {"start": found.start, "stop": found.stop, "step": found.step, "name": found.name}
 
     def extend(self, stored: Stored, base: RevisionRecord | None) -> dict[str, Any]:
         if base is None:
@@ -194,9 +266,11 @@ class DataFramePlugin(Plugin):
                 "the dataset's schema changed while appending (another writer replaced it); "
                 "put again"
             )
-        return {**stored.kind_meta,
+        meta = {**stored.kind_meta,
                 "categories": _merge_categories(base.kind_meta.get("categories") or {},
                                                 stored.kind_meta["categories"])}
+        meta.pop("range_index", None)  # the parts' indexes concatenate: no range any more
+        return meta
 
     # -- get ---------------------------------------------------------------
 
@@ -215,6 +289,10 @@ class DataFramePlugin(Plugin):
         if query.filters:
             table = self._read_filtered(blobs, parts, schema, target, query.filters)
         else:
+            spec = kind_meta.get("range_index")
+            if spec is not None and len(parts) == 1 and len(index) == 1 and (
+                    parts[0].rows == len(range(spec["start"], spec["stop"], spec["step"]))):
+                target = _without_index(target, index[0], spec)
             table = self._read_all(blobs, parts, target)
         return self._to_pandas(table, kind_meta)
 
@@ -222,15 +300,15 @@ class DataFramePlugin(Plugin):
         if not parts:
             return target.empty_table()
         names = target.names
-        filesystem = None if blobs.is_local else blobs.fs
+        local = blobs.is_local
+        filesystem = None if local else blobs.fs
         tables = []
         for part in parts:
+            # Blobs never change once written, so a local one can be memory-mapped:
+            # pages come straight from the page cache, without a read copy.
             read = pq.read_table(blobs.path(part.blob), columns=names, filesystem=filesystem,
-                                 use_pandas_metadata=False)
-            tables.append(pa.Table.from_arrays(
-                [c.cast(f.type) if c.type != f.type else c for c, f in zip(read.columns, target)],
-                schema=target,
-            ))
+                                 use_pandas_metadata=False, memory_map=local)
+            tables.append(_as_schema(read, target))
         return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
     def _read_filtered(self, blobs: Blobs, parts: Sequence[PartRecord], schema: pa.Schema,
@@ -241,9 +319,15 @@ class DataFramePlugin(Plugin):
             return target.empty_table()
         # Filters see data columns and named index levels, not pandas' __index_level_N__.
         types = {f.name: str(f.type) for f in schema if not f.name.startswith("__index_level_")}
-        predicate = compile_filters(filters, types)
-        select = ", ".join(quote_identifier(name) for name in target.names)
-        sql = f"SELECT {select} FROM read_parquet($files) WHERE {predicate.sql}"
+        compile_filters(filters, types)  # checks names, operators and values, in user terms
+        # DuckDB matches identifiers case-insensitively ("A" and "a" would clash), so
+        # the SQL names every column by position: c0, c1 ... in the files' order.
+        alias = {name: f"c{i}" for i, name in enumerate(schema.names)}
+        predicate = compile_filters(_aliased(filters, alias, types),
+                                    {alias[name]: kind for name, kind in types.items()})
+        select = ", ".join(alias[name] for name in target.names)
+        sql = (f"SELECT {select} FROM read_parquet($files) AS t({', '.join(alias.values())})"
+               f" WHERE {predicate.sql}")
         params = {**predicate.params, "files": [blobs.url_of(p.blob) for p in parts]}
         cursor = _DUCKDB.cursor(blobs)
         try:
@@ -252,11 +336,7 @@ class DataFramePlugin(Plugin):
             raise InvalidQuery(f"filter {dict(filters)!r} cannot be applied: {exc}") from exc
         finally:
             cursor.close()
-        # DuckDB renames columns that differ only by case: map back by position.
-        return pa.Table.from_arrays(
-            [c.cast(f.type) if c.type != f.type else c for c, f in zip(result.columns, target)],
-            schema=target,
-        )
+        return _as_schema(result, target)
 
     def _to_pandas(self, table: pa.Table, kind_meta: Mapping[str, Any]) -> Any:
         import pandas as pd
@@ -266,7 +346,8 @@ class DataFramePlugin(Plugin):
             if spec is None or name not in frame.columns:
                 continue
             if isinstance(frame[name].dtype, pd.CategoricalDtype):
-                frame[name] = frame[name].cat.set_categories(spec["values"], ordered=spec["ordered"])
+                frame[name] = frame[name].cat.set_categories(spec["values"],
+                                                             ordered=spec["ordered"])
         return frame
 
     def describe(self, kind_meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -296,7 +377,8 @@ class SeriesPlugin(DataFramePlugin):
     def put(self, obj: Any, blobs: Blobs, *, base: RevisionRecord | None = None) -> Stored:
         stored = super().put(obj, blobs, base=base)
         name = obj.name
-        stored.kind_meta["series_name"] = name if isinstance(name, (str, int, float, bool)) or name is None else str(name)
+        plain = name is None or isinstance(name, (str, int, float, bool))
+        stored.kind_meta["series_name"] = name if plain else str(name)
         return stored
 
     def get(self, blobs: Blobs, parts: Sequence[PartRecord], kind_meta: Mapping[str, Any], *,

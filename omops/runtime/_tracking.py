@@ -8,7 +8,9 @@ task logs ``task_call``, ``task_success`` or ``task_failure`` (and, with the
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -26,18 +28,23 @@ SAMPLE_ROWS = 10
 FULL_ROWS = 100
 _TRACKERS_TTL = 2.0
 
-_writers: dict[str, EventWriter] = {}
+_writers: dict[tuple[str, int], EventWriter] = {}
 _tracker_cache: dict[tuple[str, str, str], tuple[float, list[tuple[int, int]]]] = {}
 _lock = threading.Lock()
 
 
 def writer_for(om: Omega) -> EventWriter:
-    """The write-behind event writer of ``om``'s catalog (one per process)."""
-    key = om.catalog.url
+    """The write-behind event writer of ``om``'s catalog (one per process).
+
+    A forked child (Celery pool, process pool) gets its own: the parent's
+    thread does not exist there. Queued events are written at exit.
+    """
+    key = (om.catalog.url, os.getpid())
     with _lock:
         writer = _writers.get(key)
         if writer is None:
             writer = _writers[key] = EventWriter(om.catalog)
+            atexit.register(writer.flush, 10.0)
     return writer
 
 
@@ -145,6 +152,8 @@ def log_prediction(
     trackers = _trackers(om, model)
     if not trackers:
         return
+    if hasattr(result, "tolist"):
+        result = result.tolist()
     value = {
         "model": model,
         "revision": revision,
@@ -152,9 +161,6 @@ def log_prediction(
         "input": _inputs(X),
         "output": _summary(result, FULL_ROWS),
     }
-    if hasattr(result, "tolist"):
-        result = result.tolist()
-    value["output"] = _summary(result, FULL_ROWS)
     writer = writer_for(om)
     for experiment_id, run in trackers:
         writer.put(event_row(experiment_id, run, "predict", model, value))

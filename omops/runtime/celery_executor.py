@@ -9,21 +9,24 @@ killed worker's task runs again on another worker instead of being lost.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from typing import Any
 
 from omops.config import load_settings
 from omops.errors import ConfigError, NotFound, TaskFailed, TaskTimeout
 from omops.omega import Omega
 from omops.runtime.plan import Batch, TaskCall
-from omops.runtime.results import FAILURE, PENDING, STARTED, TaskResult, failure_of
+from omops.runtime.results import FAILURE, PENDING, STARTED, SUCCESS, TaskResult, failure_of
 from omops.runtime.tasks import execute
 
 __all__ = ["CeleryExecutor", "CeleryResult", "make_app", "run_worker"]
 
 TASK_NAME = "omops.run"
+_KEPT_RESULTS = 1000
 _apps: dict[str, Any] = {}
 _apps_lock = threading.Lock()
 _worker_omegas: dict[str, Omega] = {}
+_worker_lock = threading.Lock()
 
 
 def _backend_for(broker: str) -> str:
@@ -33,10 +36,17 @@ def _backend_for(broker: str) -> str:
 
 
 def _worker_omega(bucket: str) -> Omega:
-    om = _worker_omegas.get(bucket)
-    if om is None:
-        om = _worker_omegas[bucket] = Omega(settings=load_settings(), bucket=bucket)
-    return om
+    """The worker's Omega for ``bucket``: one catalog and blob store for all buckets.
+
+    (An Omega per bucket would open a catalog engine, with its pool of
+    database connections, for every bucket a worker ever served.)
+    """
+    with _worker_lock:
+        om = _worker_omegas.get(bucket)
+        if om is None:
+            base = next(iter(_worker_omegas.values()), None) or Omega(settings=load_settings())
+            om = _worker_omegas[bucket] = base if base.bucket == bucket else base[bucket]
+        return om
 
 
 def _run(self: Any, *args: Any) -> Any:
@@ -93,6 +103,53 @@ def _raise_failure(exc: BaseException) -> None:
     raise failure_of(exc)
 
 
+_progress: OrderedDict[str, str] = OrderedDict()  # task id -> last state short of ready
+_progress_lock = threading.Lock()
+
+
+def _record_progress(meta: dict[str, Any]) -> None:
+    """Keep STARTED/RETRY states that arrive as rpc:// replies (Celery drops them)."""
+    task_id, state = meta.get("task_id"), meta.get("status")
+    if not task_id or not state:
+        return
+    with _progress_lock:
+        if state in ("SUCCESS", "FAILURE", "REVOKED"):
+            _progress.pop(task_id, None)
+            return
+        _progress[task_id] = state
+        while len(_progress) > _KEPT_RESULTS:
+            _progress.popitem(last=False)
+
+
+def _drain_replies(async_result: Any) -> None:
+    """rpc://: handle the reply messages that arrived, without waiting for more.
+
+    Once a process has waited for any result, its reply queue is consumed and
+    replies sit in that connection until drained; reading ``state`` alone
+    would then say PENDING for ever, even for a finished task.
+    """
+    backend = async_result.backend
+    consumer = getattr(backend, "result_consumer", None)
+    if backend.as_uri() != "rpc://" or getattr(consumer, "_connection", None) is None:
+        return
+    previous, consumer.on_message = consumer.on_message, _record_progress
+    try:
+        for _ in range(10_000):  # each call handles what one read brings
+            consumer.drain_events(timeout=0.001)
+    except TimeoutError:  # nothing more has arrived
+        pass
+    finally:
+        consumer.on_message = previous
+
+
+def _state_of(async_result: Any) -> str:
+    state = async_result.state
+    if state == PENDING:
+        with _progress_lock:
+            state = _progress.get(async_result.id, PENDING)
+    return {"RETRY": STARTED, "RECEIVED": PENDING, "REVOKED": FAILURE}.get(state, state)
+
+
 class CeleryResult(TaskResult):
     """A task (or group, or chain) running on Celery workers."""
 
@@ -102,19 +159,23 @@ class CeleryResult(TaskResult):
 
     @property
     def status(self) -> str:
-        state = self._result.state if not hasattr(self._result, "results") else self._group_state()
-        return {"RETRY": STARTED, "RECEIVED": PENDING}.get(state, state)
-
-    def _group_state(self) -> str:
-        if not self._result.ready():
-            return STARTED if self._result.completed_count() else PENDING
-        return FAILURE if self._result.failed() else "SUCCESS"
+        _drain_replies(self._result)
+        if not hasattr(self._result, "results"):
+            return _state_of(self._result)
+        # A group: failed as soon as one call failed (get() raises then), done when all are.
+        states = [_state_of(r) for r in self._result.results]
+        if FAILURE in states:
+            return FAILURE
+        if all(state == SUCCESS for state in states):
+            return SUCCESS
+        return STARTED if {STARTED, SUCCESS} & set(states) else PENDING
 
     def get(self, timeout: float | None = None) -> Any:
         from celery.exceptions import TimeoutError as CeleryTimeout
 
         try:
-            return self._result.get(timeout=timeout, propagate=True, disable_sync_subtasks=False)
+            return self._result.get(timeout=timeout, propagate=True, disable_sync_subtasks=False,
+                                    on_message=_record_progress)
         except CeleryTimeout:
             raise TaskTimeout(
                 f"task {self.id} did not finish within {timeout} s; is a worker listening on "
@@ -151,6 +212,19 @@ class CeleryExecutor:
     def __init__(self, broker: str) -> None:
         self.broker = broker
         self.app = make_app(broker)
+        self._lock = threading.Lock()
+        self._sent: OrderedDict[str, TaskResult] = OrderedDict()
+
+    def _keep(self, result: TaskResult) -> TaskResult:
+        # result(id) must hand back the very handle that was returned: with
+        # rpc:// a result message is consumed once, by one AsyncResult, so a
+        # second handle on the same id would wait forever.
+        with self._lock:
+            self._sent[result.id] = result
+            self._sent.move_to_end(result.id)
+            while len(self._sent) > _KEPT_RESULTS:
+                self._sent.popitem(last=False)
+        return result
 
     def _signature(self, call: TaskCall, *args: Any) -> Any:
         return self.app.signature(TASK_NAME, args=(*args, _message(call)), queue=call.queue)
@@ -161,36 +235,42 @@ class CeleryExecutor:
 
     def submit_background(self, call: TaskCall, *, task_id: str | None = None) -> TaskResult:
         """Send a call under a chosen task id (Celery tasks never block the caller)."""
-        return CeleryResult(self._signature(call).apply_async(task_id=task_id))
+        return self._keep(CeleryResult(self._signature(call).apply_async(task_id=task_id)))
 
     def submit(self, work: TaskCall | Batch) -> TaskResult:
         """Send a call, or a batch as a Celery group, chain or chord."""
         from celery import chain, chord, group
 
         if isinstance(work, TaskCall):
-            return self.send(work)
+            return self._keep(self.send(work))
         signatures = [self._signature(c) for c in work.calls]
         if work.mode == "parallel":
-            return CeleryResult(group(signatures).apply_async())
+            return self._keep(CeleryResult(group(signatures).apply_async()))
         if work.mode == "sequence":
-            return CeleryResult(chain(signatures).apply_async())
+            return self._keep(CeleryResult(chain(signatures).apply_async()))
         mapped, reducer = signatures[:-1], signatures[-1]
         if _backend_for(self.broker) != "rpc://":
-            return CeleryResult(chord(mapped)(reducer))
-        return _ReduceAfter(CeleryResult(group(mapped).apply_async()), self, work.calls[-1])
+            return self._keep(CeleryResult(chord(mapped)(reducer)))
+        return self._keep(
+            _ReduceAfter(CeleryResult(group(mapped).apply_async()), self, work.calls[-1])
+        )
 
     def result(self, task_id: str) -> TaskResult:
         """A task's result by id (with RabbitMQ: from the process that sent it)."""
         if not task_id:
             raise NotFound("empty task id")
-        return CeleryResult(self.app.AsyncResult(task_id))
+        with self._lock:
+            kept = self._sent.get(task_id)
+        return kept if kept is not None else CeleryResult(self.app.AsyncResult(task_id))
 
     def status(self, timeout: float = 1.0) -> dict[str, Any]:
         """Workers that answer, with their queues and pool sizes."""
-        inspect = self.app.control.inspect(timeout=timeout)
-        queues = inspect.active_queues() or {}
-        stats = inspect.stats() or {}
-        active = inspect.active() or {}
+        queues = self.app.control.inspect(timeout=timeout).active_queues() or {}
+        # The workers are known now: the next questions return once each answered.
+        known = self.app.control.inspect(timeout=timeout, destination=sorted(queues),
+                                         limit=len(queues)) if queues else None
+        stats = (known.stats() if known else None) or {}
+        active = (known.active() if known else None) or {}
         return {
             worker: {
                 "queues": sorted(q["name"] for q in queues.get(worker, [])),

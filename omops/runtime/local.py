@@ -24,11 +24,25 @@ _KEPT_RESULTS = 1000
 _worker_omegas: dict[tuple[str, str, str], Omega] = {}
 
 
-def _run_in_pool(spec: tuple[str, str, str], task: str, payload: dict[str, Any], previous: Any) -> Any:
-    """Entry point in a pool process: rebuild the Omega by URLs, run the task."""
+def _pool_omega(spec: tuple[str, str, str]) -> Omega:
+    """The pool process's Omega by URLs; buckets share one catalog and blob store."""
     om = _worker_omegas.get(spec)
     if om is None:
-        om = _worker_omegas[spec] = Omega(catalog=spec[0], blobs=spec[1], bucket=spec[2])
+        catalog, blobs, bucket = spec
+        base = next((o for (c, b, _), o in _worker_omegas.items() if (c, b) == (catalog, blobs)),
+                    None)
+        if base is None:
+            om = Omega(catalog=catalog, blobs=blobs, bucket=bucket)
+        else:
+            om = base[bucket]
+        _worker_omegas[spec] = om
+    return om
+
+
+def _run_in_pool(spec: tuple[str, str, str], task: str, payload: dict[str, Any],
+                 previous: Any) -> Any:
+    """Entry point in a pool process: rebuild the Omega by URLs, run the task."""
+    om = _pool_omega(spec)
     try:
         return execute(om, task, payload, previous)
     except Exception as exc:

@@ -116,6 +116,19 @@ class Runtime:
         self.executor.submit_background(recorded, task_id=task_id)
         return task_id
 
+    def experiment(self, name: str, provider: str = "simple", **options: Any) -> Any:
+        """An experiment; ``with`` it, tasks submitted in the block are tracked in a new run.
+
+        See :class:`omops.tracking.Experiment`.
+        """
+        from omops.tracking import Experiment  # the tracking layer builds on this one
+
+        return Experiment(self.om, name, provider, **options)
+
+    def experiments(self) -> list[dict[str, Any]]:
+        """Experiments of this bucket with their number of runs and events."""
+        return self.om.catalog.tracking.list(self.om.bucket)
+
     def status(self) -> dict[str, Any]:
         """Workers and queues (Celery), or a note that tasks run locally."""
         if self.local or not self.om.broker:
@@ -165,7 +178,37 @@ class _BatchRuntime(Runtime):
         if self._mode == "mapreduce" and len(calls) == 1:
             calls = (*calls, TaskCall("omops.collect", {}, self.label, self.om.bucket))
         self._batch = []
-        return self._parent.executor.submit(Batch(self._mode, calls))
+        return self._parent.executor.submit(Batch(self._mode, _drop_on_failure(self._mode, calls)))
+
+
+def _drop_on_failure(mode: str, calls: tuple[TaskCall, ...]) -> tuple[TaskCall, ...]:
+    """Tell each call whose failure stops the batch which temporary inputs then go unused.
+
+    A failed sequence step ends the sequence, and a failed mapped call means
+    the reducer never runs: the failing task drops those calls' inputs.
+    """
+    if mode == "parallel":
+        return calls
+
+    def temps(group: tuple[TaskCall, ...]) -> list[str]:
+        return [name for call in group for name in call.payload.get("temp") or ()]
+
+    if mode == "sequence":
+        unused = [temps(calls[i + 1:]) for i in range(len(calls))]
+    else:
+        unused = [temps(calls[-1:])] * (len(calls) - 1) + [[]]
+    return tuple(
+        replace(call, payload={**call.payload, "drop_on_failure": names}) if names else call
+        for call, names in zip(calls, unused, strict=True)
+    )
+
+
+def _current_tracking() -> dict[str, Any] | None:
+    """The active experiment's tracking context, if a ``with experiment`` block is open."""
+    import sys
+
+    module = sys.modules.get("omops.tracking.experiment")
+    return module.CURRENT.get() if module is not None else None
 
 
 def _mask(url: str) -> str:
@@ -216,6 +259,9 @@ class ModelProxy:
             "X": self._data(X, temp), "Y": self._data(Y, temp),
             "kwargs": kwargs, "result_name": result_name, "temp": temp,
         }
+        tracking = _current_tracking()
+        if tracking is not None:
+            payload["tracking"] = tracking
         return TaskCall("omops.model", payload, self.runtime.label, self.runtime.om.bucket)
 
     def _call(self, action: str, X: Any = None, Y: Any = None, *,  # noqa: N803

@@ -8,6 +8,7 @@ as JSON.
 
 from __future__ import annotations
 
+import sys
 import threading
 import uuid
 from collections import OrderedDict
@@ -23,6 +24,7 @@ from omops.omega import Omega
 __all__ = ["TASKS", "TEMP_PREFIX", "execute", "to_json"]
 
 TEMP_PREFIX = "_temp/"
+_PREDICTING = frozenset({"predict", "predict_proba", "decision_function", "transform"})
 _MODEL_CACHE_SIZE = 32
 
 
@@ -35,7 +37,8 @@ def to_json(value: Any) -> Any:
         if isinstance(value, (pandas.Series, pandas.Index)):
             value = value.to_numpy()
     try:
-        return orjson.loads(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY))
+        text = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY, default=_numpy_default)
+        return orjson.loads(text)
     except TypeError as exc:
         raise InvalidData(
             f"the task result of type {type(value).__name__} is not JSON-able; "
@@ -43,9 +46,15 @@ def to_json(value: Any) -> Any:
         ) from exc
 
 
-def _pandas_if_loaded() -> Any:
-    import sys
+def _numpy_default(value: Any) -> Any:
+    """What orjson leaves to us: non-contiguous or object arrays, NumPy scalars it skips."""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, (numpy.ndarray, numpy.generic)):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON-able")
 
+
+def _pandas_if_loaded() -> Any:
     return sys.modules.get("pandas")
 
 
@@ -134,6 +143,10 @@ def model_action(om: Omega, payload: Mapping[str, Any], previous: Any = None) ->
         summary[suffix] = f"{ref.name}/{suffix}"
     for suffix, obj in outcome.datasets.items():
         om.datasets.put(obj, f"{ref.name}/{suffix}", append=False)
+    if action in _PREDICTING:
+        from omops.runtime._tracking import log_prediction
+
+        log_prediction(om, ref.name, meta.revision, X, outcome.result, action=action)
     if payload.get("result_name"):
         return _store_result(om, payload["result_name"], outcome.result)
     if action in ("fit", "partial_fit"):
@@ -163,9 +176,15 @@ TASKS: dict[str, Callable[[Omega, Mapping[str, Any], Any], Any]] = {
 }
 
 
-def drop_temporaries(om: Omega, payload: Mapping[str, Any]) -> None:
-    """Remove the temporary datasets that carried in-memory inputs."""
-    for name in payload.get("temp") or ():
+def drop_temporaries(om: Omega, payload: Mapping[str, Any], *, failed: bool = False) -> None:
+    """Remove the temporary datasets that carried in-memory inputs.
+
+    After a failure, also those listed in ``drop_on_failure``: the inputs of
+    the batch calls that will never run now (the later steps of a sequence,
+    the reducer of a mapreduce).
+    """
+    names = [*(payload.get("temp") or ()), *((payload.get("drop_on_failure") or ()) if failed else ())]
+    for name in names:
         if name.startswith(TEMP_PREFIX):
             om.datasets.drop(name, force=True)
 
@@ -176,18 +195,28 @@ def execute(om: Omega, task: str, payload: Mapping[str, Any], previous: Any = No
     A payload with ``record: <task id>`` also writes its outcome to the
     catalog's task log, where any process (e.g. any REST server) finds it.
     """
+    from omops.runtime._tracking import TaskTracking
+
     record = payload.get("record")
+    succeeded = False
     try:
         function = TASKS.get(task)
         if function is None:
             raise NotFound(f"task {task!r} is not known; known tasks are {', '.join(TASKS)}")
-        result = function(om, payload, previous)
+        with TaskTracking(om, task, payload) as tracking:
+            try:
+                result = function(om, payload, previous)
+            except Exception as exc:
+                tracking.failure(exc)
+                raise
+            tracking.success(result)
+        succeeded = True
     except Exception as exc:
         if record:
             om.catalog.task_log.finished(record, error=_error_of(exc))
         raise
     finally:
-        drop_temporaries(om, payload)
+        drop_temporaries(om, payload, failed=not succeeded)
     if record:
         om.catalog.task_log.finished(record, result=result)
     return result

@@ -68,6 +68,12 @@ class Access:
             self._verified[token] = (now, key)
         return key
 
+    def forget(self, key_id: str) -> None:
+        """Stop trusting a cached key now (it was revoked through this server)."""
+        with self._lock:
+            for token in [t for t, (_, k) in self._verified.items() if k.id == key_id]:
+                del self._verified[token]
+
     def scope(self, request: Request, role: str) -> Scope:
         om = self.omega(request.headers.get(BUCKET_HEADER))
         if not self.require_keys:

@@ -1,25 +1,70 @@
-"""Dependencies the routers share: the request's scope by role, the app's metrics."""
+"""Dependencies the routers share: the request's scope by role, the app's metrics.
+
+Each scope dependency also declares the ``Omops-Bucket`` header and the two
+ways to send a key, so that they show in the OpenAPI document (and in the
+"Authorize" dialog of ``/docs``); :class:`~omops.server._auth.Access` reads
+them from the request itself.
+"""
 
 from __future__ import annotations
 
-from fastapi import Request
+from typing import Annotated
 
-from omops.server._auth import Scope
+from fastapi import Header, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from omops.server._auth import BUCKET_HEADER, Scope
 from omops.server._metrics import Metrics
 
-__all__ = ["admin", "metrics", "reader", "writer"]
+__all__ = ["ASYNC_ACTIONS", "SYNC_ACTIONS", "action_scope", "admin", "metrics", "reader", "writer"]
+
+SYNC_ACTIONS = ("predict", "predict_proba", "decision_function", "transform", "score")
+ASYNC_ACTIONS = ("fit", "partial_fit")
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An API key from `om auth create-key` (needed unless served on loopback).",
+)
+_api_key = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="The same key, as a plain header."
+)
+Bucket = Annotated[
+    str | None,
+    Header(
+        alias=BUCKET_HEADER,
+        description="Bucket to work in; the server's default bucket when absent.",
+    ),
+]
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+ApiKey = Annotated[str | None, Security(_api_key)]
 
 
-def reader(request: Request) -> Scope:
+def reader(request: Request, bucket: Bucket = None, b: Bearer = None, k: ApiKey = None) -> Scope:
     return request.app.state.access.scope(request, "read")
 
 
-def writer(request: Request) -> Scope:
+def writer(request: Request, bucket: Bucket = None, b: Bearer = None, k: ApiKey = None) -> Scope:
     return request.app.state.access.scope(request, "write")
 
 
-def admin(request: Request) -> Scope:
+def admin(request: Request, bucket: Bucket = None, b: Bearer = None, k: ApiKey = None) -> Scope:
     return request.app.state.access.scope(request, "admin")
+
+
+async def action_scope(
+    request: Request, action: str, bucket: Bucket = None, b: Bearer = None, k: ApiKey = None
+) -> Scope:
+    """Fitting changes the model, so it needs ``write``; the other actions ``read``.
+
+    Async, because it is on every prediction's path: without keys it does no I/O
+    and runs on the event loop, saving a hop to the thread pool.
+    """
+    access = request.app.state.access
+    role = "write" if action in ASYNC_ACTIONS else "read"
+    if access.require_keys:  # may ask the catalog about the key
+        return await run_in_threadpool(access.scope, request, role)
+    return access.scope(request, role)
 
 
 def metrics(request: Request) -> Metrics:

@@ -64,7 +64,15 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "validation_error", problems or "invalid request")
 
 
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """Anything else is our bug: still JSON, without internals (the log has the traceback)."""
+    return error_response(
+        500, "internal_error", f"the server failed on this request ({type(exc).__name__})"
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(Exception, _unexpected)
     app.add_exception_handler(errors.OmopsError, _omops_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -5,12 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from starlette.exceptions import HTTPException
 
 __all__ = ["BodyLimitMiddleware"]
 
 
-class _TooLarge(Exception):
-    pass
+def _message(max_bytes: int) -> str:
+    return f"the request body exceeds {max_bytes} bytes; send less per request or raise --max-body"
+
+
+class _TooLarge(HTTPException):
+    """A 413 raised while the body streams in; the app's handler answers it as JSON.
+
+    An HTTPException, so that FastAPI does not turn it into "error parsing the body".
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, _message(max_bytes))
 
 
 class BodyLimitMiddleware:
@@ -21,13 +32,7 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def _reject(self, send: Any) -> None:
-        body = orjson.dumps(
-            {
-                "error": "payload_too_large",
-                "message": f"the request body exceeds {self.max_bytes} bytes; "
-                "send less per request or raise --max-body",
-            }
-        )
+        body = orjson.dumps({"error": "payload_too_large", "message": _message(self.max_bytes)})
         await send(
             {
                 "type": "http.response.start",
@@ -62,7 +67,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    raise _TooLarge(self.max_bytes)
             return message
 
         async def tracking_send(message: Any) -> None:

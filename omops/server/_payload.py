@@ -12,6 +12,8 @@ from omops.errors import InvalidData, InvalidQuery
 __all__ = ["coerce_filters", "frame_from_json", "frame_to_json", "parse_json", "to_json_bytes"]
 
 LIST_OPERATORS = ("in", "nin", "between")
+#: Up to this many values, a body of floats only becomes a frame without pandas' inference.
+_SMALL = 4096
 
 
 def parse_json(body: bytes) -> Any:
@@ -33,12 +35,30 @@ def _check_columns(columns: Any) -> list[str]:
     return columns
 
 
-def frame_from_json(payload: Any) -> Any:
+def frame_from_json(payload: Any, *, plain_names: bool = False) -> Any:
+    """A DataFrame with at least one column from one of the accepted shapes (see ``_frame``).
+
+    ``plain_names``: column names in a plain (object) Index rather than pandas'
+    Arrow-backed strings, which are several times slower to check for a model
+    (scikit-learn compares them on every predict). For model inputs only: a
+    stored frame keeps pandas' default.
+    """
+    frame = _frame(payload, plain_names)
+    if not len(frame.columns):
+        raise InvalidData(
+            'the body names no columns; send {"columns": ["x"], "data": [[1.0]]}, '
+            '{"data": {"x": [1.0]}} or records [{"x": 1.0}]'
+        )
+    return frame
+
+
+def _frame(payload: Any, plain_names: bool = False) -> Any:
     """A DataFrame from one of the accepted shapes.
 
     ``{"columns": [...], "data": [[...], ...]}`` (split), ``{"data": {"col":
     [...]}}`` (columns), ``[{"col": v}, ...]`` or ``{"data": [{...}]}`` (records).
     """
+    import numpy as np
     import pandas as pd
 
     data = payload.get("data") if isinstance(payload, Mapping) else payload
@@ -53,6 +73,15 @@ def frame_from_json(payload: Any) -> Any:
                 raise InvalidData(
                     f"row {bad[0]} has {len(data[bad[0]])} values but there are {len(columns)} columns"
                 )
+            if plain_names:
+                columns = pd.Index(columns, dtype=object)
+            if (
+                data
+                and len(data) * len(columns) <= _SMALL
+                and all(type(v) is float for row in data for v in row)
+            ):
+                # What pandas infers for all-float rows (float64 columns), ~3x faster.
+                return pd.DataFrame(np.array(data, dtype=np.float64), columns=columns)
             return pd.DataFrame(data, columns=columns)
         if isinstance(data, Mapping):
             _check_columns(list(data))
@@ -98,6 +127,14 @@ def _scalar(text: str, type_name: str) -> Any:
     return int(number) if type_name.startswith(("int", "uint")) and number.is_integer() else number
 
 
+def _flag(key: str, text: str) -> bool:
+    if text.lower() in ("true", "1", ""):
+        return True
+    if text.lower() in ("false", "0"):
+        return False
+    raise InvalidQuery(f"filter {key!r} takes true or false, got {text!r}")
+
+
 def coerce_filters(raw: Mapping[str, str], types: Mapping[str, str]) -> dict[str, Any]:
     """Query-string filters (all text) to typed values, by the column's type."""
     filters: dict[str, Any] = {}
@@ -110,7 +147,7 @@ def coerce_filters(raw: Mapping[str, str], types: Mapping[str, str]) -> dict[str
             filters[key] = text  # unknown column: the query layer names it
             continue
         if op in ("isnull", "notnull"):
-            filters[key] = text.lower() in ("true", "1", "")
+            filters[key] = _flag(key, text)
         elif op in LIST_OPERATORS:
             filters[key] = [_scalar(v, type_name) for v in text.split(",")]
         else:

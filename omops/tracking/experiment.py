@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextvars
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
 
-from omops._system import Sampler, system_info
-from omops.catalog.tracking import event_row
+from omops._system import Sampler, node, system_info, user
+from omops.catalog.tracking import event_row, json_text
 from omops.errors import InvalidData, InvalidQuery, NotFound, PluginError
 from omops.names import check_name
 from omops.omega import Omega
@@ -24,6 +25,7 @@ CURRENT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "omops_experiment", default=None
 )
 _ARTIFACTS = "_experiments"
+_MAPPINGS = (dict, Mapping)  # dict first: the common case skips the ABC check
 
 
 class Experiment:
@@ -78,16 +80,21 @@ class Experiment:
         return self._id
 
     @property
-    def run(self) -> int:
-        """The current run; the latest (or a new first one) outside a ``with`` block."""
-        if self._run is None:
+    def run(self) -> int | None:
+        """The current run; the latest (or a new first one) outside a ``with`` block.
+
+        ``None`` with ``notrack``, which opens no runs.
+        """
+        if self._run is None and self.provider != "notrack":
             tracking = self.om.catalog.tracking
             self._run = tracking.latest_run(self.id) or tracking.start_run(self.id, self.provider)
         return self._run
 
     @property
     def context(self) -> dict[str, Any]:
-        """What a task needs to log into this run."""
+        """What a task needs to log into this run (``notrack``: that it must not log)."""
+        if self.provider == "notrack":
+            return {"experiment": self.name, "provider": "notrack"}
         return {
             "experiment_id": self.id,
             "experiment": self.name,
@@ -98,8 +105,13 @@ class Experiment:
 
     # -- runs --------------------------------------------------------------
 
-    def start(self) -> int:
-        """Open a new run, log ``start`` and ``system``; returns the run number."""
+    def start(self) -> int | None:
+        """Open a new run, log ``start`` and ``system``; returns the run number.
+
+        With ``notrack`` nothing is written and the run is ``None``.
+        """
+        if self.provider == "notrack":
+            return None
         self._run = self.om.catalog.tracking.start_run(self.id, self.provider)
         self.log_event("start", None, None)
         self.log_event("system", "system", system_info())
@@ -111,6 +123,8 @@ class Experiment:
 
     def stop(self, status: str = "ok") -> None:
         """Log ``stop`` and close the run."""
+        if self.provider == "notrack":
+            return
         if self._sampler is not None:
             self._sampler.stop()
             self._sampler = None
@@ -139,15 +153,17 @@ class Experiment:
         self.om.catalog.tracking.log([event_row(self.id, self.run, event, key, value, step)])
 
     def log_events(self, events: Iterable[Mapping[str, Any] | Sequence[Any]]) -> int:
-        """Log many events in one transaction: dicts with event, key, value, step, or tuples.
+        """Log many events in one transaction; returns the number logged.
 
-        Returns the number logged.
+        Each event is a dict with ``event`` (default ``'metric'``), ``key``,
+        ``value`` and ``step``, or a tuple ``(event, key, value[, step])``.
         """
         if self.provider == "notrack":
             return 0
+        experiment_id, run, here, who, now = self.id, self.run, node(), user(), time.time
         rows = []
         for item in events:
-            if isinstance(item, Mapping):
+            if isinstance(item, _MAPPINGS):
                 event, key, value, step = (
                     item.get("event", "metric"),
                     item.get("key"),
@@ -157,7 +173,9 @@ class Experiment:
             else:
                 event, key, value, *rest = item
                 step = rest[0] if rest else None
-            rows.append(event_row(self.id, self.run, str(event), key, value, step))
+            rows.append(
+                (experiment_id, run, step, now(), str(event), key, json_text(value), here, who)
+            )
         self.om.catalog.tracking.log(rows)
         return len(rows)
 
@@ -175,13 +193,15 @@ class Experiment:
         """Log a data event (any JSON-able value)."""
         self.log_event("data", key, value, step=step)
 
-    def log_artifact(self, obj: Any, name: str, **kwargs: Any) -> str:
+    def log_artifact(self, obj: Any, name: str, **kwargs: Any) -> str | None:
         """Store ``obj`` through the plugins and log an ``artifact`` event.
 
         DataFrames, arrays and JSON go to ``om.datasets``, models to
         ``om.models``, under ``_experiments/<experiment>/<run>/<name>``.
-        Returns the stored name.
+        Returns the stored name (``None`` with ``notrack``: nothing is stored).
         """
+        if self.provider == "notrack":
+            return None
         stored = f"{_ARTIFACTS}/{self.name}/{self.run}/{check_name(name)}"
         for repository in (self.om.datasets, self.om.models):
             try:
@@ -275,59 +295,56 @@ class Experiment:
             Only these event types / keys.
         run : 'latest' (default), 'all', int or list of int
         since : datetime or str, optional
-            Only events at or after this time.
+            Only events at or after this time (naive times are UTC).
         raw : bool, default=False
             Keep ``value`` as JSON text (fastest for millions of events).
-        """
-        import pandas as pd
 
+        Returns
+        -------
+        DataFrame
+            One row per event in logging order; ``dt`` is ``datetime64[ns, UTC]``,
+            ``step`` nullable ``Int64``, ``value`` the decoded JSON.
+        """
         from omops.runtime._tracking import writer_for
 
         writer_for(self.om).flush()
-        runs_ = self._select_runs(run)
-        cutoff = (
-            None
-            if since is None
-            else pd.Timestamp(since, tz="UTC").timestamp()
-            if pd.Timestamp(since).tzinfo is None
-            else pd.Timestamp(since).timestamp()
+        columns = self.om.catalog.tracking.columns(
+            self.id,
+            runs_=self._select_runs(run),
+            event=event,
+            key=key,
+            since=None if since is None else _epoch(since),
+            raw=raw,
         )
-        rows = self.om.catalog.tracking.events(
-            self.id, runs_=runs_, event=event, key=key, since=cutoff
-        )
-        frame = pd.DataFrame(rows, columns=COLUMNS[1:])
-        frame.insert(0, "experiment", self.name)
-        frame["dt"] = pd.to_datetime(frame["dt"].astype("float64"), unit="s", utc=True)
-        frame["step"] = frame["step"].astype("Int64")
-        if not raw:
-            loads = orjson.loads
-            frame["value"] = pd.Series(
-                [loads(v) if isinstance(v, str) else None for _, _, _, _, _, v, _, _ in rows],
-                dtype=object,
-            )
-        return frame
+        return _frame(self.name, columns, raw=raw)
 
     def plot(self, key: str, *, run: str | int | Sequence[int] = "all", ax: Any = None) -> Any:
-        """A matplotlib figure of metric ``key`` over steps (or time), one line per run."""
-        try:
-            import matplotlib
+        """A matplotlib figure of metric ``key`` over steps (or time), one line per run.
 
-            matplotlib.use("Agg", force=False)
-            import matplotlib.pyplot as plt
+        The figure is not registered with pyplot (no global state, nothing to
+        close); Jupyter displays it, ``fig.savefig(...)`` writes it.
+        """
+        try:
+            from matplotlib.figure import Figure
         except ImportError:
             raise PluginError("plotting needs matplotlib: pip install 'omops[plot]'") from None
         frame = self.data(event="metric", key=key, run=run)
         if frame.empty:
-            raise NotFound(f"no metric {key!r} in experiment {self.name!r}")
+            raise NotFound(
+                f"no metric {key!r} in experiment {self.name!r} (run={run!r}); "
+                "log one with exp.log_metric(key, value)"
+            )
         if ax is None:
-            fig, ax = plt.subplots(figsize=(7, 4))
+            fig = Figure(figsize=(7, 4))
+            ax = fig.subplots()
         else:
             fig = ax.figure
+        by_step = bool(frame["step"].notna().all())
         for number, group in frame.groupby("run"):
-            x = group["step"] if group["step"].notna().all() else group["dt"]
-            ax.plot(x, group["value"].astype(float), marker="o", label=f"run {number}")
+            x = group["step"].to_numpy("int64") if by_step else group["dt"].dt.tz_convert(None)
+            ax.plot(x, group["value"].astype(float).to_numpy(), marker="o", label=f"run {number}")
         ax.set_title(f"{self.name}: {key}")
-        ax.set_xlabel("step" if frame["step"].notna().all() else "time")
+        ax.set_xlabel("step" if by_step else "time (UTC)")
         ax.set_ylabel(key)
         ax.legend()
         return fig
@@ -336,3 +353,45 @@ class Experiment:
         """Delete the experiment with all runs and events."""
         self.om.catalog.tracking.drop(self.id)
         self._id = self._run = None
+
+
+def _epoch(since: Any) -> float:
+    """Seconds since the epoch of a datetime, Timestamp or string (naive means UTC)."""
+    import pandas as pd
+
+    stamp = pd.Timestamp(since)
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return stamp.timestamp()
+
+
+def _frame(name: str, columns: Mapping[str, Sequence[Any]], *, raw: bool) -> Any:
+    """The events DataFrame from :meth:`Tracking.columns`, through Arrow (no per-row Python)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    size = len(columns["id"])
+    text = pa.string()
+    table = pa.table(
+        {
+            "experiment": pa.repeat(pa.scalar(name, text), size),
+            "step": pa.array(columns["step"], pa.int64()),
+            "dt": pa.array(columns["dt"], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            "event": pa.array(columns["event"], text),
+            "key": pa.array(columns["key"], text),
+            "node": pa.array(columns["node"], text),
+            "user": pa.array(columns["user"], text),
+        }
+    )
+    frame = table.to_pandas(
+        types_mapper={pa.int64(): pd.Int64Dtype()}.get, coerce_temporal_nanoseconds=True
+    )
+    frame.insert(1, "run", np.asarray(columns["run"], dtype="int64"))
+    values = columns["value"]
+    frame.insert(
+        6,
+        "value",
+        pd.array(values, dtype="str") if raw else pd.Series(values, dtype=object),
+    )
+    return frame[COLUMNS]

@@ -12,7 +12,7 @@ from omops.names import parse_reference
 from omops.omega import Omega
 from omops.runtime.tasks import to_json
 from omops.server._auth import Scope
-from omops.server._deps import reader
+from omops.server._deps import reader, writer
 from omops.server._payload import (
     coerce_filters,
     frame_from_json,
@@ -57,6 +57,7 @@ def _read(
 ) -> bytes:
     meta = om.datasets.metadata(name)
     wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    wanted = wanted or None  # "columns=" alone means all of them
     if meta.kind not in ("pandas.dataframe", "pandas.series"):
         if raw_filters or wanted:
             raise InvalidQuery(f"filters and columns apply to DataFrames; {name!r} is {meta.kind}")
@@ -73,8 +74,28 @@ def _read(
     return frame_to_json(frame, orient)
 
 
+_FILTERS = {
+    "parameters": [
+        {
+            "name": "filters",
+            "in": "query",
+            "required": False,
+            "style": "form",
+            "explode": True,
+            "description": "Filters as in Python, one query parameter each: `col=value` or "
+            "`col__op=value` with op one of eq, ne, lt, lte, gt, gte, in, nin, between "
+            "(lists comma-separated), contains, startswith, endswith, isnull, notnull.",
+            "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+            "example": {"sales__gte": "100", "region__in": "EU,US"},
+        }
+    ]
+}
+
+
 @router.get(
-    "/{name:path}", summary="Read a dataset, with filters col__op=value as query parameters"
+    "/{name:path}",
+    summary="Read a dataset, with filters col__op=value as query parameters",
+    openapi_extra=_FILTERS,
 )
 async def get_dataset(
     name: str,
@@ -99,9 +120,10 @@ async def get_dataset(
 async def put_dataset(
     name: str,
     request: Request,
+    scope: Annotated[Scope, Depends(writer)],
     append: Annotated[bool, Query(description="Append rows (default) or replace")] = True,
 ) -> Response:
-    scope: Scope = request.app.state.access.scope(request, "write")
+    parse_reference(name)
     frame = frame_from_json(parse_json(await request.body()))
     meta = await run_in_threadpool(scope.om.datasets.put, frame, name, append=append)
     return _json(
@@ -110,7 +132,6 @@ async def put_dataset(
 
 
 @router.delete("/{name:path}", summary="Delete a dataset with all revisions")
-def delete_dataset(name: str, request: Request) -> Response:
-    scope: Scope = request.app.state.access.scope(request, "write")
+def delete_dataset(name: str, scope: Annotated[Scope, Depends(writer)]) -> Response:
     scope.om.datasets.drop(name)
     return _json({"dropped": name})

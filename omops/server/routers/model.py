@@ -12,15 +12,15 @@ from omops.names import parse_reference
 from omops.omega import Omega
 from omops.runtime.tasks import MODELS, to_json
 from omops.server._auth import Scope
-from omops.server._deps import reader
+from omops.server._deps import ASYNC_ACTIONS, SYNC_ACTIONS, action_scope, reader
 from omops.server._payload import frame_from_json, parse_json, to_json_bytes
 
 __all__ = ["ASYNC_ACTIONS", "SYNC_ACTIONS", "router"]
 
 router = APIRouter(prefix="/api/v1/model", tags=["model"])
 
-SYNC_ACTIONS = ("predict", "predict_proba", "decision_function", "transform", "score")
-ASYNC_ACTIONS = ("fit", "partial_fit")
+_SCALAR = {"type": ["number", "string", "boolean", "null"]}
+_TARGETS = {"type": "array", "items": _SCALAR, "description": "Targets, one per row (fit, score)"}
 _DATA_BODY = {
     "requestBody": {
         "required": False,
@@ -29,28 +29,42 @@ _DATA_BODY = {
                 "schema": {
                     "oneOf": [
                         {
+                            "title": "split",
                             "type": "object",
                             "required": ["columns", "data"],
                             "properties": {
                                 "columns": {"type": "array", "items": {"type": "string"}},
-                                "data": {"type": "array", "items": {"type": "array"}},
-                                "y": {"type": "array"},
+                                "data": {
+                                    "type": "array",
+                                    "items": {"type": "array", "items": _SCALAR},
+                                },
+                                "y": _TARGETS,
                             },
                         },
                         {
+                            "title": "columns",
                             "type": "object",
                             "required": ["data"],
                             "properties": {
                                 "data": {
                                     "type": "object",
-                                    "additionalProperties": {"type": "array"},
+                                    "additionalProperties": {"type": "array", "items": _SCALAR},
                                 },
-                                "y": {"type": "array"},
+                                "y": _TARGETS,
                             },
                         },
-                        {"type": "array", "items": {"type": "object"}},
+                        {
+                            "title": "records",
+                            "type": "array",
+                            "items": {"type": "object", "additionalProperties": _SCALAR},
+                        },
                     ]
-                }
+                },
+                "examples": {
+                    "split": {"value": {"columns": ["x"], "data": [[1.0], [2.0]]}},
+                    "columns": {"value": {"data": {"x": [1.0, 2.0]}}},
+                    "records": {"value": [{"x": 1.0}, {"x": 2.0}]},
+                },
             }
         },
     }
@@ -91,20 +105,37 @@ def describe_model(name: str, scope: Annotated[Scope, Depends(reader)]) -> Respo
     )
 
 
+def _targets(payload: Any) -> Any:
+    """``"y"`` of the body as a 1-D array of scalars, or None."""
+    if not isinstance(payload, dict) or payload.get("y") is None:
+        return None
+    import numpy as np
+
+    y = payload["y"]
+    if not isinstance(y, list) or any(isinstance(v, (list, dict)) for v in y):
+        raise InvalidData('"y" must be a list of target values, one per row, like "y": [0, 1]')
+    try:
+        return np.asarray(y)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InvalidData(f'"y" is not a list of target values: {exc}') from None
+
+
 def _inputs(om: Omega, payload: Any, datax: str | None, datay: str | None) -> tuple[Any, Any]:
     if datax is not None:
         X = om.datasets.get(datax)  # noqa: N806
     elif payload is None:
         raise InvalidData("send the input as the JSON body, or name a dataset with ?datax=")
     else:
-        X = frame_from_json(payload)  # noqa: N806
+        X = frame_from_json(payload, plain_names=True)  # noqa: N806
     y = None
     if datay is not None:
         y = om.datasets.get(datay)
         if getattr(y, "ndim", 1) == 2 and y.shape[1] == 1:
             y = y.iloc[:, 0]
-    elif isinstance(payload, dict) and "y" in payload:
-        y = payload["y"]
+    else:
+        y = _targets(payload)
+    if y is not None and hasattr(X, "__len__") and len(y) != len(X):
+        raise InvalidData(f"there are {len(X)} input rows but {len(y)} targets")
     return X, y
 
 
@@ -113,12 +144,16 @@ def _align(X: Any, kind_meta: dict[str, Any]) -> Any:  # noqa: N803
     expected = kind_meta.get("feature_names")
     if not expected or not hasattr(X, "columns"):
         return X
-    missing = [c for c in expected if c not in X.columns]
+    columns = list(X.columns)  # once: probing a pandas 3 string Index name by name is slow
+    if columns == expected:
+        return X
+    present = set(columns)
+    missing = [c for c in expected if c not in present]
     if missing:
         raise InvalidData(
-            f"input lacks column(s) {missing}; the model expects {expected}, got {list(X.columns)}"
+            f"input lacks column(s) {missing}; the model expects {expected}, got {columns}"
         )
-    return X[expected] if list(X.columns) != expected else X
+    return X[expected]
 
 
 def run_sync(
@@ -126,14 +161,16 @@ def run_sync(
 ) -> dict[str, Any]:
     """Load (or reuse) the model revision and run the action in this process."""
     ref = parse_reference(name)
-    meta = om.models.metadata(name)
-    plugin = om.plugins.get(meta.kind)
+    # One indexed query per request finds the revision to serve (a new one at once);
+    # the model itself is loaded once per revision.
+    rev = om.catalog.lookup(om.bucket, "models", ref.name, ref.ref)
+    plugin = om.plugins.get(rev.kind)
     if action not in plugin.actions:
         raise InvalidQuery(f"model {ref.name!r} has no action {action!r}")
-    key = (repr(om.catalog), om.bucket, ref.name, meta.revision)
-    model = MODELS.get(key, lambda: om.models.get(f"{ref.name}@{meta.revision}"))
+    key = (om.catalog.url, om.bucket, ref.name, rev.revision)
+    model = MODELS.get(key, lambda: om.models.get(f"{ref.name}@{rev.revision}"))
     X, y = _inputs(om, payload, datax, datay)  # noqa: N806
-    X = _align(X, meta.kind_meta)  # noqa: N806
+    X = _align(X, rev.kind_meta)  # noqa: N806
     if action == "score" and y is None:
         raise InvalidData('score needs targets: add "y": [...] to the body or ?datay=<dataset>')
     try:
@@ -142,22 +179,17 @@ def run_sync(
         raise InvalidData(f"the model could not {action} this input: {exc}") from None
     return {
         "model": ref.name,
-        "revision": meta.revision,
+        "revision": rev.revision,
         "rows": len(X),
         "result": to_json(outcome.result),
     }
 
 
-@router.api_route(
-    "/{name:path}/{action}",
-    methods=["POST", "PUT"],
-    summary="Run a model action",
-    openapi_extra=_DATA_BODY,
-)
 async def model_action(
     name: str,
     action: str,
     request: Request,
+    scope: Annotated[Scope, Depends(action_scope)],
     datax: Annotated[str | None, Query(description="Input dataset instead of a body")] = None,
     datay: Annotated[str | None, Query(description="Target dataset (fit, score)")] = None,
     run_async: Annotated[bool, Query(alias="async", description="Answer 202 with a task")] = False,
@@ -166,8 +198,6 @@ async def model_action(
         raise InvalidQuery(
             f"action {action!r} is not one of {', '.join(SYNC_ACTIONS + ASYNC_ACTIONS)}"
         )
-    role = "write" if action in ASYNC_ACTIONS else "read"
-    scope: Scope = request.app.state.access.scope(request, role)
     parse_reference(name)
     body = await request.body()
     payload = parse_json(body) if body.strip() else None
@@ -184,12 +214,43 @@ async def model_action(
     return _json(answer)
 
 
+_ACTION_PATH = "/{name:path}/{action}"
+_ACTION_DOC = (
+    "Synchronous actions (predict, predict_proba, decision_function, transform, score) "
+    "answer with the result; fit and partial_fit (and any action with ?async=true) answer "
+    "202 with a Location to poll."
+)
+router.add_api_route(
+    _ACTION_PATH,
+    model_action,
+    methods=["POST"],
+    summary="Run a model action",
+    description=_ACTION_DOC,
+    operation_id="model_action",
+    openapi_extra=_DATA_BODY,
+)
+router.add_api_route(
+    _ACTION_PATH,
+    model_action,
+    methods=["PUT"],
+    summary="Run a model action (PUT, same as POST)",
+    description=_ACTION_DOC,
+    operation_id="model_action_put",
+    openapi_extra=_DATA_BODY,
+)
+
+
 def _submit(
     om: Omega, name: str, action: str, payload: Any, datax: str | None, datay: str | None
 ) -> str:
-    X = datax  # noqa: N806
+    om.models.metadata(name)  # 400/404 now rather than a failed task later
+    for dataset in (datax, datay):
+        if dataset is not None:
+            om.datasets.metadata(dataset)
+    X: Any = datax  # noqa: N806
     y: Any = datay
     if datax is None:
         X, y = _inputs(om, payload, None, datay)  # noqa: N806
-    om.models.metadata(name)  # 404 now rather than a failed task later
+    elif datay is None:
+        y = _targets(payload)
     return om.runtime.submit_model_action(name, action, X, y)

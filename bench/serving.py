@@ -1,0 +1,556 @@
+"""Serving benchmark: 1-row predict over REST, omops against ``mlflow models serve``.
+
+One LogisticRegression, fitted on a DataFrame of ``--features`` float64
+columns, is served three ways in one run:
+
+* ``omops``      ``om runtime serve`` (a subprocess on a free loopback port),
+                 the model stored with ``om.models.put``;
+                 ``POST /api/v1/model/<name>/predict`` with
+                 ``{"columns": [...], "data": [[...]]}``
+* ``mlflow``     ``mlflow models serve --env-manager local`` (a subprocess,
+                 run from its own virtualenv: ``--mlflow-python``), the same
+                 fitted model saved with ``mlflow.sklearn.save_model``;
+                 ``POST /invocations`` with ``{"dataframe_split": {...}}``
+* ``in-process`` ``model.predict(frame)`` with no HTTP at all: the floor.
+
+Both servers get the same client: one keep-alive ``http.client`` connection
+per client thread, the body encoded once up front, the answer read whole and
+checked against the in-process prediction. Phases, each bounded in count and
+time:
+
+* ``sequential`` ``--warmup`` requests, then ``--requests`` timed ones, one at
+  a time, in blocks that alternate between the servers so drift hits both;
+* ``concurrent`` ``--threads`` client threads, each with its own connection,
+  ``--per-thread`` requests each (stopping early after ``--max-seconds``);
+* ``10k rows``   ``--large-repeats`` requests of ``--large-rows`` rows.
+
+The client runs in this process, on the same cores as the server: requests
+per second are those of the client + server pair, alike for both servers.
+
+Run::
+
+    .venv/bin/python bench/serving.py                    # about a minute
+    .venv/bin/python bench/serving.py --markdown         # also print a RESULTS.md section
+
+MLflow lives in its own virtualenv so that it does not change omops'
+dependencies::
+
+    python3 -m venv bench/.venv-mlflow
+    bench/.venv-mlflow/bin/pip install mlflow scikit-learn pandas
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import importlib.metadata as md
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pandas as pd
+import sklearn
+from sklearn.linear_model import LogisticRegression
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import omops  # noqa: E402
+
+MODEL = "bench/serving"
+DEFAULT_MLFLOW_PYTHON = ROOT / "bench" / ".venv-mlflow" / "bin" / "python"
+INSTALL_MLFLOW = (
+    "python3 -m venv bench/.venv-mlflow && "
+    "bench/.venv-mlflow/bin/pip install mlflow scikit-learn pandas"
+)
+TARGETS = {"rps ratio (omops / mlflow)": 3.0, "omops p50 ms": 2.0}
+# No traffic anywhere but loopback: MLflow's usage telemetry off.
+QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
+             "MLFLOW_TRACKING_URI": "", "NO_PROXY": "127.0.0.1,localhost"}
+
+SAVE_MLFLOW = """
+import sys, joblib, pandas as pd, mlflow.sklearn
+from mlflow.models import infer_signature
+model = joblib.load(sys.argv[1])
+X = pd.read_json(sys.argv[2], orient="split")
+mlflow.sklearn.save_model(model, sys.argv[3], signature=infer_signature(X, model.predict(X)),
+                          pip_requirements=["scikit-learn", "pandas"])
+"""
+
+
+# -- data and model ----------------------------------------------------------
+
+
+def columns(features: int) -> list[str]:
+    return [f"f{i}" for i in range(features)]
+
+
+def frame(rows: int, features: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(rng.normal(size=(rows, features)), columns=columns(features))
+
+
+def fitted_model(features: int) -> tuple[LogisticRegression, pd.DataFrame]:
+    X = frame(2000, features, seed=1)  # noqa: N806
+    y = (X.iloc[:, 0] + 0.5 * X.iloc[:, 1] > 0).astype(int)
+    return LogisticRegression().fit(X, y), X
+
+
+# -- servers -----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("OMOPS_") and k not in ("MLFLOW_TRACKING_URI",)}
+    env.update(QUIET_ENV)
+    env.update(extra)
+    return env
+
+
+def wait_ready(proc: subprocess.Popen, port: int, path: str, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", path)
+            if conn.getresponse().status == 200:
+                conn.close()
+                return
+            conn.close()
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server on port {port} not ready after {timeout}s:\n"
+                       f"{log.read_text()[-3000:]}")
+
+
+def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    with log.open("wb") as out:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server's own session: it and its workers
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def om_command() -> list[str]:
+    om = Path(sys.executable).parent / "om"
+    if om.exists():
+        return [str(om)]
+    return [sys.executable, "-c", "from omops.cli import main; main()"]
+
+
+# -- client ------------------------------------------------------------------
+
+
+class Client:
+    """One keep-alive connection; ``post`` returns the body, checks the status."""
+
+    def __init__(self, port: int) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.headers = {"Content-Type": "application/json", "Connection": "keep-alive"}
+
+    def post(self, path: str, body: bytes) -> bytes:
+        try:
+            self.conn.request("POST", path, body, self.headers)
+            response = self.conn.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # uvicorn closes connections idle for 5 s (between blocks): reconnect once
+            self.conn.close()
+            self.conn.request("POST", path, body, self.headers)
+            response = self.conn.getresponse()
+        data = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"POST {path}: {response.status} {data[:500]!r}")
+        return data
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Target:
+    """One server: where to post, what to send, how to read the predictions."""
+
+    def __init__(self, name: str, port: int, path: str,
+                 encode: Callable[[pd.DataFrame], bytes],
+                 decode: Callable[[bytes], list]) -> None:
+        self.name, self.port, self.path = name, port, path
+        self.encode, self.decode = encode, decode
+
+
+def omops_target(port: int) -> Target:
+    def encode(X: pd.DataFrame) -> bytes:  # noqa: N803
+        return orjson.dumps({"columns": list(X.columns), "data": X.to_numpy().tolist()})
+
+    return Target("omops", port, f"/api/v1/model/{MODEL}/predict", encode,
+                  lambda b: orjson.loads(b)["result"])
+
+
+def mlflow_target(port: int) -> Target:
+    def encode(X: pd.DataFrame) -> bytes:  # noqa: N803
+        return orjson.dumps({"dataframe_split": {"columns": list(X.columns),
+                                                 "data": X.to_numpy().tolist()}})
+
+    return Target("mlflow", port, "/invocations", encode,
+                  lambda b: orjson.loads(b)["predictions"])
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def timed_posts(client: Client, path: str, body: bytes, n: int, out: list[float],
+                deadline: float = float("inf")) -> None:
+    clock = time.perf_counter
+    for _ in range(n):
+        start = clock()
+        client.post(path, body)
+        out.append(clock() - start)
+        if start > deadline:
+            break
+
+
+def sequential(targets: list[Target], body: dict[str, bytes], n: int, warmup: int,
+               blocks: int) -> dict[str, dict[str, float]]:
+    clients = {t.name: Client(t.port) for t in targets}
+    times: dict[str, list[float]] = {t.name: [] for t in targets}
+    walls: dict[str, float] = {t.name: 0.0 for t in targets}
+    try:
+        for t in targets:
+            timed_posts(clients[t.name], t.path, body[t.name], warmup, [])
+        per_block = max(1, n // blocks)
+        for i in range(blocks):
+            order = targets if i % 2 == 0 else targets[::-1]
+            for t in order:
+                timed_posts(clients[t.name], t.path, body[t.name], 5, [])  # reconnect, warm
+                start = time.perf_counter()
+                timed_posts(clients[t.name], t.path, body[t.name], per_block, times[t.name])
+                walls[t.name] += time.perf_counter() - start
+    finally:
+        for c in clients.values():
+            c.close()
+    return {name: summary(values, walls[name]) for name, values in times.items()}
+
+
+def concurrent(target: Target, body: bytes, threads: int, per_thread: int,
+               max_seconds: float) -> dict[str, float]:
+    clients = [Client(target.port) for _ in range(threads)]
+    for c in clients:  # open and warm each connection
+        timed_posts(c, target.path, body, 20, [])
+    times: list[list[float]] = [[] for _ in range(threads)]
+    barrier = threading.Barrier(threads + 1)
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        barrier.wait()
+        try:
+            timed_posts(clients[i], target.path, body, per_thread, times[i],
+                        deadline=time.perf_counter() + max_seconds)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    pool = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
+    for p in pool:
+        p.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for p in pool:
+        p.join(max_seconds + 60)
+    wall = time.perf_counter() - start
+    for c in clients:
+        c.close()
+    if errors:
+        raise errors[0]
+    return summary([x for t in times for x in t], wall)
+
+
+def summary(values: list[float], wall: float) -> dict[str, float]:
+    return {"n": len(values), "p50": percentile(values, 50) * 1e3,
+            "p99": percentile(values, 99) * 1e3, "rps": len(values) / wall if wall else 0.0}
+
+
+def in_process(fn: Callable[[], object], n: int) -> dict[str, float]:
+    for _ in range(min(n, 200)):
+        fn()
+    values = []
+    clock = time.perf_counter
+    start = clock()
+    for _ in range(n):
+        t0 = clock()
+        fn()
+        values.append(clock() - t0)
+    return summary(values, clock() - start)
+
+
+# -- report ------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    model, ram = "unknown", "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                ram = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                break
+    except OSError:
+        pass
+    return {"cores": str(os.cpu_count()), "cpu": model, "ram": ram}
+
+
+def _version(dist: str) -> str:
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return "-"
+
+
+def mlflow_versions(python: Path) -> str:
+    code = ("import importlib.metadata as m, importlib.util as u\n"
+            "print(', '.join(f'{d} ' + (m.version(d) if u.find_spec(i) else '-') for d, i in "
+            "[('mlflow', 'mlflow'), ('uvicorn', 'uvicorn'), ('fastapi', 'fastapi'), "
+            "('httptools', 'httptools'), ('uvloop', 'uvloop')]))")
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True,
+                         env=_env(), check=False)
+    return out.stdout.strip() or out.stderr.strip()[-200:]
+
+
+def omops_versions() -> str:
+    return ", ".join(f"{d} {_version(d)}" for d in
+                     ("fastapi", "starlette", "uvicorn", "httptools", "uvloop", "orjson"))
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def rows_table(res: dict[str, dict[str, dict[str, float]]]) -> list[tuple[str, str, dict]]:
+    out = []
+    for phase in ("sequential", "concurrent", "10k rows"):
+        for server in ("omops", "mlflow", "in-process", "in-process ndarray"):
+            if server in res.get(phase, {}):
+                out.append((phase, server, res[phase][server]))
+    return out
+
+
+def ratios(res: dict[str, dict[str, dict[str, float]]]) -> list[tuple[str, float]]:
+    out = []
+    for phase in ("sequential", "concurrent", "10k rows"):
+        r = res.get(phase, {})
+        if "omops" in r and "mlflow" in r:
+            out.append((f"{phase}: rps omops / mlflow", r["omops"]["rps"] / r["mlflow"]["rps"]))
+            out.append((f"{phase}: p50 mlflow / omops", r["mlflow"]["p50"] / r["omops"]["p50"]))
+    return out
+
+
+def markdown(args: argparse.Namespace, res: dict, load: str, mlflow_info: str) -> str:
+    host = machine()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, check=False, cwd=ROOT).stdout.strip() or "unknown"
+    seq = res["sequential"]
+    lines = [
+        f"## serving ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC})",
+        "",
+        f"`.venv/bin/python bench/serving.py --requests {args.requests} --threads {args.threads}"
+        f" --per-thread {args.per_thread} --large-rows {args.large_rows}` (git {commit},"
+        " working tree may differ)",
+        "",
+        f"- machine: {host['cores']} cores, {host['cpu']}, {host['ram']} RAM,"
+        f" {platform.system()} {platform.release()}",
+        f"- python {platform.python_version()}, scikit-learn {sklearn.__version__},"
+        f" pandas {pd.__version__}, numpy {np.__version__}",
+        f"- omops {omops.__version__} server: {omops_versions()}",
+        f"- mlflow venv: {mlflow_info}",
+        f"- model: LogisticRegression on {args.features} float64 columns (a DataFrame);"
+        " 1 uvicorn worker each; client: http.client keep-alive, in the same machine"
+        " (it shares the 2 cores with the server)",
+        f"- load average (1, 5, 15 min) before / after: {load}",
+        "",
+        "| phase | server | requests | p50 ms | p99 ms | req/s |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for phase, server, s in rows_table(res):
+        lines.append(f"| {phase} | {server} | {s['n']} | {s['p50']:.3f} | {s['p99']:.3f} |"
+                     f" {s['rps']:,.0f} |")
+    lines += ["", "| ratio | value |", "|---|---:|"]
+    lines += [f"| {name} | {value:.2f} |" for name, value in ratios(res)]
+    if "mlflow" in seq:
+        rps = seq["omops"]["rps"] / seq["mlflow"]["rps"]
+        lines += ["", f"Targets: sequential rps ratio {rps:.2f} (target >= 3.0:"
+                  f" {'met' if rps >= 3 else '**not met**'}); omops p50"
+                  f" {seq['omops']['p50']:.3f} ms (target <= 2 ms:"
+                  f" {'met' if seq['omops']['p50'] <= 2 else '**not met**'})."]
+    return "\n".join(lines) + "\n"
+
+
+# -- main --------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000, help="timed sequential requests")
+    parser.add_argument("--warmup", type=int, default=200, help="untimed requests first")
+    parser.add_argument("--blocks", type=int, default=4, help="alternating blocks per server")
+    parser.add_argument("--threads", type=int, default=4, help="client threads, concurrent phase")
+    parser.add_argument("--per-thread", type=int, default=500, help="requests per client thread")
+    parser.add_argument("--max-seconds", type=float, default=20.0,
+                        help="bound on each concurrent phase")
+    parser.add_argument("--large-rows", type=int, default=10_000, help="rows of the big request")
+    parser.add_argument("--large-repeats", type=int, default=20, help="big requests per server")
+    parser.add_argument("--features", type=int, default=10, help="model input columns")
+    parser.add_argument("--mlflow-python", type=Path, default=DEFAULT_MLFLOW_PYTHON,
+                        help="python of the virtualenv with mlflow (default: %(default)s)")
+    parser.add_argument("--no-mlflow", action="store_true", help="omops and in-process only")
+    parser.add_argument("--markdown", action="store_true", help="print a RESULTS.md section")
+    args = parser.parse_args(argv)
+
+    use_mlflow = not args.no_mlflow
+    if use_mlflow and not args.mlflow_python.exists():
+        print(f"mlflow python {args.mlflow_python} not found. Install MLflow in its own "
+              f"virtualenv (from the repository root):\n\n    {INSTALL_MLFLOW}\n\n"
+              "or pass --mlflow-python PATH, or --no-mlflow to skip it.", file=sys.stderr)
+        return 2
+
+    load = loadavg()
+    print(f"load average before: {load} (other work on the machine skews the timings)")
+    root = Path(tempfile.mkdtemp(prefix="omops-bench-serving-"))
+    procs: list[subprocess.Popen] = []
+    try:
+        model, train = fitted_model(args.features)
+        one = frame(1, args.features, seed=2)
+        big = frame(args.large_rows, args.features, seed=3)
+        expected_one = model.predict(one).tolist()
+        expected_big = model.predict(big).tolist()
+
+        om = omops.Omega(home=root / "home")
+        om.models.put(model, MODEL)
+        om.catalog.close()
+        port = free_port()
+        procs.append(start([*om_command(), "runtime", "serve", "--port", str(port)],
+                           _env(OMOPS_HOME=str(root / "home")), root / "omops.log"))
+        targets = [omops_target(port)]
+
+        mlflow_info = "-"
+        if use_mlflow:
+            mlflow_info = mlflow_versions(args.mlflow_python)
+            import joblib
+
+            joblib.dump(model, root / "model.joblib")
+            train.head(50).to_json(root / "example.json", orient="split")
+            saved = subprocess.run(
+                [str(args.mlflow_python), "-c", SAVE_MLFLOW, str(root / "model.joblib"),
+                 str(root / "example.json"), str(root / "mlflow-model")],
+                capture_output=True, text=True, env=_env(), check=False)
+            if saved.returncode:
+                raise RuntimeError(f"saving the MLflow model failed:\n{saved.stderr[-3000:]}")
+            mport = free_port()
+            procs.append(start(
+                [str(args.mlflow_python), "-m", "mlflow", "models", "serve", "-m",
+                 str(root / "mlflow-model"), "--env-manager", "local", "-h", "127.0.0.1",
+                 "-p", str(mport), "-w", "1"],
+                # mlflow starts `uvicorn` by name: its virtualenv's bin comes first on PATH
+                _env(PATH=f"{args.mlflow_python.parent}{os.pathsep}{os.environ.get('PATH', '')}"),
+                root / "mlflow.log"))
+            targets.append(mlflow_target(mport))
+        wait_ready(procs[0], port, "/health", root / "omops.log", 60)
+        if use_mlflow:
+            wait_ready(procs[1], mport, "/ping", root / "mlflow.log", 120)
+
+        body_one = {t.name: t.encode(one) for t in targets}
+        body_big = {t.name: t.encode(big) for t in targets}
+        for t in targets:  # same answers as in-process, from both servers
+            c = Client(t.port)
+            assert t.decode(c.post(t.path, body_one[t.name])) == expected_one, t.name
+            assert t.decode(c.post(t.path, body_big[t.name])) == expected_big, t.name
+            c.close()
+        print(f"servers: {', '.join(f'{t.name} :{t.port}{t.path}' for t in targets)}",
+              flush=True)
+
+        res: dict[str, dict[str, dict[str, float]]] = {}
+        print(f"sequential: {args.requests} x 1-row requests per server", flush=True)
+        res["sequential"] = sequential(targets, body_one, args.requests, args.warmup,
+                                       args.blocks)
+        one_np = one.to_numpy()
+        res["sequential"]["in-process"] = in_process(lambda: model.predict(one), args.requests)
+        with warnings.catch_warnings():  # "X does not have valid feature names"
+            warnings.simplefilter("ignore", UserWarning)
+            res["sequential"]["in-process ndarray"] = in_process(
+                lambda: model.predict(one_np), args.requests)
+        print(f"concurrent: {args.threads} threads x {args.per_thread} requests", flush=True)
+        res["concurrent"] = {t.name: concurrent(t, body_one[t.name], args.threads,
+                                                args.per_thread, args.max_seconds)
+                             for t in targets}
+        print(f"10k rows: {args.large_repeats} x {args.large_rows}-row requests", flush=True)
+        res["10k rows"] = sequential(targets, body_big, args.large_repeats, 2, 2)
+        res["10k rows"]["in-process"] = in_process(lambda: model.predict(big),
+                                                   args.large_repeats)
+    finally:
+        for p in procs:
+            stop(p)
+        shutil.rmtree(root, ignore_errors=True)
+
+    load = f"{load} / {loadavg()}"
+    print(f"load average before / after: {load}")
+    print()
+    print(f"{'phase':<12}{'server':<20}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}")
+    for phase, server, s in rows_table(res):
+        print(f"{phase:<12}{server:<20}{s['n']:>6}{s['p50']:>10.3f}{s['p99']:>10.3f}"
+              f"{s['rps']:>10,.0f}")
+    print()
+    for name, value in ratios(res):
+        print(f"{name:<34}{value:>8.2f}")
+    seq = res["sequential"]
+    ok = seq["omops"]["p50"] <= TARGETS["omops p50 ms"]
+    print(f"target omops p50 <= 2 ms: {seq['omops']['p50']:.3f} ms -> {'met' if ok else 'NOT met'}")
+    if "mlflow" in seq:
+        rps = seq["omops"]["rps"] / seq["mlflow"]["rps"]
+        met = rps >= TARGETS["rps ratio (omops / mlflow)"]
+        ok = ok and met
+        print(f"target rps omops / mlflow >= 3: {rps:.2f} -> {'met' if met else 'NOT met'}")
+    if args.markdown:
+        print()
+        print(markdown(args, res, load, mlflow_info))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

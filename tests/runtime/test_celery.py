@@ -1,0 +1,189 @@
+"""Celery only: status, routing by label, unanswered queues, results by id, dying workers.
+
+Every worker here is a real ``om runtime worker`` process. Tests that need a
+worker of their own (routing, killing) start it on queues named after the
+test, so the session's shared workers never take their tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from omops.errors import TaskFailed, TaskTimeout
+
+from .slow_models import Sleepy, runs
+from .support import GPU, QUEUE, Cluster, make_stats
+
+TIMEOUT = 60
+
+pytestmark = pytest.mark.timeout(180)
+
+CELERY = ["rabbitmq_cluster", pytest.param("redis_cluster", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=CELERY, ids=["rabbitmq", "redis"])
+def celery(request) -> Cluster:
+    """Each Celery cluster in turn."""
+    return request.getfixturevalue(request.param)
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"waited {timeout} s for {what}")
+
+
+def test_status_lists_workers_and_their_queues(celery):
+    main = celery.workers[0]
+
+    state = celery.base.runtime.status()
+
+    assert state["executor"] == "celery"
+    assert state["broker"] == celery.broker.replace(":guest@", ":***@")
+    info = state["workers"][main.hostname]
+    assert info["queues"] == sorted([QUEUE, GPU]) and info["concurrency"] == 2
+    assert isinstance(info["active"], int) and 0 <= info["active"] <= 2
+
+
+def test_local_mode_reports_no_workers(celery):
+    assert celery.base.runtime.mode(local=True).status() == {"executor": "local", "workers": {}}
+
+
+def test_require_routes_work_to_the_labelled_queue_only(celery):
+    plain, gpu = f"{QUEUE}-routing", f"{QUEUE}-routing-gpu"
+    celery.extra_queues.add(plain)
+    worker = celery.start_worker(gpu, concurrency=1)  # listens on the gpu queue only
+    runtime = celery.base.runtime
+
+    not_for_it = runtime.require(plain).ping("plain")
+    for_it = runtime.require(gpu).ping("gpu").get(timeout=TIMEOUT)
+
+    assert for_it["pong"] == "gpu" and for_it["pid"] in worker.children()
+    with pytest.raises(TaskTimeout):
+        not_for_it.get(timeout=2)  # waits in its queue: the gpu worker does not take it
+    assert not_for_it.status == "PENDING"
+    assert runtime.status()["workers"][worker.hostname]["queues"] == [gpu]
+    worker.kill()
+
+
+def test_a_queue_nobody_listens_to_times_out(celery):
+    label = f"{QUEUE}-nobody-listens"
+    celery.extra_queues.add(label)
+    result = celery.base.runtime.require(label).ping()
+
+    started = time.monotonic()
+    with pytest.raises(TaskTimeout, match=r"within 1 s; is a worker listening on its queue"):
+        result.get(timeout=1)
+
+    assert time.monotonic() - started < 5
+    assert result.status == "PENDING" and not result.ready()
+
+
+@pytest.mark.postgres
+def test_result_by_id_in_another_process(redis_cluster):
+    """With Redis, results live in the broker: any client finds them by id."""
+    om = redis_cluster.omega()
+    om.datasets.put(make_stats(), "stats", append=False)
+    om.models.put(Sleepy(), "model")
+    rt = om.runtime.require(QUEUE)
+    good = rt.model("model").fit("stats[^sales]", "stats[sales]")
+    bad = rt.model("model").predict("nosuch")
+    expected = good.get(timeout=TIMEOUT)
+    with pytest.raises(TaskFailed):
+        bad.get(timeout=TIMEOUT)
+
+    script = (
+        "import json, sys, omops\n"
+        "from omops.errors import TaskFailed\n"
+        "rt = omops.get_omega().runtime\n"
+        "out = {'good': rt.result(sys.argv[1]).get(timeout=30)}\n"
+        "try:\n"
+        "    rt.result(sys.argv[2]).get(timeout=30)\n"
+        "except TaskFailed as exc:\n"
+        "    out['bad'] = [exc.exc_type, exc.exc_message]\n"
+        "print(json.dumps(out))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, good.id, bad.id], env=redis_cluster.env(),
+                          capture_output=True, text=True, timeout=120, check=False)
+
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["good"] == expected
+    assert out["bad"][0] == "NotFound" and "'nosuch'" in out["bad"][1]
+
+
+# -- dying workers: a task is redelivered or reported failed, never lost -------
+
+
+def start_slow_fit(cluster: Cluster, queue: str, marker: Path):
+    """A fit that sleeps a minute on its first run; returns its result and Omega."""
+    om = cluster.omega()
+    om.datasets.put(make_stats(), "stats", append=False)
+    om.models.put(Sleepy(delay=60, marker=str(marker)), "slow")
+    result = om.runtime.require(queue).model("slow").fit("stats[^sales]", "stats[sales]")
+    wait_for(lambda: runs(marker), "the fit to start")
+    return result, om
+
+
+def test_killed_worker_task_is_redelivered_to_a_new_worker(rabbitmq_cluster, tmp_path):
+    """SIGKILL to the whole worker: RabbitMQ requeues the unacknowledged task at once."""
+    queue = f"{QUEUE}-kill-worker"
+    first = rabbitmq_cluster.start_worker(queue, concurrency=1)
+    marker = tmp_path / "runs"
+    result, om = start_slow_fit(rabbitmq_cluster, queue, marker)
+    (running,) = runs(marker)
+    assert running in first.children()
+    wait_for(lambda: result.status == "STARTED", "the STARTED state")
+
+    first.kill()  # main process and pool at once: nobody can acknowledge or report
+    assert not psutil.pid_exists(first.pid)
+    second = rabbitmq_cluster.start_worker(queue, concurrency=1, wait=False)
+
+    started = time.monotonic()
+    summary = result.get(timeout=TIMEOUT)
+
+    assert time.monotonic() - started < TIMEOUT
+    assert summary["model"] == "slow" and summary["revision"]
+    first_run, second_run = runs(marker)  # ran twice: killed, then redelivered
+    assert first_run == running and second_run in second.children()
+    assert om.models.get("slow").mean_ == pytest.approx(make_stats()["sales"].mean())
+    assert result.status == "SUCCESS"
+    second.kill()
+
+
+def test_killed_pool_process_task_is_requeued(celery, tmp_path):
+    """SIGKILL to the pool process running the task: the worker requeues it.
+
+    The session's worker survives (its pool replaces the process), so this
+    runs on it rather than on a worker of its own.
+    """
+    worker = celery.workers[0]
+    marker = tmp_path / "runs"
+    result, om = start_slow_fit(celery, celery.queue, marker)
+    (running,) = runs(marker)
+    assert running in worker.children()
+
+    os.kill(running, signal.SIGKILL)
+    started = time.monotonic()
+    summary = result.get(timeout=TIMEOUT)
+
+    assert time.monotonic() - started < TIMEOUT
+    assert summary["model"] == "slow"
+    first_run, second_run = runs(marker)  # ran twice: killed, then requeued
+    assert first_run == running and second_run != running and second_run in worker.children()
+    assert om.models.metadata("slow").revision == summary["revision"]
+    assert worker.proc.poll() is None  # the worker itself lives on
+    wait_for(lambda: len(worker.children()) == 2, "the pool to replace the killed process")
