@@ -81,7 +81,7 @@ import mlflow
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-uri, calls, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+uri, calls, repeats, batches = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 mlflow.set_tracking_uri(uri)
 mlflow.set_experiment("bench")
 client = MlflowClient()
@@ -94,13 +94,14 @@ for r in range(repeats):
         for i in range(calls):
             mlflow.log_metric("accuracy", i / calls, step=i)
         single.append(time.perf_counter() - began)
-        now = int(time.time() * 1000)
-        metrics = [Metric("loss", i / calls, now, i) for i in range(calls)]
-        began = time.perf_counter()
-        client.log_batch(run.info.run_id, metrics=metrics)
-        batch.append(time.perf_counter() - began)
+        for b in range(batches):
+            now = int(time.time() * 1000)
+            metrics = [Metric(f"loss{b}", i / calls, now, i) for i in range(calls)]
+            began = time.perf_counter()
+            client.log_batch(run.info.run_id, metrics=metrics)
+            batch.append(time.perf_counter() - began)
         logged = len(client.get_metric_history(run.info.run_id, "accuracy"))
-        batched = len(client.get_metric_history(run.info.run_id, "loss"))
+        batched = len(client.get_metric_history(run.info.run_id, "loss0"))
         assert logged == calls and batched == calls, (logged, batched)
 print(json.dumps({"single": single, "batch": batch, "mlflow": mlflow.__version__}))
 """
@@ -109,8 +110,8 @@ print(json.dumps({"single": single, "batch": batch, "mlflow": mlflow.__version__
 # -- omops -------------------------------------------------------------------
 
 
-def omops_logging(home: Path, calls: int, repeats: int) -> dict[str, list[float]]:
-    """Seconds per repeat: ``calls`` log_metric calls, and one log_events of ``calls``."""
+def omops_logging(home: Path, calls: int, repeats: int, batches: int) -> dict[str, list[float]]:
+    """Seconds: ``calls`` log_metric calls per repeat, and each log_events of ``calls``."""
     om = omops.Omega(home=str(home))
     exp = om.runtime.experiment("bench")
     single, batch = [], []
@@ -122,20 +123,22 @@ def omops_logging(home: Path, calls: int, repeats: int) -> dict[str, list[float]
             for i in range(calls):
                 exp.log_metric("accuracy", i / calls, step=i)
             single.append(time.perf_counter() - began)
-            events = [{"key": "loss", "value": i / calls, "step": i} for i in range(calls)]
-            began = time.perf_counter()
-            exp.log_events(events)
-            batch.append(time.perf_counter() - began)
+            for b in range(batches):
+                events = [{"key": f"loss{b}", "value": i / calls, "step": i} for i in range(calls)]
+                began = time.perf_counter()
+                exp.log_events(events)
+                batch.append(time.perf_counter() - began)
             assert len(exp.data(event="metric", key="accuracy")) == calls
-            assert len(exp.data(event="metric", key="loss")) == calls
+            assert len(exp.data(event="metric", key="loss0")) == calls
     om.catalog.close()
     return {"single": single, "batch": batch}
 
 
-def mlflow_logging(python: Path, folder: Path, calls: int, repeats: int) -> dict:
+def mlflow_logging(python: Path, folder: Path, calls: int, repeats: int, batches: int) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    out = subprocess.run([str(python), "-c", MLFLOW_SCRIPT, uri, str(calls), str(repeats)],
+    out = subprocess.run([str(python), "-c", MLFLOW_SCRIPT, uri, str(calls), str(repeats),
+                          str(batches)],
                          capture_output=True, text=True, env=_env(), cwd=folder, check=False)
     if out.returncode:
         raise RuntimeError(f"the MLflow part failed:\n{out.stderr[-3000:]}")
@@ -402,6 +405,7 @@ def markdown(args: argparse.Namespace, res: dict, load: str) -> str:
         f"## tracking ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC})",
         "",
         f"`.venv/bin/python bench/tracking.py --calls {args.calls} --repeats {args.repeats}"
+        f" --batches {args.batches}"
         f" --events {args.events} --requests {args.requests}` (git {commit}, working tree"
         " may differ)",
         "",
@@ -411,7 +415,8 @@ def markdown(args: argparse.Namespace, res: dict, load: str) -> str:
         f" SQLite {__import__('sqlite3').sqlite_version}",
         f"- mlflow {m.get('mlflow', '-')} (its own venv, `--mlflow-python`), tracking URI"
         " `sqlite:///...` on the same disk; omops catalog: SQLite under OMOPS_HOME",
-        f"- median of {args.repeats} repeats, each in a fresh run after 10 warm-up calls",
+        f"- median of {args.repeats} repeats (log_metric) and of {args.repeats} x"
+        f" {args.batches} batches, each repeat a fresh run after 10 warm-up calls",
         f"- load average (1, 5, 15 min) before / after: {load}",
         "",
     ]
@@ -431,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=1_000, help="log_metric calls / batch size")
     parser.add_argument("--repeats", type=int, default=3, help="runs per side (median)")
+    parser.add_argument("--batches", type=int, default=5, help="batches per run (median)")
     parser.add_argument("--events", type=int, default=1_000_000, help="events for exp.data()")
     parser.add_argument("--requests", type=int, default=2_000, help="REST requests per state")
     parser.add_argument("--blocks", type=int, default=4, help="alternating REST blocks")
@@ -458,10 +464,10 @@ def main(argv: list[str] | None = None) -> int:
     if "logging" in phases:
         print(f"logging: {args.calls} log_metric calls + one batch of {args.calls},"
               f" {args.repeats} repeats", flush=True)
-        res["omops"] = omops_logging(root / "omops", args.calls, args.repeats)
+        res["omops"] = omops_logging(root / "omops", args.calls, args.repeats, args.batches)
         if use_mlflow:
             res["mlflow"] = mlflow_logging(args.mlflow_python, root / "mlflow", args.calls,
-                                           args.repeats)
+                                           args.repeats, args.batches)
     if "data" in phases:
         print(f"data: exp.data() over {args.events:,} events", flush=True)
         res["data"] = data_read(root / "data", args.events, args.repeats)

@@ -62,6 +62,7 @@ def test_local_mode_reports_no_workers(celery):
     assert celery.base.runtime.mode(local=True).status() == {"executor": "local", "workers": {}}
 
 
+@pytest.mark.slow  # starts a worker of its own
 def test_require_routes_work_to_the_labelled_queue_only(celery):
     plain, gpu = f"{QUEUE}-routing", f"{QUEUE}-routing-gpu"
     celery.extra_queues.add(plain)
@@ -93,6 +94,7 @@ def test_a_queue_nobody_listens_to_times_out(celery):
 
 
 @pytest.mark.postgres
+@pytest.mark.slow  # a Python process of its own
 def test_result_by_id_in_another_process(redis_cluster):
     """With Redis, results live in the broker: any client finds them by id."""
     om = redis_cluster.omega()
@@ -138,6 +140,7 @@ def start_slow_fit(cluster: Cluster, queue: str, marker: Path):
     return result, om
 
 
+@pytest.mark.slow  # starts two workers of its own
 def test_killed_worker_task_is_redelivered_to_a_new_worker(rabbitmq_cluster, tmp_path):
     """SIGKILL to the whole worker: RabbitMQ requeues the unacknowledged task at once."""
     queue = f"{QUEUE}-kill-worker"
@@ -164,6 +167,7 @@ def test_killed_worker_task_is_redelivered_to_a_new_worker(rabbitmq_cluster, tmp
     second.kill()
 
 
+@pytest.mark.slow  # waits for a killed task to run again
 def test_killed_pool_process_task_is_requeued(celery, tmp_path):
     """SIGKILL to the pool process running the task: the worker requeues it.
 

@@ -42,6 +42,7 @@ def forecast(cluster: Cluster):
     return om
 
 
+@pytest.mark.slow  # an `om` process of its own
 def test_status_json_lists_workers_and_queues(rabbitmq_cluster):
     done = om_shell(rabbitmq_cluster, "runtime", "status", "--json")
 
@@ -69,6 +70,7 @@ def test_status_without_a_broker(local_cluster):
     assert orjson.loads(as_json.stdout) == {"executor": "local", "workers": {}}
 
 
+@pytest.mark.slow  # an `om` process of its own
 def test_model_fit_from_the_shell_then_predict(rabbitmq_cluster):
     cluster = rabbitmq_cluster
     om = cluster.omega()
@@ -163,6 +165,7 @@ def test_worker_needs_a_broker(local_cluster):
     assert "no broker configured: set OMOPS_BROKER" in result.stderr
 
 
+@pytest.mark.slow  # starts a worker of its own
 def test_worker_consumes_the_default_queue_unless_labelled(rabbitmq_cluster):
     """The one test on the shared ``default`` queue: a ping, answered by any worker there."""
     worker = rabbitmq_cluster.start_worker(concurrency=1, wait=False)

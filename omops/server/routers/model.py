@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from omops.errors import InvalidData, InvalidQuery
 from omops.names import parse_reference
 from omops.omega import Omega
+from omops.runtime._tracking import PREDICT_ACTIONS, log_prediction
 from omops.runtime.tasks import MODELS, to_json
 from omops.server._auth import Scope
 from omops.server._deps import ASYNC_ACTIONS, SYNC_ACTIONS, action_scope, reader
@@ -177,11 +178,15 @@ def run_sync(
         outcome = plugin.perform(model, action, X, y)
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise InvalidData(f"the model could not {action} this input: {exc}") from None
+    result = to_json(outcome.result)
+    if action in PREDICT_ACTIONS:
+        # Queued for experiments tracking this model; a cached check when none does.
+        log_prediction(om, ref.name, rev.revision, X, result, action=action)
     return {
         "model": ref.name,
         "revision": rev.revision,
         "rows": len(X),
-        "result": to_json(outcome.result),
+        "result": result,
     }
 
 

@@ -43,7 +43,10 @@ def task_result(task_id: str, scope: Annotated[Scope, Depends(reader)]) -> Respo
         "id": record.id,
         "status": record.status,
         "result": record.result,
-        "error": record.error,
+        # Type and message only: the worker's traceback stays out of HTTP answers.
+        "error": {k: record.error[k] for k in ("type", "message") if k in record.error}
+        if record.error
+        else None,
     }
     status = 202 if record.status not in ("SUCCESS", "FAILURE") else 200
     return Response(to_json_bytes(body), status_code=status, media_type="application/json")
