@@ -63,6 +63,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pandas as pd
+import psutil
 import sklearn
 from sklearn.linear_model import LogisticRegression
 
@@ -209,6 +210,23 @@ class Target:
                  decode: Callable[[bytes], list]) -> None:
         self.name, self.port, self.path = name, port, path
         self.encode, self.decode = encode, decode
+        self.pid: int | None = None
+
+    def cpu(self) -> float:
+        """CPU seconds used so far by the server process and its children."""
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return 0.0
+        total = 0.0
+        for proc in procs:
+            try:
+                t = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += t.user + t.system
+        return total
 
 
 def omops_target(port: int) -> Target:
@@ -248,6 +266,7 @@ def sequential(targets: list[Target], body: dict[str, bytes], n: int, warmup: in
     clients = {t.name: Client(t.port) for t in targets}
     times: dict[str, list[float]] = {t.name: [] for t in targets}
     walls: dict[str, float] = {t.name: 0.0 for t in targets}
+    cpus: dict[str, float] = {t.name: 0.0 for t in targets}
     try:
         for t in targets:
             timed_posts(clients[t.name], t.path, body[t.name], warmup, [])
@@ -256,13 +275,14 @@ def sequential(targets: list[Target], body: dict[str, bytes], n: int, warmup: in
             order = targets if i % 2 == 0 else targets[::-1]
             for t in order:
                 timed_posts(clients[t.name], t.path, body[t.name], 5, [])  # reconnect, warm
-                start = time.perf_counter()
+                cpu, start = t.cpu(), time.perf_counter()
                 timed_posts(clients[t.name], t.path, body[t.name], per_block, times[t.name])
                 walls[t.name] += time.perf_counter() - start
+                cpus[t.name] += t.cpu() - cpu
     finally:
         for c in clients.values():
             c.close()
-    return {name: summary(values, walls[name]) for name, values in times.items()}
+    return {name: summary(values, walls[name], cpus[name]) for name, values in times.items()}
 
 
 def concurrent(target: Target, body: bytes, threads: int, per_thread: int,
@@ -285,21 +305,25 @@ def concurrent(target: Target, body: bytes, threads: int, per_thread: int,
     pool = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
     for p in pool:
         p.start()
+    cpu = target.cpu()
     barrier.wait()
     start = time.perf_counter()
     for p in pool:
         p.join(max_seconds + 60)
     wall = time.perf_counter() - start
+    cpu = target.cpu() - cpu
     for c in clients:
         c.close()
     if errors:
         raise errors[0]
-    return summary([x for t in times for x in t], wall)
+    return summary([x for t in times for x in t], wall, cpu)
 
 
-def summary(values: list[float], wall: float) -> dict[str, float]:
+def summary(values: list[float], wall: float, cpu: float) -> dict[str, float]:
+    """Latency percentiles (ms), requests per second, server CPU ms per request."""
     return {"n": len(values), "p50": percentile(values, 50) * 1e3,
-            "p99": percentile(values, 99) * 1e3, "rps": len(values) / wall if wall else 0.0}
+            "p99": percentile(values, 99) * 1e3, "rps": len(values) / wall if wall else 0.0,
+            "cpu": cpu / len(values) * 1e3 if values else 0.0}
 
 
 def in_process(fn: Callable[[], object], n: int) -> dict[str, float]:
@@ -307,12 +331,12 @@ def in_process(fn: Callable[[], object], n: int) -> dict[str, float]:
         fn()
     values = []
     clock = time.perf_counter
-    start = clock()
+    cpu, start = time.process_time(), clock()
     for _ in range(n):
         t0 = clock()
         fn()
         values.append(clock() - t0)
-    return summary(values, clock() - start)
+    return summary(values, clock() - start, time.process_time() - cpu)
 
 
 # -- report ------------------------------------------------------------------
@@ -379,6 +403,8 @@ def ratios(res: dict[str, dict[str, dict[str, float]]]) -> list[tuple[str, float
         if "omops" in r and "mlflow" in r:
             out.append((f"{phase}: rps omops / mlflow", r["omops"]["rps"] / r["mlflow"]["rps"]))
             out.append((f"{phase}: p50 mlflow / omops", r["mlflow"]["p50"] / r["omops"]["p50"]))
+            out.append((f"{phase}: server CPU/req mlflow / omops",
+                        r["mlflow"]["cpu"] / r["omops"]["cpu"]))
     return out
 
 
@@ -405,12 +431,12 @@ def markdown(args: argparse.Namespace, res: dict, load: str, mlflow_info: str) -
         " (it shares the 2 cores with the server)",
         f"- load average (1, 5, 15 min) before / after: {load}",
         "",
-        "| phase | server | requests | p50 ms | p99 ms | req/s |",
-        "|---|---|---:|---:|---:|---:|",
+        "| phase | server | requests | p50 ms | p99 ms | req/s | server CPU ms/req |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for phase, server, s in rows_table(res):
         lines.append(f"| {phase} | {server} | {s['n']} | {s['p50']:.3f} | {s['p99']:.3f} |"
-                     f" {s['rps']:,.0f} |")
+                     f" {s['rps']:,.0f} | {s['cpu']:.3f} |")
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {name} | {value:.2f} |" for name, value in ratios(res)]
     if "mlflow" in seq:
@@ -468,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         procs.append(start([*om_command(), "runtime", "serve", "--port", str(port)],
                            _env(OMOPS_HOME=str(root / "home")), root / "omops.log"))
         targets = [omops_target(port)]
+        targets[0].pid = procs[0].pid
 
         mlflow_info = "-"
         if use_mlflow:
@@ -491,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
                 _env(PATH=f"{args.mlflow_python.parent}{os.pathsep}{os.environ.get('PATH', '')}"),
                 root / "mlflow.log"))
             targets.append(mlflow_target(mport))
+            targets[1].pid = procs[1].pid
         wait_ready(procs[0], port, "/health", root / "omops.log", 60)
         if use_mlflow:
             wait_ready(procs[1], mport, "/ping", root / "mlflow.log", 120)
@@ -531,10 +559,11 @@ def main(argv: list[str] | None = None) -> int:
     load = f"{load} / {loadavg()}"
     print(f"load average before / after: {load}")
     print()
-    print(f"{'phase':<12}{'server':<20}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}")
+    print(f"{'phase':<12}{'server':<20}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}"
+          f"{'cpu ms/req':>12}")
     for phase, server, s in rows_table(res):
         print(f"{phase:<12}{server:<20}{s['n']:>6}{s['p50']:>10.3f}{s['p99']:>10.3f}"
-              f"{s['rps']:>10,.0f}")
+              f"{s['rps']:>10,.0f}{s['cpu']:>12.3f}")
     print()
     for name, value in ratios(res):
         print(f"{name:<34}{value:>8.2f}")

@@ -24,8 +24,8 @@ from omops.errors import ConfigError, NotFound, StorageError
 __all__ = ["Blobs", "HashingWriter"]
 
 _CHUNK = 8 * 1024 * 1024
-_PIECE = 1024 * 1024  # background writes: gather small writes into pieces this big
-_DEPTH = 32  # background writes: at most this many pieces queued (bounds memory)
+_BATCH = 8 * 1024 * 1024  # background writes: hand the worker this many bytes at a time
+_DEPTH = 4  # background writes: at most this many batches queued (bounds memory)
 _SYNC_EVERY = 32 * 1024 * 1024  # background writes to local files: fdatasync this often
 _fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
@@ -38,16 +38,17 @@ class HashingWriter:
     raw : file object
         Where the bytes go.
     background : bool, default=False
-        Hash and write in a worker thread, so a producer such as a Parquet
-        encoder keeps running while earlier bytes are hashed and written.
-        Writes under 1 MiB are gathered into pieces of about 1 MiB; the thread
-        starts with the first piece, so small blobs never start one. Call
-        :meth:`finish` (or :meth:`abort`) when done; :meth:`hexdigest` and
-        :meth:`flush` wait for what was written so far.
+        Hash and write in a worker thread, so that a producer such as a
+        Parquet encoder (which runs without the GIL) keeps encoding while
+        earlier bytes are hashed and written on another core. Writes are
+        handed over in batches of about 8 MiB (immutable ``bytes`` without a
+        copy); the thread starts with the first full batch, so small blobs
+        never start one. Call :meth:`finish` (or :meth:`abort`) when done;
+        :meth:`flush` and :meth:`hexdigest` wait for what was written so far.
     sync : callable, optional
         With ``background``, called by the worker after every 32 MiB, e.g. to
-        ``fdatasync`` a local file so that the final ``fsync`` finds little left
-        to do.
+        ``fdatasync`` a local file, so that the final ``fsync`` finds little
+        left to write.
     """
 
     def __init__(self, raw: IO[bytes], *, background: bool = False,
@@ -58,29 +59,27 @@ class HashingWriter:
         self.closed = False
         self._background = background
         self._sync = sync
-        self._pending = bytearray()
-        self._queue: queue.Queue[bytes | bytearray | None] | None = None
+        self._batch: list[bytes] = []
+        self._batched = 0
+        self._queue: queue.Queue[list[bytes] | None] | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        self._unsynced = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         if self.closed:
             raise ValueError("write to a finished blob writer")
-        n = memoryview(data).nbytes
         if not self._background:
-            self._consume(data)
-        elif n < _PIECE:
-            self._pending += data
-            if len(self._pending) >= _PIECE:
-                self._send(self._pending)
-                self._pending = bytearray()
+            n = memoryview(data).nbytes
+            self._hash.update(data)
+            self._raw.write(data)
         else:
-            if self._pending:
-                self._send(self._pending)
-                self._pending = bytearray()
             # The caller may reuse a mutable buffer once write returns: keep a copy.
-            self._send(data if isinstance(data, bytes) else bytes(data))
+            piece = data if isinstance(data, bytes) else bytes(data)
+            n = len(piece)
+            self._batch.append(piece)
+            self._batched += n
+            if self._batched >= _BATCH:
+                self._send()
         self.size += n
         return n
 
@@ -111,55 +110,57 @@ class HashingWriter:
         if self._thread is not None and self._error is None:
             self._error = StorageError("blob write aborted")
         self._stop()
-        self._pending = bytearray()
+        self._batch, self._batched = [], 0
         self.closed = True
 
     # -- internals ---------------------------------------------------------
 
-    def _consume(self, data: bytes | bytearray | memoryview) -> None:
-        self._hash.update(data)
-        self._raw.write(data)
-
-    def _send(self, data: bytes | bytearray) -> None:
+    def _send(self) -> None:
+        if self._error is not None:
+            raise self._error
         if self._thread is None:
             self._queue = queue.Queue(maxsize=_DEPTH)
             self._thread = threading.Thread(target=self._work, name="omops-blob-writer",
-                                             daemon=True)
+                                            daemon=True)
             self._thread.start()
-        if self._error is not None:
-            self._raise()
         assert self._queue is not None
-        self._queue.put(data)
+        self._queue.put(self._batch)
+        self._batch, self._batched = [], 0
 
     def _work(self) -> None:
         assert self._queue is not None
+        digest, raw, unsynced = self._hash, self._raw, 0
         while True:
-            data = self._queue.get()
+            batch = self._queue.get()
             try:
-                if data is None:
+                if batch is None:
                     return
                 if self._error is None:
-                    self._consume(data)
-                    self._unsynced += len(data)
-                    if self._sync is not None and self._unsynced >= _SYNC_EVERY:
+                    for piece in batch:
+                        digest.update(piece)  # both release the GIL for large pieces
+                        raw.write(piece)
+                        unsynced += len(piece)
+                    if self._sync is not None and unsynced >= _SYNC_EVERY:
                         self._sync()
-                        self._unsynced = 0
-            except BaseException as exc:  # handed to the producer by _raise
+                        unsynced = 0
+            except BaseException as exc:  # raised in the producer by _send or _drain
                 self._error = exc
             finally:
                 self._queue.task_done()
 
     def _drain(self) -> None:
-        if self._pending:
-            if self._thread is None:
-                self._consume(self._pending)
+        if self._batch:
+            if self._thread is None:  # a small blob: no thread needed
+                for piece in self._batch:
+                    self._hash.update(piece)
+                    self._raw.write(piece)
+                self._batch, self._batched = [], 0
             else:
-                self._send(self._pending)
-            self._pending = bytearray()
+                self._send()
         if self._queue is not None:
             self._queue.join()
         if self._error is not None:
-            self._raise()
+            raise self._error
 
     def _stop(self) -> None:
         if self._thread is not None:
@@ -167,11 +168,6 @@ class HashingWriter:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
-
-    def _raise(self) -> None:
-        error = self._error
-        assert error is not None
-        raise error
 
 
 class Blobs:

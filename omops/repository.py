@@ -13,12 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omops.blobs import Blobs
-from omops.catalog import Catalog, NewRevision, ObjectRecord, RevisionRecord
+from omops.catalog import Catalog, MissingBlobs, NewRevision, ObjectRecord, RevisionRecord
 from omops.errors import InvalidData, InvalidName, InvalidQuery, NotFound, PluginError
 from omops.names import check_name, check_tag, parse_reference
 from omops.plugins import ReadQuery, Registry, default_registry
 
 __all__ = ["STORES", "Metadata", "Repository"]
+
+#: Writes of one put when concurrent drops keep deleting its blobs (see Catalog.delete_unused).
+_PUT_ATTEMPTS = 5
 
 #: The repositories every Omega instance has.
 STORES: tuple[str, ...] = ("datasets", "models", "jobs", "scripts", "streams")
@@ -187,22 +190,34 @@ class Repository:
             raise InvalidData(f"kind {plugin.kind!r} cannot be appended to; put with append=False")
         append = plugin.appendable if append is None else append
         base = self._append_base(name, plugin.kind) if append else None
-        stored = plugin.put(obj, self.blobs, base=base)
-        new = NewRevision(
-            kind=plugin.kind,
-            kind_meta=stored.kind_meta,
-            parts=stored.parts,
-            append=append,
-            tags=tags,
-            attributes=attributes,
-            extend=lambda b: plugin.extend(stored, b),
-        )
-        try:
-            record, revision = self.catalog.commit(self.bucket, self.store, name, new)
-        except BaseException:
-            self._forget_blobs([p.blob for p in stored.parts])
-            raise
-        return self._metadata(record, revision, ["latest", *tags])
+        for attempt in range(_PUT_ATTEMPTS):
+            stored = plugin.put(obj, self.blobs, base=base)
+            new = NewRevision(
+                kind=plugin.kind,
+                kind_meta=stored.kind_meta,
+                parts=stored.parts,
+                append=append,
+                tags=tags,
+                attributes=attributes,
+                extend=lambda b, stored=stored: plugin.extend(stored, b),
+                missing=self._missing,
+            )
+            try:
+                record, revision = self.catalog.commit(self.bucket, self.store, name, new)
+            except MissingBlobs:
+                # A concurrent drop deleted a blob of the same content as
+                # ours after we wrote it: write it again.
+                if attempt == _PUT_ATTEMPTS - 1:
+                    raise
+                continue
+            except BaseException:
+                self._forget_blobs([p.blob for p in stored.parts])
+                raise
+            return self._metadata(record, revision, ["latest", *tags])
+        raise AssertionError("unreachable")
+
+    def _missing(self, keys: Sequence[str]) -> list[str]:
+        return [key for key in keys if not self.blobs.exists(key)]
 
     def _append_base(self, name: str, kind: str) -> RevisionRecord | None:
         record = self.catalog.find(self.bucket, self.store, name)
@@ -216,9 +231,7 @@ class Repository:
 
     def _forget_blobs(self, blobs: Sequence[str]) -> None:
         """Delete blobs written by a put that did not commit, unless in use."""
-        in_use = self.catalog.blobs_in_use(blobs)
-        for key in set(blobs) - in_use:
-            self.blobs.delete(key)
+        self.catalog.delete_unused(blobs, self.blobs.delete)
 
     def drop(self, name: str, *, force: bool = False) -> bool:
         """Delete ``name`` with all its revisions.
@@ -232,8 +245,7 @@ class Repository:
             if force:
                 return False
             self.catalog.get(self.bucket, self.store, name)  # raises NotFound
-        for key in self.catalog.drop(record.id):
-            self.blobs.delete(key)
+        self.catalog.delete_unused(self.catalog.drop(record.id), self.blobs.delete)
         return True
 
     def tag(self, name: str, revision: str, tag: str) -> None:
@@ -284,8 +296,6 @@ class Repository:
                 f"stored in {target.store}; promote it to {', '.join(plugin.stores)}"
             )
         parts = self.catalog.parts(revision)
-        for part in parts:
-            target.blobs.copy_from(self.blobs, part.blob)
         origin = {
             "bucket": self.bucket,
             "store": self.store,
@@ -301,9 +311,19 @@ class Repository:
             append=False,
             attributes=record.attributes,
             origin=origin,
+            missing=target._missing,
         )
-        obj, promoted = target.catalog.commit(target.bucket, target.store, asname, new)
-        return target._metadata(obj, promoted, ["latest"])
+        for attempt in range(_PUT_ATTEMPTS):
+            for part in parts:
+                target.blobs.copy_from(self.blobs, part.blob)
+            try:
+                obj, promoted = target.catalog.commit(target.bucket, target.store, asname, new)
+            except MissingBlobs:  # deleted by a concurrent drop in the target: copy again
+                if attempt == _PUT_ATTEMPTS - 1:
+                    raise
+                continue
+            return target._metadata(obj, promoted, ["latest"])
+        raise AssertionError("unreachable")
 
     # -- reading -----------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from omops.catalog.store import (
     LATEST,
     Catalog,
+    MissingBlobs,
     NewPart,
     NewRevision,
     ObjectRecord,
@@ -13,6 +14,7 @@ from omops.catalog.store import (
 __all__ = [
     "LATEST",
     "Catalog",
+    "MissingBlobs",
     "NewPart",
     "NewRevision",
     "ObjectRecord",

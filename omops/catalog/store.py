@@ -29,11 +29,12 @@ from omops.catalog.tasks import TaskLog
 from omops.catalog.tracking import Tracking
 from omops.errors import InvalidName, NotFound, StorageError
 
-__all__ = ["Catalog", "NewPart", "ObjectRecord", "PartRecord", "RevisionRecord"]
+__all__ = ["Catalog", "MissingBlobs", "NewPart", "ObjectRecord", "PartRecord", "RevisionRecord"]
 
 LATEST = "latest"
 _MIN_PREFIX = 4
 _LOCK_ATTEMPTS = 10
+_BLOB_LOCK_CLASS = 0x6F6D  # PostgreSQL advisory locks (class, key) on blob keys
 _HEX = re.compile(r"[0-9a-f]+")
 
 
@@ -94,6 +95,17 @@ class NewRevision:
     # Called inside the transaction with the revision appended to (or None);
     # returns the kind_meta to store. Raising aborts the commit.
     extend: Callable[[RevisionRecord | None], dict[str, Any]] | None = field(default=None, compare=False)
+    # Called inside the transaction, while no one can delete them, with the
+    # blobs of ``parts``; returns those missing from the blob store. Any
+    # missing aborts the commit with MissingBlobs.
+    missing: Callable[[Sequence[str]], Sequence[str]] | None = field(default=None, compare=False)
+
+
+class MissingBlobs(StorageError):
+    """A put's blob was deleted (as unused, by a concurrent drop) before its commit.
+
+    Nothing was committed; write the blobs again and commit again.
+    """
 
 
 def _now() -> dt.datetime:
@@ -466,6 +478,13 @@ class Catalog:
         now = _now()
         with self._write() as conn:
             obj = self._lock_object(conn, bucket, store, name, new, now)
+            if new.missing is not None and new.parts:
+                keys = self._lock_blobs(conn, [p.blob for p in new.parts])
+                gone = list(new.missing(keys))
+                if gone:
+                    raise MissingBlobs(
+                        f"blobs {gone} of this put were deleted before it committed; put again"
+                    )
             latest = self._latest(conn, obj.id)
             base = latest if new.append and latest is not None and latest.kind == new.kind else None
             kind_meta = new.extend(base) if new.extend is not None else new.kind_meta
@@ -505,6 +524,44 @@ class Catalog:
             conn.execute(objects.update().where(objects.c.id == obj.id).values(**values))
             obj = _object(conn.execute(sa.select(objects).where(objects.c.id == obj.id)).one())
         return obj, revision
+
+    @staticmethod
+    def _lock_blobs(conn: Connection, blobs: Sequence[str]) -> list[str]:
+        """Lock blob keys against deletion for this transaction; return them sorted.
+
+        On SQLite the write transaction holds the database lock already. On
+        PostgreSQL an advisory lock per key (sorted, so two lockers never wait
+        on each other in a circle); a hash collision only makes two blobs queue.
+        """
+        keys = sorted(set(blobs))
+        if conn.dialect.name == "postgresql":
+            for key in keys:
+                conn.execute(
+                    sa.select(sa.func.pg_advisory_xact_lock(_BLOB_LOCK_CLASS, sa.bindparam("k"))),
+                    {"k": int.from_bytes(bytes.fromhex(key[:8]), "big", signed=True)},
+                )
+        return keys
+
+    def delete_unused(self, blobs: Sequence[str], delete: Callable[[str], None]) -> list[str]:
+        """Call ``delete(key)`` for those of ``blobs`` no revision refers to; return them.
+
+        A put writes its blobs before it commits, and a blob's key is its
+        content: another put may have just written (or found in place) the
+        same blob. The check and the delete run under the lock that
+        :meth:`commit` takes on its blobs before it checks they exist, so
+        either the commit comes first and the blob stays in use, or the
+        delete does and the commit finds the blob missing (``MissingBlobs``)
+        instead of referring to a deleted blob.
+        """
+        if not blobs:
+            return []
+        with self._write() as conn:
+            keys = self._lock_blobs(conn, blobs)
+            used = set(conn.execute(sa.select(parts.c.blob).where(parts.c.blob.in_(keys))).scalars())
+            unused = [key for key in keys if key not in used]
+            for key in unused:
+                delete(key)
+        return unused
 
     def blobs_in_use(self, blobs: Sequence[str]) -> set[str]:
         """Which of ``blobs`` some revision still refers to."""

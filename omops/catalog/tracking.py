@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
+import queue
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -337,46 +340,45 @@ def event_row(
 class EventWriter:
     """Write-behind: rows are queued and inserted in batches by a daemon thread.
 
-    Used where logging must not slow the caller (tracked predictions).
-    :meth:`flush` waits until everything queued so far is written.
+    Used where logging must not slow the caller (tracked predictions): the
+    caller only queues a tuple. The thread collects rows for up to
+    ``interval`` seconds (or ``batch`` rows) and inserts them in one
+    transaction, so a busy server writes a few times a second, not once per
+    request. :meth:`flush` writes everything queued so far, at once, and waits.
     """
 
     def __init__(self, catalog: Catalog, *, interval: float = 0.2, batch: int = 1000) -> None:
-        import queue
-        import threading
-
         self.tracking = Tracking(catalog)
         self.interval = interval
         self.batch = batch
-        self._queue: queue.Queue = queue.Queue()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="omops-events", daemon=True)
         self._thread.start()
 
     def put(self, row: tuple[Any, ...]) -> None:
+        """Queue one event row (see :func:`event_row`)."""
         self._queue.put(row)
 
-    def _drain(self) -> list[Any]:
-        import queue
-
-        items = []
-        try:
-            while len(items) < self.batch:
-                items.append(self._queue.get_nowait())
-        except queue.Empty:
-            pass
+    def _collect(self) -> list[Any]:
+        """The next rows: the first blocks; then up to ``interval`` s, ``batch`` rows or a flush."""
+        items = [self._queue.get()]
+        deadline = time.monotonic() + self.interval
+        while len(items) < self.batch and isinstance(items[-1], tuple):
+            remaining = deadline - time.monotonic()
+            try:
+                items.append(
+                    self._queue.get(timeout=remaining)
+                    if remaining > 0
+                    else self._queue.get_nowait()
+                )
+            except queue.Empty:
+                break
         return items
 
     def _loop(self) -> None:
-        import logging
-        import queue
-
         while True:
-            try:
-                first = self._queue.get(timeout=self.interval)
-            except queue.Empty:
-                continue
-            items = [first, *self._drain()]
-            rows = [i for i in items if isinstance(i, tuple)]
+            items = self._collect()
+            rows = [item for item in items if isinstance(item, tuple)]
             try:
                 self.tracking.log(rows)
             except Exception:  # never kill the writer; the rows are reported and dropped
@@ -385,11 +387,10 @@ class EventWriter:
                 )
             for item in items:
                 if not isinstance(item, tuple):
-                    item.set()  # a flush marker
+                    item.set()  # a flush marker: everything before it is written
 
     def flush(self, timeout: float = 30.0) -> None:
-        import threading
-
+        """Write what is queued now and wait for it (at most ``timeout`` seconds)."""
         marker = threading.Event()
         self._queue.put(marker)
         marker.wait(timeout)

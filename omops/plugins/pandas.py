@@ -106,21 +106,22 @@ def _merge_categories(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[st
 class _DuckDB:
     """DuckDB connections of this process, made once and reused; threads take cursors.
 
-    Local blobs share one connection. Each other blob store gets its own, with
-    its fsspec filesystem registered: DuckDB registers one filesystem per
-    protocol and connection, so two ``s3://`` (or ``memory://``) stores could
-    not share one.
+    Local blobs share one connection. Each other fsspec filesystem instance gets
+    its own, with the filesystem registered: DuckDB takes one filesystem per
+    protocol and connection, so two ``s3://`` stores with different credentials
+    could not share one. (fsspec reuses instances, so stores on one filesystem,
+    e.g. all ``memory://`` ones, share a connection.)
     """
 
     def __init__(self) -> None:
-        self._conns: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._conns: dict[int, tuple[Any, Any]] = {}
         self._pid: int | None = None
         self._lock = threading.Lock()
 
     def cursor(self, blobs: Blobs):  # noqa: ANN201
         import duckdb
 
-        key = ("", 0) if blobs.is_local else (blobs.url, id(blobs.fs))
+        key = 0 if blobs.is_local else id(blobs.fs)
         with self._lock:
             if self._pid != os.getpid():  # never use a connection inherited over fork
                 self._conns, self._pid = {}, os.getpid()

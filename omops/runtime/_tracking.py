@@ -20,7 +20,7 @@ from omops._system import Sampler
 from omops.catalog.tracking import EventWriter, event_row
 from omops.omega import Omega
 
-__all__ = ["PREDICT_ACTIONS", "TaskTracking", "log_prediction", "writer_for"]
+__all__ = ["PREDICT_ACTIONS", "TaskTracking", "flush_events", "log_prediction", "writer_for"]
 
 PREDICT_ACTIONS = frozenset({"predict", "predict_proba", "decision_function", "transform"})
 #: Inputs up to this many rows are logged whole; larger ones as a sample and a hash.
@@ -46,6 +46,13 @@ def writer_for(om: Omega) -> EventWriter:
             writer = _writers[key] = EventWriter(om.catalog)
             atexit.register(writer.flush, 10.0)
     return writer
+
+
+def flush_events(om: Omega) -> None:
+    """Write the events this process queued for ``om``'s catalog (if it queued any)."""
+    writer = _writers.get((om.catalog.url, os.getpid()))
+    if writer is not None:
+        writer.flush()
 
 
 def _summary(value: Any, limit: int = 2000) -> Any:
@@ -124,19 +131,25 @@ def forget_trackers() -> None:
     _tracker_cache.clear()
 
 
+def _split(frame: Any) -> dict[str, Any]:
+    """``frame.to_dict(orient='split')``, without its per-cell Python (10x faster on 1 row)."""
+    return {
+        "index": frame.index.tolist(),
+        "columns": frame.columns.tolist(),
+        "data": frame.to_numpy(dtype=object).tolist(),
+    }
+
+
 def _inputs(X: Any) -> dict[str, Any]:  # noqa: N803
+    """The input of a prediction: whole up to 100 rows, else 10 rows and a SHA-256 of all."""
     import pandas as pd
 
     frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X)
     rows = len(frame)
     if rows <= FULL_ROWS:
-        return {"rows": rows, "data": frame.to_dict(orient="split")}
+        return {"rows": rows, "data": _split(frame)}
     digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
-    return {
-        "rows": rows,
-        "sample": frame.head(SAMPLE_ROWS).to_dict(orient="split"),
-        "sha256": digest.hexdigest(),
-    }
+    return {"rows": rows, "sample": _split(frame.head(SAMPLE_ROWS)), "sha256": digest.hexdigest()}
 
 
 def log_prediction(
@@ -148,7 +161,13 @@ def log_prediction(
     *,
     action: str = "predict",
 ) -> None:
-    """Queue a ``predict`` event for every experiment tracking ``model`` (write-behind)."""
+    """Queue a ``predict`` event for every experiment tracking ``model`` (write-behind).
+
+    Only predicting actions (:data:`PREDICT_ACTIONS`) are logged; for any
+    other (``score``, ``fit`` ...) this does nothing, so callers need not check.
+    """
+    if action not in PREDICT_ACTIONS:
+        return
     trackers = _trackers(om, model)
     if not trackers:
         return

@@ -261,9 +261,9 @@ class Experiment:
         if run == "all":
             return None
         if run == "latest":
-            from omops.runtime._tracking import writer_for
+            from omops.runtime._tracking import flush_events
 
-            writer_for(self.om).flush()
+            flush_events(self.om)
             latest = self.om.catalog.tracking.latest_run(self.id)
             return [latest] if latest is not None else []
         if isinstance(run, int) and not isinstance(run, bool):
@@ -305,9 +305,9 @@ class Experiment:
             One row per event in logging order; ``dt`` is ``datetime64[ns, UTC]``,
             ``step`` nullable ``Int64``, ``value`` the decoded JSON.
         """
-        from omops.runtime._tracking import writer_for
+        from omops.runtime._tracking import flush_events
 
-        writer_for(self.om).flush()
+        flush_events(self.om)
         columns = self.om.catalog.tracking.columns(
             self.id,
             runs_=self._select_runs(run),
