@@ -24,8 +24,10 @@ if TYPE_CHECKING:
 __all__ = ["Omega", "OmopsError", "errors", "get_omega", "reset"]
 __version__ = "0.1.0"
 
-_DELEGATED = ("datasets", "models", "jobs", "scripts", "streams", "runtime", "catalog", "blobs",
-              "settings", "bucket")
+# ``catalog`` and ``blobs`` are not delegated: they name submodules, and
+# ``import omops.catalog as c`` must give the module. (``omops.runtime`` does too,
+# but ``om.runtime`` is the API; import the module as ``from omops.runtime import ...``.)
+_DELEGATED = ("datasets", "models", "jobs", "scripts", "streams", "runtime", "settings", "bucket")
 _default: Omega | None = None
 _lock = threading.Lock()
 

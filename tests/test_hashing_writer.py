@@ -69,7 +69,7 @@ def test_sync_is_called_in_the_background():
     for _ in range(80):
         out.write(b"z" * 1_048_576)
     out.finish()
-    assert len(calls) == 2  # every 32 MiB
+    assert len(calls) == 2  # every 32 MiB (80 MiB written)
 
 
 class FailingFile(io.BytesIO):
@@ -95,23 +95,31 @@ def test_errors_of_the_worker_reach_the_producer():
 
 def test_failed_background_write_leaves_no_blob_and_no_tmp(tmp_path, monkeypatch):
     blobs = Blobs(str(tmp_path / "blobs"))
-    calls = {"n": 0}
-    consume = HashingWriter._consume
+    real_open = blobs.fs.open
 
-    def failing(self, data):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise OSError(5, "I/O error")
-        consume(self, data)
+    def failing_open(path, mode="rb", **kwargs):
+        handle = real_open(path, mode, **kwargs)
+        if "w" in mode:
+            written = {"n": 0}
+            write = handle.write
 
-    monkeypatch.setattr(HashingWriter, "_consume", failing)
+            def failing_write(data):
+                written["n"] += 1
+                if written["n"] == 3:
+                    raise OSError(5, "I/O error")
+                return write(data)
+
+            handle.write = failing_write
+        return handle
+
+    monkeypatch.setattr(blobs.fs, "open", failing_open)
     with pytest.raises(OSError, match="I/O error"), blobs.writer() as out:
-        for _ in range(10):
+        for _ in range(20):
             out.write(b"q" * 2_000_000)
+    monkeypatch.undo()
     assert list((tmp_path / "blobs" / "tmp").iterdir()) == []
-    assert not (tmp_path / "blobs" / "objects").exists() or not any(
-        p.is_file() for p in (tmp_path / "blobs" / "objects").rglob("*")
-    )
+    objects = tmp_path / "blobs" / "objects"
+    assert not objects.exists() or not any(p.is_file() for p in objects.rglob("*"))
 
 
 def test_large_blob_through_the_store(tmp_path):
