@@ -159,6 +159,7 @@ class Catalog:
         self._engine_obj: Engine | None = None
         self._engine_pid: int | None = None
         self._lock = threading.Lock()
+        self._lookup_prepared: tuple[Engine, Any, list[tuple[str, Any]]] | None = None
 
     def __repr__(self) -> str:
         return f"Catalog({normalize_url(self.url).render_as_string(hide_password=True)!r})"
@@ -332,12 +333,42 @@ class Catalog:
         The serving hot path: every request asks which revision ``name`` (``latest``
         or ``name@tag``) is now, so that a new revision is served at once.
         """
-        params = {"bucket": bucket, "store": store, "name": name, "tag": ref or LATEST}
-        with self._read() as conn:
-            row = conn.execute(_LOOKUP, params).first()
-        if row is not None:
-            return _revision(row)
+        found = self._lookup_tag({"bucket": bucket, "store": store, "name": name, "tag": ref or LATEST})
+        if found is not None:
+            return found
         return self.resolve(self.get(bucket, store, name).id, ref)  # a revision prefix, or NotFound
+
+    def _lookup_tag(self, params: dict[str, str]) -> RevisionRecord | None:
+        # On a pooled DB-API connection with the statement compiled once: a single
+        # SELECT needs no transaction, and SQLAlchemy's per-execution machinery
+        # would cost ~8x the query itself.
+        engine = self.engine()
+        prepared = self._lookup_prepared
+        if prepared is None or prepared[0] is not engine:
+            compiled = _LOOKUP.compile(dialect=engine.dialect)
+            columns = [
+                (c.name, c.type._cached_result_processor(engine.dialect, None))
+                for c in _LOOKUP.selected_columns
+            ]
+            prepared = self._lookup_prepared = (engine, compiled, columns)
+        _, compiled, columns = prepared
+        bound = compiled.construct_params(params)
+        args = [bound[k] for k in compiled.positiontup] if compiled.positional else bound
+        connection = engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.execute(compiled.string, args)
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+        finally:
+            connection.close()  # back to the pool, which rolls back what a driver began
+        if row is None:
+            return None
+        return RevisionRecord(
+            **{name: process(v) if process else v for (name, process), v in zip(columns, row, strict=True)}
+        )
 
     def revisions(self, object_id: int) -> list[tuple[RevisionRecord, list[str]]]:
         """All revisions, oldest first, each with its tags."""

@@ -20,11 +20,11 @@ import orjson
 from omops.errors import InvalidData, NotFound, PluginError
 from omops.names import parse_reference
 from omops.omega import Omega
+from omops.runtime._tracking import PREDICT_ACTIONS, TaskTracking, log_prediction
 
 __all__ = ["TASKS", "TEMP_PREFIX", "execute", "to_json"]
 
 TEMP_PREFIX = "_temp/"
-_PREDICTING = frozenset({"predict", "predict_proba", "decision_function", "transform"})
 _MODEL_CACHE_SIZE = 32
 
 
@@ -143,8 +143,7 @@ def model_action(om: Omega, payload: Mapping[str, Any], previous: Any = None) ->
         summary[suffix] = f"{ref.name}/{suffix}"
     for suffix, obj in outcome.datasets.items():
         om.datasets.put(obj, f"{ref.name}/{suffix}", append=False)
-    if action in _PREDICTING:
-        from omops.runtime._tracking import log_prediction
+    if action in PREDICT_ACTIONS:
 
         log_prediction(om, ref.name, meta.revision, X, outcome.result, action=action)
     if payload.get("result_name"):
@@ -195,7 +194,6 @@ def execute(om: Omega, task: str, payload: Mapping[str, Any], previous: Any = No
     A payload with ``record: <task id>`` also writes its outcome to the
     catalog's task log, where any process (e.g. any REST server) finds it.
     """
-    from omops.runtime._tracking import TaskTracking
 
     record = payload.get("record")
     succeeded = False
