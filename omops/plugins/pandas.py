@@ -225,9 +225,11 @@ class DataFramePlugin(Plugin):
         index = self._index_columns(table)
         range_index = self._range_index(frame, index)
         options: dict[str, Any] = {}
-        if range_index is not None:
+        if range_index is not None and not any(pa.types.is_nested(f.type) for f in table.schema):
             # An arithmetic sequence: delta encoding stores it in a few bytes, where the
             # default (a dictionary tried and given up, then plain) costs 8 bytes a row.
+            # Other columns keep the default dictionary (named here by top-level name,
+            # which is their Parquet path only when no column is nested).
             options = {"use_dictionary": [n for n in table.column_names if n != index[0]],
                        "column_encoding": {index[0]: "DELTA_BINARY_PACKED"}}
         key, size = blobs.put_with(lambda out: pq.write_table(table, out, **options))

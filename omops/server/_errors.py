@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse
 
 from omops import errors
 
-__all__ = ["ERROR_STATUS", "error_response", "install_error_handlers"]
+__all__ = ["ERROR_STATUS", "error_response", "install_error_handlers", "omops_error"]
 
 #: Found along the exception's MRO, so subclasses share their base's answer.
 ERROR_STATUS: dict[type[errors.OmopsError], tuple[int, str]] = {
@@ -41,7 +41,8 @@ def _status_of(exc: errors.OmopsError) -> tuple[int, str]:
     return 500, "internal_error"
 
 
-async def _omops_error(request: Request, exc: Exception) -> JSONResponse:
+async def omops_error(request: Request, exc: Exception) -> JSONResponse:
+    """The JSON answer to an OmopsError (also used outside FastAPI's handlers)."""
     assert isinstance(exc, errors.OmopsError)
     status, code = _status_of(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
@@ -73,6 +74,6 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
-    app.add_exception_handler(errors.OmopsError, _omops_error)
+    app.add_exception_handler(errors.OmopsError, omops_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
