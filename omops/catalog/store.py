@@ -120,7 +120,43 @@ def _revision_id(name: str, parent: str | None, blobs: Sequence[str], created: d
     return digest.hexdigest()
 
 
-# One statement object, so SQLAlchemy compiles it once: the unique
+# Statements built once with bound parameters: building one per call costs more
+# than running it (SQLAlchemy caches the compiled form per statement object).
+
+# parts(): the revision's append chain. The revision string too: SQLite may give
+# a dropped revision's id to a new one.
+_THIS_REVISION = sa.and_(
+    revisions.c.id == sa.bindparam("revision_id"),
+    revisions.c.revision == sa.bindparam("revision"),
+)
+_CHAIN = (
+    sa.select(revisions.c.id, revisions.c.base_id, sa.literal(0).label("depth"))
+    .where(_THIS_REVISION)
+    .cte("chain", recursive=True)
+)
+_CHAIN = _CHAIN.union_all(
+    sa.select(revisions.c.id, revisions.c.base_id, (_CHAIN.c.depth + 1).label("depth")).where(
+        revisions.c.id == _CHAIN.c.base_id
+    )
+)
+_PARTS = (
+    sa.select(parts.c.blob, parts.c.size, parts.c.rows)
+    .join(_CHAIN, parts.c.revision_id == _CHAIN.c.id)
+    .order_by(_CHAIN.c.depth.desc(), parts.c.position)
+)
+_REVISION_EXISTS = sa.select(revisions.c.id).where(_THIS_REVISION)
+_FIND = sa.select(objects).where(
+    objects.c.bucket == sa.bindparam("bucket"),
+    objects.c.store == sa.bindparam("store"),
+    objects.c.name == sa.bindparam("name"),
+)
+_RESOLVE_TAG = (
+    sa.select(revisions)
+    .join(tags, tags.c.revision_id == revisions.c.id)
+    .where(tags.c.object_id == sa.bindparam("object_id"), tags.c.tag == sa.bindparam("tag"))
+)
+
+# lookup(): one statement object, so SQLAlchemy compiles it once: the unique
 # (bucket, store, name) index finds the object, the tags primary key its revision.
 _LOOKUP = (
     sa.select(revisions)
@@ -244,11 +280,7 @@ class Catalog:
 
     @staticmethod
     def _find(conn: Connection, bucket: str, store: str, name: str) -> ObjectRecord | None:
-        row = conn.execute(
-            sa.select(objects).where(
-                objects.c.bucket == bucket, objects.c.store == store, objects.c.name == name
-            )
-        ).first()
+        row = conn.execute(_FIND, {"bucket": bucket, "store": store, "name": name}).first()
         return _object(row) if row else None
 
     def list(
@@ -302,11 +334,7 @@ class Catalog:
         """The revision a tag or revision prefix names; ``None`` means latest."""
         ref = ref or LATEST
         with self._read() as conn:
-            row = conn.execute(
-                sa.select(revisions)
-                .join(tags, tags.c.revision_id == revisions.c.id)
-                .where(tags.c.object_id == object_id, tags.c.tag == ref)
-            ).first()
+            row = conn.execute(_RESOLVE_TAG, {"object_id": object_id, "tag": ref}).first()
             if row:
                 return _revision(row)
             if len(ref) >= _MIN_PREFIX and _HEX.fullmatch(ref):
@@ -395,29 +423,14 @@ class Catalog:
 
     def parts(self, revision: RevisionRecord) -> list[PartRecord]:
         """The blobs of a revision in read order (its append chain, oldest first)."""
-        # The revision string too: SQLite may give a dropped revision's id to a new one.
-        this = sa.and_(revisions.c.id == revision.id, revisions.c.revision == revision.revision)
-        chain = (
-            sa.select(revisions.c.id, revisions.c.base_id, sa.literal(0).label("depth"))
-            .where(this)
-            .cte("chain", recursive=True)
-        )
-        chain = chain.union_all(
-            sa.select(revisions.c.id, revisions.c.base_id, (chain.c.depth + 1).label("depth"))
-            .where(revisions.c.id == chain.c.base_id)
-        )
-        query = (
-            sa.select(parts.c.blob, parts.c.size, parts.c.rows)
-            .join(chain, parts.c.revision_id == chain.c.id)
-            .order_by(chain.c.depth.desc(), parts.c.position)
-        )
+        params = {"revision_id": revision.id, "revision": revision.revision}
         with self._read() as conn:
-            found = [PartRecord(*row) for row in conn.execute(query)]
+            found = [PartRecord(*row) for row in conn.execute(_PARTS, params)]
             # Checked after the parts (PostgreSQL reads each statement at a new
             # snapshot): a revision that exists now existed, immutable, before,
             # so what was read is whole; otherwise a concurrent drop removed it
             # and the read must not pass off no parts as an empty object.
-            if conn.execute(sa.select(revisions.c.id).where(this)).first() is None:
+            if conn.execute(_REVISION_EXISTS, params).first() is None:
                 raise NotFound(f"revision {revision.revision} was dropped meanwhile")
         return found
 
