@@ -68,8 +68,9 @@ def timed(fn: Callable[[], object]) -> tuple[float, float]:
     return elapsed, cpu
 
 
-def compare(label: str, ours: Callable[[], object], base: Callable[[], object],
-            repeats: int) -> dict[str, object]:
+def compare(
+    label: str, ours: Callable[[], object], base: Callable[[], object], repeats: int
+) -> dict[str, object]:
     """Median seconds of ``ours`` and ``base``, alternating, after one warm-up each."""
     ours()
     base()
@@ -81,11 +82,21 @@ def compare(label: str, ours: Callable[[], object], base: Callable[[], object],
             out.append(timed(fn))
     mo, mb = (statistics.median(w for w, _ in x) for x in (a, b))
     co, cb = (statistics.median(c for _, c in x) for x in (a, b))
-    print(f"  {label:<13} omops {mo:8.4f}s  baseline {mb:8.4f}s  ratio {mo / mb:5.2f}"
-          f"  (omops runs {' '.join(f'{w:.3f}' for w, _ in a)};"
-          f" baseline runs {' '.join(f'{w:.3f}' for w, _ in b)})", flush=True)
-    return {"bench": label, "omops": mo, "baseline": mb, "ratio": mo / mb,
-            "cpu_omops": co, "cpu_baseline": cb, "target": TARGETS[label]}
+    print(
+        f"  {label:<13} omops {mo:8.4f}s  baseline {mb:8.4f}s  ratio {mo / mb:5.2f}"
+        f"  (omops runs {' '.join(f'{w:.3f}' for w, _ in a)};"
+        f" baseline runs {' '.join(f'{w:.3f}' for w, _ in b)})",
+        flush=True,
+    )
+    return {
+        "bench": label,
+        "omops": mo,
+        "baseline": mb,
+        "ratio": mo / mb,
+        "cpu_omops": co,
+        "cpu_baseline": cb,
+        "target": TARGETS[label],
+    }
 
 
 def bench_put_get(om: omops.Omega, root: Path, rows: int, repeats: int) -> list[dict]:
@@ -139,8 +150,10 @@ def bench_filtered(om: omops.Omega, root: Path, rows: int, repeats: int) -> list
     pd.testing.assert_frame_equal(got.sort_index(), expected)
     raw = base()
     assert len(raw) == len(expected), (len(raw), len(expected))
-    print(f"  (filter keeps {len(expected):,} of {rows:,} rows,"
-          f" {100 * len(expected) / rows:.2f}%)", flush=True)
+    print(
+        f"  (filter keeps {len(expected):,} of {rows:,} rows, {100 * len(expected) / rows:.2f}%)",
+        flush=True,
+    )
     del got, raw, expected
     return [compare("filtered get", ours, base, repeats)]
 
@@ -175,8 +188,12 @@ def loadavg() -> str:
 def markdown(args: argparse.Namespace, results: list[dict], load: str) -> str:
     host = machine()
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=False).stdout.strip() or "unknown"
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+            ).stdout.strip()
+            or "unknown"
+        )
     except OSError:
         commit = "unknown"
     lines = [
@@ -200,21 +217,28 @@ def markdown(args: argparse.Namespace, results: list[dict], load: str) -> str:
     ]
     for r in results:
         met = "yes" if r["ratio"] <= r["target"] else "**no**"
-        lines.append(f"| {r['bench']} | {r['omops']:.4f} | {r['baseline']:.4f} |"
-                     f" {r['ratio']:.2f} | {r['target']:.1f} | {met} | {r['cpu_omops']:.4f} |"
-                     f" {r['cpu_baseline']:.4f} | {r['cpu_omops'] / r['cpu_baseline']:.2f} |")
+        lines.append(
+            f"| {r['bench']} | {r['omops']:.4f} | {r['baseline']:.4f} |"
+            f" {r['ratio']:.2f} | {r['target']:.1f} | {met} | {r['cpu_omops']:.4f} |"
+            f" {r['cpu_baseline']:.4f} | {r['cpu_omops'] / r['cpu_baseline']:.2f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows for put/get")
-    parser.add_argument("--filter-rows", type=int, default=10_000_000,
-                        help="rows for the filtered get")
+    parser.add_argument(
+        "--filter-rows", type=int, default=10_000_000, help="rows for the filtered get"
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per bench")
     parser.add_argument("--data", help="folder for the data (default: a temporary folder)")
-    parser.add_argument("--only", choices=["put", "get", "filtered"], action="append",
-                        help="run only these benches (put and get run together)")
+    parser.add_argument(
+        "--only",
+        choices=["put", "get", "filtered"],
+        action="append",
+        help="run only these benches (put and get run together)",
+    )
     parser.add_argument("--markdown", action="store_true", help="print a RESULTS.md section")
     args = parser.parse_args(argv)
 
@@ -241,13 +265,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average before / after: {load}")
     print()
     print("medians of wall-clock seconds; CPU = process CPU seconds, all threads")
-    print(f"{'bench':<14}{'omops s':>10}{'baseline s':>12}{'ratio':>8}{'target':>8}  met"
-          f"{'omops CPU':>11}{'base CPU':>10}{'CPU ratio':>11}")
+    print(
+        f"{'bench':<14}{'omops s':>10}{'baseline s':>12}{'ratio':>8}{'target':>8}  met"
+        f"{'omops CPU':>11}{'base CPU':>10}{'CPU ratio':>11}"
+    )
     for r in results:
         met = "yes" if r["ratio"] <= r["target"] else "NO "
-        print(f"{r['bench']:<14}{r['omops']:>10.4f}{r['baseline']:>12.4f}{r['ratio']:>8.2f}"
-              f"{r['target']:>8.1f}  {met}{r['cpu_omops']:>11.4f}{r['cpu_baseline']:>10.4f}"
-              f"{r['cpu_omops'] / r['cpu_baseline']:>11.2f}")
+        print(
+            f"{r['bench']:<14}{r['omops']:>10.4f}{r['baseline']:>12.4f}{r['ratio']:>8.2f}"
+            f"{r['target']:>8.1f}  {met}{r['cpu_omops']:>11.4f}{r['cpu_baseline']:>10.4f}"
+            f"{r['cpu_omops'] / r['cpu_baseline']:>11.2f}"
+        )
     if args.markdown:
         print()
         print(markdown(args, results, load))

@@ -65,8 +65,12 @@ def frame(rows: int, seed: int) -> pd.DataFrame:
 
 def stats(values: list[float]) -> dict[str, float]:
     a = np.asarray(values) * 1e3
-    return {"n": len(values), "p50": float(np.percentile(a, 50)),
-            "p99": float(np.percentile(a, 99)), "mean": float(a.mean())}
+    return {
+        "n": len(values),
+        "p50": float(np.percentile(a, 50)),
+        "p99": float(np.percentile(a, 99)),
+        "mean": float(a.mean()),
+    }
 
 
 def timed(fn: Callable[[], object], n: int, out: list[float]) -> None:
@@ -84,10 +88,23 @@ def start_worker(home: Path, broker: str, label: str, log: Path) -> subprocess.P
     cmd = [str(om)] if om.exists() else [sys.executable, "-c", "from omops.cli import main; main()"]
     with log.open("wb") as out:
         return subprocess.Popen(
-            [*cmd, "runtime", "worker", "--label", label, "--concurrency", "1",
-             "--loglevel", "WARNING"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+            [
+                *cmd,
+                "runtime",
+                "worker",
+                "--label",
+                label,
+                "--concurrency",
+                "1",
+                "--loglevel",
+                "WARNING",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 def stop_worker(proc: subprocess.Popen | None) -> None:
@@ -103,8 +120,9 @@ def stop_worker(proc: subprocess.Popen | None) -> None:
         proc.wait(10)
 
 
-def wait_worker(om: omops.Omega, label: str, proc: subprocess.Popen, log: Path,
-                timeout: float) -> None:
+def wait_worker(
+    om: omops.Omega, label: str, proc: subprocess.Popen, log: Path, timeout: float
+) -> None:
     runtime = om.runtime.require(label)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -161,8 +179,16 @@ def report_rows(res: dict[str, dict[str, float]]) -> list[tuple[str, dict, str, 
 
 def markdown(args: argparse.Namespace, res: dict, load: str, broker: str | None) -> str:
     host = machine()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=False, cwd=ROOT).stdout.strip() or "unknown"
+    commit = (
+        subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+        ).stdout.strip()
+        or "unknown"
+    )
     lines = [
         f"## runtime ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC})",
         "",
@@ -193,8 +219,10 @@ def markdown(args: argparse.Namespace, res: dict, load: str, broker: str | None)
 def verdict(res: dict[str, dict[str, float]]) -> str:
     local = res["local"]["p50"] - res["direct"]["p50"]
     local_cached = res["local"]["p50"] - res["direct cached"]["p50"]
-    text = (f"Targets: local adds {local:+.3f} ms to direct ({local_cached:+.3f} ms to direct"
-            f" cached), target <= 1 ms: {'met' if local_cached <= 1 else 'NOT met'}")
+    text = (
+        f"Targets: local adds {local:+.3f} ms to direct ({local_cached:+.3f} ms to direct"
+        f" cached), target <= 1 ms: {'met' if local_cached <= 1 else 'NOT met'}"
+    )
     if "celery" in res:
         p50 = res["celery"]["p50"]
         text += f"; Celery p50 {p50:.3f} ms, target <= 10 ms: {'met' if p50 <= 10 else 'NOT met'}"
@@ -208,15 +236,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=30, help="untimed calls per way first")
     parser.add_argument("--blocks", type=int, default=5, help="interleaved blocks")
     parser.add_argument("--rows", type=int, default=100, help="rows of the dataset")
-    parser.add_argument("--broker", default=os.environ.get("OMOPS_TEST_BROKER"),
-                        help="Celery broker URL (default: $OMOPS_TEST_BROKER)")
+    parser.add_argument(
+        "--broker",
+        default=os.environ.get("OMOPS_TEST_BROKER"),
+        help="Celery broker URL (default: $OMOPS_TEST_BROKER)",
+    )
     parser.add_argument("--no-celery", action="store_true", help="skip the Celery way")
     parser.add_argument("--markdown", action="store_true", help="print a RESULTS.md section")
     args = parser.parse_args(argv)
     broker = None if args.no_celery else args.broker
     if not args.no_celery and not broker:
-        print("no broker: pass --broker amqp://... or set OMOPS_TEST_BROKER (source /tmp/pgenv),"
-              " or --no-celery", file=sys.stderr)
+        print(
+            "no broker: pass --broker amqp://... or set OMOPS_TEST_BROKER (source /tmp/pgenv),"
+            " or --no-celery",
+            file=sys.stderr,
+        )
         return 2
 
     load = loadavg()
@@ -253,8 +287,11 @@ def main(argv: list[str] | None = None) -> int:
             got = got.tolist() if hasattr(got, "tolist") else got
             assert got == expected, name
             timed(fn, args.warmup, [])
-        print(f"ways: {', '.join(ways)}; {args.calls} calls each ({args.celery_calls} Celery),"
-              f" in {args.blocks} interleaved blocks", flush=True)
+        print(
+            f"ways: {', '.join(ways)}; {args.calls} calls each ({args.celery_calls} Celery),"
+            f" in {args.blocks} interleaved blocks",
+            flush=True,
+        )
         times: dict[str, list[float]] = {name: [] for name in ways}
         for i in range(args.blocks):
             order = list(ways) if i % 2 == 0 else list(ways)[::-1]

@@ -79,8 +79,12 @@ INSTALL_MLFLOW = (
 )
 TARGETS = {"rps ratio (omops / mlflow)": 3.0, "omops p50 ms": 2.0}
 # No traffic anywhere but loopback: MLflow's usage telemetry off.
-QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
-             "MLFLOW_TRACKING_URI": "", "NO_PROXY": "127.0.0.1,localhost"}
+QUIET_ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "MLFLOW_TRACKING_URI": "",
+    "NO_PROXY": "127.0.0.1,localhost",
+}
 
 SAVE_MLFLOW = """
 import sys, joblib, pandas as pd, mlflow.sklearn
@@ -120,8 +124,11 @@ def free_port() -> int:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("OMOPS_") and k not in ("MLFLOW_TRACKING_URI",)}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("OMOPS_") and k not in ("MLFLOW_TRACKING_URI",)
+    }
     env.update(QUIET_ENV)
     env.update(extra)
     return env
@@ -142,14 +149,21 @@ def wait_ready(proc: subprocess.Popen, port: int, path: str, log: Path, timeout:
         except OSError:
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"server on port {port} not ready after {timeout}s:\n"
-                       f"{log.read_text()[-3000:]}")
+    raise RuntimeError(
+        f"server on port {port} not ready after {timeout}s:\n{log.read_text()[-3000:]}"
+    )
 
 
 def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     with log.open("wb") as out:
-        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 def stop(proc: subprocess.Popen | None) -> None:
@@ -204,9 +218,14 @@ class Client:
 class Target:
     """One server: where to post, what to send, how to read the predictions."""
 
-    def __init__(self, name: str, port: int, path: str,
-                 encode: Callable[[pd.DataFrame], bytes],
-                 decode: Callable[[bytes], list]) -> None:
+    def __init__(
+        self,
+        name: str,
+        port: int,
+        path: str,
+        encode: Callable[[pd.DataFrame], bytes],
+        decode: Callable[[bytes], list],
+    ) -> None:
         self.name, self.port, self.path = name, port, path
         self.encode, self.decode = encode, decode
         self.pid: int | None = None
@@ -232,25 +251,27 @@ def omops_target(port: int) -> Target:
     def encode(X: pd.DataFrame) -> bytes:  # noqa: N803
         return orjson.dumps({"columns": list(X.columns), "data": X.to_numpy().tolist()})
 
-    return Target("omops", port, f"/api/v1/model/{MODEL}/predict", encode,
-                  lambda b: orjson.loads(b)["result"])
+    return Target(
+        "omops", port, f"/api/v1/model/{MODEL}/predict", encode, lambda b: orjson.loads(b)["result"]
+    )
 
 
 def mlflow_target(port: int) -> Target:
     def encode(X: pd.DataFrame) -> bytes:  # noqa: N803
-        return orjson.dumps({"dataframe_split": {"columns": list(X.columns),
-                                                 "data": X.to_numpy().tolist()}})
+        return orjson.dumps(
+            {"dataframe_split": {"columns": list(X.columns), "data": X.to_numpy().tolist()}}
+        )
 
-    return Target("mlflow", port, "/invocations", encode,
-                  lambda b: orjson.loads(b)["predictions"])
+    return Target("mlflow", port, "/invocations", encode, lambda b: orjson.loads(b)["predictions"])
 
 
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def timed_posts(client: Client, path: str, body: bytes, n: int, out: list[float],
-                deadline: float = float("inf")) -> None:
+def timed_posts(
+    client: Client, path: str, body: bytes, n: int, out: list[float], deadline: float = float("inf")
+) -> None:
     clock = time.perf_counter
     for _ in range(n):
         start = clock()
@@ -260,8 +281,9 @@ def timed_posts(client: Client, path: str, body: bytes, n: int, out: list[float]
             break
 
 
-def sequential(targets: list[Target], body: dict[str, bytes], n: int, warmup: int,
-               blocks: int) -> dict[str, dict[str, float]]:
+def sequential(
+    targets: list[Target], body: dict[str, bytes], n: int, warmup: int, blocks: int
+) -> dict[str, dict[str, float]]:
     clients = {t.name: Client(t.port) for t in targets}
     times: dict[str, list[float]] = {t.name: [] for t in targets}
     walls: dict[str, float] = {t.name: 0.0 for t in targets}
@@ -284,8 +306,9 @@ def sequential(targets: list[Target], body: dict[str, bytes], n: int, warmup: in
     return {name: summary(values, walls[name], cpus[name]) for name, values in times.items()}
 
 
-def concurrent(target: Target, body: bytes, threads: int, per_thread: int,
-               max_seconds: float) -> dict[str, float]:
+def concurrent(
+    target: Target, body: bytes, threads: int, per_thread: int, max_seconds: float
+) -> dict[str, float]:
     clients = [Client(target.port) for _ in range(threads)]
     for c in clients:  # open and warm each connection
         timed_posts(c, target.path, body, 20, [])
@@ -296,8 +319,14 @@ def concurrent(target: Target, body: bytes, threads: int, per_thread: int,
     def work(i: int) -> None:
         barrier.wait()
         try:
-            timed_posts(clients[i], target.path, body, per_thread, times[i],
-                        deadline=time.perf_counter() + max_seconds)
+            timed_posts(
+                clients[i],
+                target.path,
+                body,
+                per_thread,
+                times[i],
+                deadline=time.perf_counter() + max_seconds,
+            )
         except BaseException as exc:  # reported below
             errors.append(exc)
 
@@ -320,9 +349,13 @@ def concurrent(target: Target, body: bytes, threads: int, per_thread: int,
 
 def summary(values: list[float], wall: float, cpu: float) -> dict[str, float]:
     """Latency percentiles (ms), requests per second, server CPU ms per request."""
-    return {"n": len(values), "p50": percentile(values, 50) * 1e3,
-            "p99": percentile(values, 99) * 1e3, "rps": len(values) / wall if wall else 0.0,
-            "cpu": cpu / len(values) * 1e3 if values else 0.0}
+    return {
+        "n": len(values),
+        "p50": percentile(values, 50) * 1e3,
+        "p99": percentile(values, 99) * 1e3,
+        "rps": len(values) / wall if wall else 0.0,
+        "cpu": cpu / len(values) * 1e3 if values else 0.0,
+    }
 
 
 def in_process(fn: Callable[[], object], n: int) -> dict[str, float]:
@@ -365,18 +398,23 @@ def _version(dist: str) -> str:
 
 
 def mlflow_versions(python: Path) -> str:
-    code = ("import importlib.metadata as m, importlib.util as u\n"
-            "print(', '.join(f'{d} ' + (m.version(d) if u.find_spec(i) else '-') for d, i in "
-            "[('mlflow', 'mlflow'), ('uvicorn', 'uvicorn'), ('fastapi', 'fastapi'), "
-            "('httptools', 'httptools'), ('uvloop', 'uvloop')]))")
-    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True,
-                         env=_env(), check=False)
+    code = (
+        "import importlib.metadata as m, importlib.util as u\n"
+        "print(', '.join(f'{d} ' + (m.version(d) if u.find_spec(i) else '-') for d, i in "
+        "[('mlflow', 'mlflow'), ('uvicorn', 'uvicorn'), ('fastapi', 'fastapi'), "
+        "('httptools', 'httptools'), ('uvloop', 'uvloop')]))"
+    )
+    out = subprocess.run(
+        [str(python), "-c", code], capture_output=True, text=True, env=_env(), check=False
+    )
     return out.stdout.strip() or out.stderr.strip()[-200:]
 
 
 def omops_versions() -> str:
-    return ", ".join(f"{d} {_version(d)}" for d in
-                     ("fastapi", "starlette", "uvicorn", "httptools", "uvloop", "orjson"))
+    return ", ".join(
+        f"{d} {_version(d)}"
+        for d in ("fastapi", "starlette", "uvicorn", "httptools", "uvloop", "orjson")
+    )
 
 
 def loadavg() -> str:
@@ -402,15 +440,24 @@ def ratios(res: dict[str, dict[str, dict[str, float]]]) -> list[tuple[str, float
         if "omops" in r and "mlflow" in r:
             out.append((f"{phase}: rps omops / mlflow", r["omops"]["rps"] / r["mlflow"]["rps"]))
             out.append((f"{phase}: p50 mlflow / omops", r["mlflow"]["p50"] / r["omops"]["p50"]))
-            out.append((f"{phase}: server CPU/req mlflow / omops",
-                        r["mlflow"]["cpu"] / r["omops"]["cpu"]))
+            out.append(
+                (f"{phase}: server CPU/req mlflow / omops", r["mlflow"]["cpu"] / r["omops"]["cpu"])
+            )
     return out
 
 
 def markdown(args: argparse.Namespace, res: dict, load: str, mlflow_info: str) -> str:
     host = machine()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=False, cwd=ROOT).stdout.strip() or "unknown"
+    commit = (
+        subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+        ).stdout.strip()
+        or "unknown"
+    )
     seq = res["sequential"]
     lines = [
         f"## serving ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC})",
@@ -434,16 +481,21 @@ def markdown(args: argparse.Namespace, res: dict, load: str, mlflow_info: str) -
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for phase, server, s in rows_table(res):
-        lines.append(f"| {phase} | {server} | {s['n']} | {s['p50']:.3f} | {s['p99']:.3f} |"
-                     f" {s['rps']:,.0f} | {s['cpu']:.3f} |")
+        lines.append(
+            f"| {phase} | {server} | {s['n']} | {s['p50']:.3f} | {s['p99']:.3f} |"
+            f" {s['rps']:,.0f} | {s['cpu']:.3f} |"
+        )
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {name} | {value:.2f} |" for name, value in ratios(res)]
     if "mlflow" in seq:
         rps = seq["omops"]["rps"] / seq["mlflow"]["rps"]
-        lines += ["", f"Targets: sequential rps ratio {rps:.2f} (target >= 3.0:"
-                  f" {'met' if rps >= 3 else '**not met**'}); omops p50"
-                  f" {seq['omops']['p50']:.3f} ms (target <= 2 ms:"
-                  f" {'met' if seq['omops']['p50'] <= 2 else '**not met**'})."]
+        lines += [
+            "",
+            f"Targets: sequential rps ratio {rps:.2f} (target >= 3.0:"
+            f" {'met' if rps >= 3 else '**not met**'}); omops p50"
+            f" {seq['omops']['p50']:.3f} ms (target <= 2 ms:"
+            f" {'met' if seq['omops']['p50'] <= 2 else '**not met**'}).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -457,22 +509,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blocks", type=int, default=4, help="alternating blocks per server")
     parser.add_argument("--threads", type=int, default=4, help="client threads, concurrent phase")
     parser.add_argument("--per-thread", type=int, default=500, help="requests per client thread")
-    parser.add_argument("--max-seconds", type=float, default=20.0,
-                        help="bound on each concurrent phase")
+    parser.add_argument(
+        "--max-seconds", type=float, default=20.0, help="bound on each concurrent phase"
+    )
     parser.add_argument("--large-rows", type=int, default=10_000, help="rows of the big request")
     parser.add_argument("--large-repeats", type=int, default=20, help="big requests per server")
     parser.add_argument("--features", type=int, default=10, help="model input columns")
-    parser.add_argument("--mlflow-python", type=Path, default=DEFAULT_MLFLOW_PYTHON,
-                        help="python of the virtualenv with mlflow (default: %(default)s)")
+    parser.add_argument(
+        "--mlflow-python",
+        type=Path,
+        default=DEFAULT_MLFLOW_PYTHON,
+        help="python of the virtualenv with mlflow (default: %(default)s)",
+    )
     parser.add_argument("--no-mlflow", action="store_true", help="omops and in-process only")
     parser.add_argument("--markdown", action="store_true", help="print a RESULTS.md section")
     args = parser.parse_args(argv)
 
     use_mlflow = not args.no_mlflow
     if use_mlflow and not args.mlflow_python.exists():
-        print(f"mlflow python {args.mlflow_python} not found. Install MLflow in its own "
-              f"virtualenv (from the repository root):\n\n    {INSTALL_MLFLOW}\n\n"
-              "or pass --mlflow-python PATH, or --no-mlflow to skip it.", file=sys.stderr)
+        print(
+            f"mlflow python {args.mlflow_python} not found. Install MLflow in its own "
+            f"virtualenv (from the repository root):\n\n    {INSTALL_MLFLOW}\n\n"
+            "or pass --mlflow-python PATH, or --no-mlflow to skip it.",
+            file=sys.stderr,
+        )
         return 2
 
     load = loadavg()
@@ -490,8 +550,13 @@ def main(argv: list[str] | None = None) -> int:
         om.models.put(model, MODEL)
         om.catalog.close()
         port = free_port()
-        procs.append(start([*om_command(), "runtime", "serve", "--port", str(port)],
-                           _env(OMOPS_HOME=str(root / "home")), root / "omops.log"))
+        procs.append(
+            start(
+                [*om_command(), "runtime", "serve", "--port", str(port)],
+                _env(OMOPS_HOME=str(root / "home")),
+                root / "omops.log",
+            )
+        )
         targets = [omops_target(port)]
         targets[0].pid = procs[0].pid
 
@@ -503,19 +568,48 @@ def main(argv: list[str] | None = None) -> int:
             joblib.dump(model, root / "model.joblib")
             train.head(50).to_json(root / "example.json", orient="split")
             saved = subprocess.run(
-                [str(args.mlflow_python), "-c", SAVE_MLFLOW, str(root / "model.joblib"),
-                 str(root / "example.json"), str(root / "mlflow-model")],
-                capture_output=True, text=True, env=_env(), check=False)
+                [
+                    str(args.mlflow_python),
+                    "-c",
+                    SAVE_MLFLOW,
+                    str(root / "model.joblib"),
+                    str(root / "example.json"),
+                    str(root / "mlflow-model"),
+                ],
+                capture_output=True,
+                text=True,
+                env=_env(),
+                check=False,
+            )
             if saved.returncode:
                 raise RuntimeError(f"saving the MLflow model failed:\n{saved.stderr[-3000:]}")
             mport = free_port()
-            procs.append(start(
-                [str(args.mlflow_python), "-m", "mlflow", "models", "serve", "-m",
-                 str(root / "mlflow-model"), "--env-manager", "local", "-h", "127.0.0.1",
-                 "-p", str(mport), "-w", "1"],
-                # mlflow starts `uvicorn` by name: its virtualenv's bin comes first on PATH
-                _env(PATH=f"{args.mlflow_python.parent}{os.pathsep}{os.environ.get('PATH', '')}"),
-                root / "mlflow.log"))
+            procs.append(
+                start(
+                    [
+                        str(args.mlflow_python),
+                        "-m",
+                        "mlflow",
+                        "models",
+                        "serve",
+                        "-m",
+                        str(root / "mlflow-model"),
+                        "--env-manager",
+                        "local",
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(mport),
+                        "-w",
+                        "1",
+                    ],
+                    # mlflow starts `uvicorn` by name: its virtualenv's bin comes first on PATH
+                    _env(
+                        PATH=f"{args.mlflow_python.parent}{os.pathsep}{os.environ.get('PATH', '')}"
+                    ),
+                    root / "mlflow.log",
+                )
+            )
             targets.append(mlflow_target(mport))
             targets[1].pid = procs[1].pid
         wait_ready(procs[0], port, "/health", root / "omops.log", 60)
@@ -529,27 +623,26 @@ def main(argv: list[str] | None = None) -> int:
             assert t.decode(c.post(t.path, body_one[t.name])) == expected_one, t.name
             assert t.decode(c.post(t.path, body_big[t.name])) == expected_big, t.name
             c.close()
-        print(f"servers: {', '.join(f'{t.name} :{t.port}{t.path}' for t in targets)}",
-              flush=True)
+        print(f"servers: {', '.join(f'{t.name} :{t.port}{t.path}' for t in targets)}", flush=True)
 
         res: dict[str, dict[str, dict[str, float]]] = {}
         print(f"sequential: {args.requests} x 1-row requests per server", flush=True)
-        res["sequential"] = sequential(targets, body_one, args.requests, args.warmup,
-                                       args.blocks)
+        res["sequential"] = sequential(targets, body_one, args.requests, args.warmup, args.blocks)
         one_np = one.to_numpy()
         res["sequential"]["in-process"] = in_process(lambda: model.predict(one), args.requests)
         with warnings.catch_warnings():  # "X does not have valid feature names"
             warnings.simplefilter("ignore", UserWarning)
             res["sequential"]["in-process ndarray"] = in_process(
-                lambda: model.predict(one_np), args.requests)
+                lambda: model.predict(one_np), args.requests
+            )
         print(f"concurrent: {args.threads} threads x {args.per_thread} requests", flush=True)
-        res["concurrent"] = {t.name: concurrent(t, body_one[t.name], args.threads,
-                                                args.per_thread, args.max_seconds)
-                             for t in targets}
+        res["concurrent"] = {
+            t.name: concurrent(t, body_one[t.name], args.threads, args.per_thread, args.max_seconds)
+            for t in targets
+        }
         print(f"10k rows: {args.large_repeats} x {args.large_rows}-row requests", flush=True)
         res["10k rows"] = sequential(targets, body_big, args.large_repeats, 2, 2)
-        res["10k rows"]["in-process"] = in_process(lambda: model.predict(big),
-                                                   args.large_repeats)
+        res["10k rows"]["in-process"] = in_process(lambda: model.predict(big), args.large_repeats)
     finally:
         for p in procs:
             stop(p)
@@ -558,11 +651,15 @@ def main(argv: list[str] | None = None) -> int:
     load = f"{load} / {loadavg()}"
     print(f"load average before / after: {load}")
     print()
-    print(f"{'phase':<12}{'server':<20}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}"
-          f"{'cpu ms/req':>12}")
+    print(
+        f"{'phase':<12}{'server':<20}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}"
+        f"{'cpu ms/req':>12}"
+    )
     for phase, server, s in rows_table(res):
-        print(f"{phase:<12}{server:<20}{s['n']:>6}{s['p50']:>10.3f}{s['p99']:>10.3f}"
-              f"{s['rps']:>10,.0f}{s['cpu']:>12.3f}")
+        print(
+            f"{phase:<12}{server:<20}{s['n']:>6}{s['p50']:>10.3f}{s['p99']:>10.3f}"
+            f"{s['rps']:>10,.0f}{s['cpu']:>12.3f}"
+        )
     print()
     for name, value in ratios(res):
         print(f"{name:<34}{value:>8.2f}")

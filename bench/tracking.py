@@ -71,8 +71,11 @@ TARGET = 20.0  # omops at least 20x MLflow's per-call speed
 REST_TARGET = 0.20  # tracking adds at most 20% to a 1-row REST predict
 MODEL = "bench/tracked"
 # No traffic anywhere but loopback: MLflow's usage telemetry off.
-QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
-             "NO_PROXY": "127.0.0.1,localhost"}
+QUIET_ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "NO_PROXY": "127.0.0.1,localhost",
+}
 
 MLFLOW_SCRIPT = r"""
 import json, sys, time, logging
@@ -137,9 +140,14 @@ def omops_logging(home: Path, calls: int, repeats: int, batches: int) -> dict[st
 def mlflow_logging(python: Path, folder: Path, calls: int, repeats: int, batches: int) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    out = subprocess.run([str(python), "-c", MLFLOW_SCRIPT, uri, str(calls), str(repeats),
-                          str(batches)],
-                         capture_output=True, text=True, env=_env(), cwd=folder, check=False)
+    out = subprocess.run(
+        [str(python), "-c", MLFLOW_SCRIPT, uri, str(calls), str(repeats), str(batches)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=folder,
+        check=False,
+    )
     if out.returncode:
         raise RuntimeError(f"the MLflow part failed:\n{out.stderr[-3000:]}")
     return orjson.loads(out.stdout.strip().splitlines()[-1])
@@ -153,8 +161,9 @@ def data_read(home: Path, events: int, repeats: int) -> dict[str, float]:
     with exp:
         chunk = 100_000
         for start in range(0, events, chunk):
-            exp.log_events(("metric", "loss", i / 7, i)
-                           for i in range(start, min(start + chunk, events)))
+            exp.log_events(
+                ("metric", "loss", i / 7, i) for i in range(start, min(start + chunk, events))
+            )
     logged = time.perf_counter() - began
     times, raw_times = [], []
     for _ in range(repeats):
@@ -169,8 +178,13 @@ def data_read(home: Path, events: int, repeats: int) -> dict[str, float]:
     exp.data(key="loss", run="all")
     filtered = time.perf_counter() - began
     om.catalog.close()
-    return {"events": events, "log_s": logged, "data_s": statistics.median(times),
-            "raw_s": statistics.median(raw_times), "filtered_s": filtered}
+    return {
+        "events": events,
+        "log_s": logged,
+        "data_s": statistics.median(times),
+        "raw_s": statistics.median(raw_times),
+        "filtered_s": filtered,
+    }
 
 
 # -- REST ----------------------------------------------------------------------
@@ -183,8 +197,11 @@ def free_port() -> int:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("OMOPS_") and k != "MLFLOW_TRACKING_URI"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("OMOPS_") and k != "MLFLOW_TRACKING_URI"
+    }
     env.update(QUIET_ENV)
     env.update(extra)
     return env
@@ -192,7 +209,9 @@ def _env(**extra: str) -> dict[str, str]:
 
 def om_command() -> list[str]:
     om = Path(sys.executable).parent / "om"
-    return [str(om)] if om.exists() else [sys.executable, "-c", "from omops.cli import main; main()"]
+    return (
+        [str(om)] if om.exists() else [sys.executable, "-c", "from omops.cli import main; main()"]
+    )
 
 
 def wait_ready(proc: subprocess.Popen, port: int, log: Path, timeout: float = 60) -> None:
@@ -274,10 +293,14 @@ def rest_overhead(root: Path, requests: int, blocks: int) -> dict:
     port = free_port()
     log = root / "serve.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([*om_command(), "runtime", "serve", "--port", str(port)],
-                                env=_env(OMOPS_HOME=str(home)), stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [*om_command(), "runtime", "serve", "--port", str(port)],
+            env=_env(OMOPS_HOME=str(home)),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
         wait_ready(proc, port, log)
         client = Client(port)
@@ -314,9 +337,13 @@ def rest_overhead(root: Path, requests: int, blocks: int) -> dict:
     writer_for(om).flush()
     om.catalog.close()
     return {
-        "off_p50": statistics.median(off), "on_p50": statistics.median(on),
-        "off_mean": statistics.fmean(off), "on_mean": statistics.fmean(on),
-        "requests": len(on), "logged": logged, "log_prediction_s": in_process,
+        "off_p50": statistics.median(off),
+        "on_p50": statistics.median(on),
+        "off_mean": statistics.fmean(off),
+        "on_mean": statistics.fmean(on),
+        "requests": len(on),
+        "logged": logged,
+        "log_prediction_s": in_process,
         "paired": paired,
     }
 
@@ -364,10 +391,18 @@ def summary(args: argparse.Namespace, res: dict) -> list[tuple[str, str, str, st
         m = res.get("mlflow")
         m_single = statistics.median(m["single"]) / calls * 1e6 if m else None
         m_batch = statistics.median(m["batch"]) / calls * 1e6 if m else None
-        for what, ours, theirs in ((f"log_metric x {calls}, µs per call", o_single, m_single),
-                                   (f"one batch of {calls}, µs per metric", o_batch, m_batch)):
-            rows.append((what, f"{ours:,.1f}", f"{theirs:,.1f}" if theirs else "-",
-                         f"{theirs / ours:,.1f}x" if theirs else "-"))
+        for what, ours, theirs in (
+            (f"log_metric x {calls}, µs per call", o_single, m_single),
+            (f"one batch of {calls}, µs per metric", o_batch, m_batch),
+        ):
+            rows.append(
+                (
+                    what,
+                    f"{ours:,.1f}",
+                    f"{theirs:,.1f}" if theirs else "-",
+                    f"{theirs / ours:,.1f}x" if theirs else "-",
+                )
+            )
     return rows
 
 
@@ -392,13 +427,15 @@ def report(args: argparse.Namespace, res: dict) -> str:
         paired = statistics.median(r["paired"]) - 1
         spread = f"{min(r['paired']) - 1:+.1%} .. {max(r['paired']) - 1:+.1%}"
         projected = r["log_prediction_s"] / r["off_p50"]
-        state = (f"tracking adds {overhead:+.1%} to the p50 (median of {len(r['paired'])}"
-                 f" alternating block pairs {paired:+.1%}, pairs range {spread}: the machine's"
-                 f" load is the noise), {r['logged']:,} predict events logged"
-                 if r["logged"] else
-                 f"**pending**: the server logged no predict events ({r['requests']:,} tracked"
-                 " requests), REST predictions are not wired to `log_prediction` yet;"
-                 f" tracked vs untracked p50 now differ by {overhead:+.1%} (noise)")
+        state = (
+            f"tracking adds {overhead:+.1%} to the p50 (median of {len(r['paired'])}"
+            f" alternating block pairs {paired:+.1%}, pairs range {spread}: the machine's"
+            f" load is the noise), {r['logged']:,} predict events logged"
+            if r["logged"]
+            else f"**pending**: the server logged no predict events ({r['requests']:,} tracked"
+            " requests), REST predictions are not wired to `log_prediction` yet;"
+            f" tracked vs untracked p50 now differ by {overhead:+.1%} (noise)"
+        )
         lines += [
             f"- REST 1-row predict p50, untracked {r['off_p50'] * 1e3:.3f} ms, tracked"
             f" {r['on_p50'] * 1e3:.3f} ms: {state}",
@@ -410,8 +447,16 @@ def report(args: argparse.Namespace, res: dict) -> str:
 
 
 def markdown(args: argparse.Namespace, res: dict, load: str) -> str:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=False, cwd=ROOT).stdout.strip() or "unknown"
+    commit = (
+        subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+        ).stdout.strip()
+        or "unknown"
+    )
     m = res.get("mlflow", {})
     head = [
         f"## tracking ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC})",
@@ -436,12 +481,16 @@ def markdown(args: argparse.Namespace, res: dict, load: str) -> str:
     tail = [""]
     if rows and "mlflow" in res:
         worst = min(float(r[3].rstrip("x").replace(",", "")) for r in rows)
-        tail.append(f"Targets: >= {TARGET:.0f}x MLflow per call: {worst:.1f}x at worst"
-                    f" ({'met' if worst >= TARGET else '**not met**'}).")
+        tail.append(
+            f"Targets: >= {TARGET:.0f}x MLflow per call: {worst:.1f}x at worst"
+            f" ({'met' if worst >= TARGET else '**not met**'})."
+        )
     if "rest" in res and res["rest"]["logged"]:
         paired = statistics.median(res["rest"]["paired"]) - 1
-        tail.append(f"REST tracking overhead <= {REST_TARGET:.0%}: {paired:+.1%} (median of"
-                    f" block pairs; {'met' if paired <= REST_TARGET else '**not met**'}).")
+        tail.append(
+            f"REST tracking overhead <= {REST_TARGET:.0%}: {paired:+.1%} (median of"
+            f" block pairs; {'met' if paired <= REST_TARGET else '**not met**'})."
+        )
     return "\n".join(head) + "\n" + report(args, res) + "\n" + "\n".join(tail) + "\n"
 
 
@@ -456,11 +505,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=1_000_000, help="events for exp.data()")
     parser.add_argument("--requests", type=int, default=2_000, help="REST requests per state")
     parser.add_argument("--blocks", type=int, default=4, help="alternating REST blocks")
-    parser.add_argument("--mlflow-python", type=Path, default=DEFAULT_MLFLOW_PYTHON,
-                        help="python of the virtualenv with mlflow (default: %(default)s)")
+    parser.add_argument(
+        "--mlflow-python",
+        type=Path,
+        default=DEFAULT_MLFLOW_PYTHON,
+        help="python of the virtualenv with mlflow (default: %(default)s)",
+    )
     parser.add_argument("--no-mlflow", action="store_true", help="omops only")
-    parser.add_argument("--only", choices=["logging", "data", "rest"], action="append",
-                        help="run only these phases (repeatable)")
+    parser.add_argument(
+        "--only",
+        choices=["logging", "data", "rest"],
+        action="append",
+        help="run only these phases (repeatable)",
+    )
     parser.add_argument("--markdown", action="store_true", help="print a RESULTS.md section")
     args = parser.parse_args(argv)
     if args.calls > 1_000 and not args.no_mlflow:
@@ -468,9 +525,12 @@ def main(argv: list[str] | None = None) -> int:
     phases = set(args.only or ["logging", "data", "rest"])
     use_mlflow = "logging" in phases and not args.no_mlflow
     if use_mlflow and not args.mlflow_python.exists():
-        print(f"mlflow python {args.mlflow_python} not found. Install MLflow in its own "
-              f"virtualenv (from the repository root):\n\n    {INSTALL_MLFLOW}\n\n"
-              "or pass --mlflow-python PATH, or --no-mlflow to skip it.", file=sys.stderr)
+        print(
+            f"mlflow python {args.mlflow_python} not found. Install MLflow in its own "
+            f"virtualenv (from the repository root):\n\n    {INSTALL_MLFLOW}\n\n"
+            "or pass --mlflow-python PATH, or --no-mlflow to skip it.",
+            file=sys.stderr,
+        )
         return 2
 
     load = loadavg()
@@ -478,12 +538,16 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="omops-bench-tracking-"))
     res: dict = {}
     if "logging" in phases:
-        print(f"logging: {args.calls} log_metric calls + one batch of {args.calls},"
-              f" {args.repeats} repeats", flush=True)
+        print(
+            f"logging: {args.calls} log_metric calls + one batch of {args.calls},"
+            f" {args.repeats} repeats",
+            flush=True,
+        )
         res["omops"] = omops_logging(root / "omops", args.calls, args.repeats, args.batches)
         if use_mlflow:
-            res["mlflow"] = mlflow_logging(args.mlflow_python, root / "mlflow", args.calls,
-                                           args.repeats, args.batches)
+            res["mlflow"] = mlflow_logging(
+                args.mlflow_python, root / "mlflow", args.calls, args.repeats, args.batches
+            )
     if "data" in phases:
         print(f"data: exp.data() over {args.events:,} events", flush=True)
         res["data"] = data_read(root / "data", args.events, args.repeats)

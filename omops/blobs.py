@@ -51,8 +51,9 @@ class HashingWriter:
         left to write.
     """
 
-    def __init__(self, raw: IO[bytes], *, background: bool = False,
-                 sync: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, raw: IO[bytes], *, background: bool = False, sync: Callable[[], None] | None = None
+    ) -> None:
         self._raw = raw
         self._hash = hashlib.sha256()
         self.size = 0
@@ -120,8 +121,9 @@ class HashingWriter:
             raise self._error
         if self._thread is None:
             self._queue = queue.Queue(maxsize=_DEPTH)
-            self._thread = threading.Thread(target=self._work, name="omops-blob-writer",
-                                            daemon=True)
+            self._thread = threading.Thread(
+                target=self._work, name="omops-blob-writer", daemon=True
+            )
             self._thread.start()
         assert self._queue is not None
         self._queue.put(self._batch)
@@ -237,9 +239,11 @@ class Blobs:
             with self.fs.open(tmp, "wb") as raw:
                 sync = None
                 if self.is_local:
+
                     def sync() -> None:
                         raw.flush()
                         _fdatasync(raw.fileno())
+
                 out = HashingWriter(raw, background=True, sync=sync)
                 try:
                     yield out

@@ -228,7 +228,9 @@ def _spawn(tmp_path: Path, name: str, *args: object, stdin: bool = False) -> Ite
         child = Popen(
             [sys.executable, "-W", "error", str(_worker(tmp_path)), *map(str, args)],
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=err, text=True,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
         )
     with child:
         try:
@@ -345,7 +347,9 @@ def test_large_puts_killed_at_random_moments(catalog_url, tmp_path):
                 assert child.stdout.readline() == "ready\n", _stderr(tmp_path, f"loop{run}")
                 started = time.monotonic()
                 for _ in range(wait_puts):
-                    assert child.stdout.readline().startswith("done"), _stderr(tmp_path, f"loop{run}")
+                    assert child.stdout.readline().startswith("done"), _stderr(
+                        tmp_path, f"loop{run}"
+                    )
                     put_seconds = time.monotonic() - started
                     started = time.monotonic()
                 time.sleep(rng.uniform(0.0, 1.2 * put_seconds))
@@ -385,28 +389,35 @@ def test_large_puts_killed_at_random_moments(catalog_url, tmp_path):
 
 
 def _run_appenders(
-    tmp_path: Path, catalog_url: str, workers: int, puts: int, rows: int,
+    tmp_path: Path,
+    catalog_url: str,
+    workers: int,
+    puts: int,
+    rows: int,
     while_running: Callable[[], None] | None = None,
 ) -> None:
     """Start ``workers`` appenders, release them at once, wait until all are done.
 
     ``while_running`` is called over and over until the last one has finished.
     """
-    _run_together(tmp_path, catalog_url, [("append", w, puts, rows) for w in range(workers)],
-                  while_running)
+    _run_together(
+        tmp_path, catalog_url, [("append", w, puts, rows) for w in range(workers)], while_running
+    )
 
 
 def _run_together(
-    tmp_path: Path, catalog_url: str, commands: list[tuple[object, ...]],
+    tmp_path: Path,
+    catalog_url: str,
+    commands: list[tuple[object, ...]],
     while_running: Callable[[], None] | None = None,
 ) -> None:
     """Start one worker per ``(mode, *args)``, release them at once, wait until all are done."""
     blobs = tmp_path / "blobs"
     with ExitStack() as stack:
         children = [
-            stack.enter_context(_spawn(
-                tmp_path, f"append{w}", mode, catalog_url, blobs, *args, stdin=True
-            ))
+            stack.enter_context(
+                _spawn(tmp_path, f"append{w}", mode, catalog_url, blobs, *args, stdin=True)
+            )
             for w, (mode, *args) in enumerate(commands)
         ]
         for w, child in enumerate(children):
@@ -432,7 +443,9 @@ def _check_whole_puts(frame: pd.DataFrame, rows: int) -> None:
     assert (counts == rows).all(), "a reader saw part of a put"
     for worker, of_worker in frame.groupby("worker"):
         seqs = of_worker["seq"].to_numpy()[::rows]
-        np.testing.assert_array_equal(seqs, np.arange(len(seqs)), f"worker {worker}: gap or reorder")
+        np.testing.assert_array_equal(
+            seqs, np.arange(len(seqs)), f"worker {worker}: gap or reorder"
+        )
 
 
 def _check_appended(om: Omega, workers: int, puts: int, rows: int) -> pd.DataFrame:
@@ -471,7 +484,9 @@ def test_concurrent_appends_lose_no_row(catalog_url, tmp_path):
         frame = _check_appended(om, workers, puts, rows)
         # The workers really ran at the same time: their puts interleave.
         per_put = frame["worker"].to_numpy()[::rows]
-        assert np.count_nonzero(per_put[1:] != per_put[:-1]) > workers - 1, "puts did not interleave"
+        assert np.count_nonzero(per_put[1:] != per_put[:-1]) > workers - 1, (
+            "puts did not interleave"
+        )
         assert seen, "the reader never ran while the workers appended"
     finally:
         om.catalog.close()
@@ -499,10 +514,16 @@ def test_concurrent_put_tag_drop_of_one_name(catalog_url, tmp_path):
     # and a drop never deletes a blob that a concurrent put of the same
     # content is committing.
     seconds = 3
-    _run_together(tmp_path, catalog_url, [
-        ("churn", "put", 0, seconds), ("churn", "put", 1, seconds),
-        ("churn", "tag", 2, seconds), ("churn", "drop", 3, seconds),
-    ])
+    _run_together(
+        tmp_path,
+        catalog_url,
+        [
+            ("churn", "put", 0, seconds),
+            ("churn", "put", 1, seconds),
+            ("churn", "tag", 2, seconds),
+            ("churn", "drop", 3, seconds),
+        ],
+    )
     om = Omega(catalog=catalog_url, blobs=str(tmp_path / "blobs"))
     try:
         if not om.datasets.exists("churn"):

@@ -26,9 +26,7 @@ def _alembic_config(connection: Connection):  # noqa: ANN202
     from alembic.config import Config  # imported only when a migration runs
 
     config = Config()
-    config.set_main_option(
-        "script_location", str(resources.files("omops.catalog") / "migrations")
-    )
+    config.set_main_option("script_location", str(resources.files("omops.catalog") / "migrations"))
     config.attributes["connection"] = connection
     return config
 

@@ -140,8 +140,12 @@ experiments = sa.Table(
 runs = sa.Table(
     "runs",
     metadata,
-    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"),
-              primary_key=True),
+    sa.Column(
+        "experiment_id",
+        sa.Integer,
+        sa.ForeignKey("experiments.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
     sa.Column("run", sa.Integer, primary_key=True),
     sa.Column("provider", sa.String(32), nullable=False),
     sa.Column("started", UTCDateTime, nullable=False),
@@ -151,10 +155,18 @@ runs = sa.Table(
 events = sa.Table(
     "events",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-              autoincrement=True),
-    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"),
-              nullable=False),
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column(
+        "experiment_id",
+        sa.Integer,
+        sa.ForeignKey("experiments.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
     sa.Column("run", sa.Integer, nullable=False),
     sa.Column("step", sa.BigInteger, nullable=True),
     # Seconds since the epoch (UTC): cheap to write, read and turn into datetime64.
@@ -174,6 +186,10 @@ tracked_models = sa.Table(
     metadata,
     sa.Column("bucket", sa.String(64), primary_key=True),
     sa.Column("model", sa.String(255), primary_key=True),
-    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"),
-              primary_key=True),
+    sa.Column(
+        "experiment_id",
+        sa.Integer,
+        sa.ForeignKey("experiments.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
 )

@@ -94,7 +94,9 @@ class NewRevision:
     origin: Mapping[str, Any] | None = None
     # Called inside the transaction with the revision appended to (or None);
     # returns the kind_meta to store. Raising aborts the commit.
-    extend: Callable[[RevisionRecord | None], dict[str, Any]] | None = field(default=None, compare=False)
+    extend: Callable[[RevisionRecord | None], dict[str, Any]] | None = field(
+        default=None, compare=False
+    )
     # Called inside the transaction, while no one can delete them, with the
     # blobs of ``parts``; returns those missing from the blob store. Any
     # missing aborts the commit with MissingBlobs.
@@ -346,10 +348,10 @@ class Catalog:
                 if len(rows) == 1:
                     return _revision(rows[0])
                 if len(rows) > 1:
-                    raise InvalidName(
-                        f"revision prefix {ref!r} is ambiguous; give more characters"
-                    )
-            known = sorted(conn.execute(sa.select(tags.c.tag).where(tags.c.object_id == object_id)).scalars())
+                    raise InvalidName(f"revision prefix {ref!r} is ambiguous; give more characters")
+            known = sorted(
+                conn.execute(sa.select(tags.c.tag).where(tags.c.object_id == object_id)).scalars()
+            )
         raise NotFound(
             f"no tag or revision {ref!r}; tags are {known}, or give at least "
             f"{_MIN_PREFIX} leading characters of a revision id (see revisions())"
@@ -361,7 +363,9 @@ class Catalog:
         The serving hot path: every request asks which revision ``name`` (``latest``
         or ``name@tag``) is now, so that a new revision is served at once.
         """
-        found = self._lookup_tag({"bucket": bucket, "store": store, "name": name, "tag": ref or LATEST})
+        found = self._lookup_tag(
+            {"bucket": bucket, "store": store, "name": name, "tag": ref or LATEST}
+        )
         if found is not None:
             return found
         return self.resolve(self.get(bucket, store, name).id, ref)  # a revision prefix, or NotFound
@@ -395,14 +399,19 @@ class Catalog:
         if row is None:
             return None
         return RevisionRecord(
-            **{name: process(v) if process else v for (name, process), v in zip(columns, row, strict=True)}
+            **{
+                name: process(v) if process else v
+                for (name, process), v in zip(columns, row, strict=True)
+            }
         )
 
     def revisions(self, object_id: int) -> list[tuple[RevisionRecord, list[str]]]:
         """All revisions, oldest first, each with its tags."""
         with self._read() as conn:
             rows = conn.execute(
-                sa.select(revisions).where(revisions.c.object_id == object_id).order_by(revisions.c.id)
+                sa.select(revisions)
+                .where(revisions.c.object_id == object_id)
+                .order_by(revisions.c.id)
             ).all()
             tag_rows = conn.execute(
                 sa.select(tags.c.revision_id, tags.c.tag)
@@ -418,7 +427,9 @@ class Catalog:
         """Tags that point at one revision."""
         with self._read() as conn:
             return sorted(
-                conn.execute(sa.select(tags.c.tag).where(tags.c.revision_id == revision.id)).scalars()
+                conn.execute(
+                    sa.select(tags.c.tag).where(tags.c.revision_id == revision.id)
+                ).scalars()
             )
 
     def parts(self, revision: RevisionRecord) -> list[PartRecord]:
@@ -439,12 +450,16 @@ class Catalog:
         with self._write() as conn:
             # Under the object's lock the revision cannot vanish; check it is
             # still there (ids of dropped rows can be reused by SQLite).
-            still_there = self._lock_id(conn, object_id) and conn.execute(
-                sa.select(revisions.c.id).where(
-                    revisions.c.id == revision.id, revisions.c.object_id == object_id,
-                    revisions.c.revision == revision.revision,
-                )
-            ).first()
+            still_there = (
+                self._lock_id(conn, object_id)
+                and conn.execute(
+                    sa.select(revisions.c.id).where(
+                        revisions.c.id == revision.id,
+                        revisions.c.object_id == object_id,
+                        revisions.c.revision == revision.revision,
+                    )
+                ).first()
+            )
             if not still_there:
                 raise NotFound(
                     f"revision {revision.revision} was dropped meanwhile; look the object up again"
@@ -456,10 +471,14 @@ class Catalog:
         with self._write() as conn:
             conn.execute(tags.delete().where(tags.c.object_id == object_id, tags.c.tag == tag))
 
-    def _set_tags(self, conn: Connection, object_id: int, revision_id: int, names: Sequence[str]) -> None:
+    def _set_tags(
+        self, conn: Connection, object_id: int, revision_id: int, names: Sequence[str]
+    ) -> None:
         for tag in dict.fromkeys(names):
             conn.execute(tags.delete().where(tags.c.object_id == object_id, tags.c.tag == tag))
-            conn.execute(tags.insert().values(object_id=object_id, tag=tag, revision_id=revision_id))
+            conn.execute(
+                tags.insert().values(object_id=object_id, tag=tag, revision_id=revision_id)
+            )
 
     @staticmethod
     def _lock_id(conn: Connection, object_id: int) -> bool:
@@ -474,16 +493,26 @@ class Catalog:
         return conn.execute(query).first() is not None
 
     def _lock_object(
-        self, conn: Connection, bucket: str, store: str, name: str, new: NewRevision, now: dt.datetime
+        self,
+        conn: Connection,
+        bucket: str,
+        store: str,
+        name: str,
+        new: NewRevision,
+        now: dt.datetime,
     ) -> ObjectRecord:
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
         create = (
             insert(objects)
             .values(
-                bucket=bucket, store=store, name=name, kind=new.kind,
+                bucket=bucket,
+                store=store,
+                name=name,
+                kind=new.kind,
                 attributes=dict(new.attributes or {}),
                 origin=dict(new.origin) if new.origin else None,
-                created=now, modified=now,
+                created=now,
+                modified=now,
             )
             .on_conflict_do_nothing(index_elements=["bucket", "store", "name"])
         )
@@ -512,7 +541,9 @@ class Catalog:
         ).first()
         return _revision(row) if row else None
 
-    def commit(self, bucket: str, store: str, name: str, new: NewRevision) -> tuple[ObjectRecord, RevisionRecord]:
+    def commit(
+        self, bucket: str, store: str, name: str, new: NewRevision
+    ) -> tuple[ObjectRecord, RevisionRecord]:
         """Create a revision of ``name`` (and the object if new) in one transaction.
 
         With ``new.append`` the revision extends the latest revision's parts,
@@ -535,18 +566,23 @@ class Catalog:
             rows = sum(p.rows or 0 for p in new.parts) + ((base.rows or 0) if base else 0)
             size = sum(p.size for p in new.parts) + (base.size if base else 0)
             revision_id = _revision_id(
-                f"{bucket}/{store}/{name}", latest.revision if latest else None,
-                [p.blob for p in new.parts], now,
+                f"{bucket}/{store}/{name}",
+                latest.revision if latest else None,
+                [p.blob for p in new.parts],
+                now,
             )
             inserted = conn.execute(
                 revisions.insert()
                 .values(
-                    object_id=obj.id, revision=revision_id,
+                    object_id=obj.id,
+                    revision=revision_id,
                     parent=latest.revision if latest else None,
-                    base_id=base.id if base else None, kind=new.kind,
+                    base_id=base.id if base else None,
+                    kind=new.kind,
                     kind_meta=dict(kind_meta),
                     rows=rows if any(p.rows is not None for p in new.parts) or base else None,
-                    size=size, created=now,
+                    size=size,
+                    created=now,
                 )
                 .returning(*revisions.c)
             ).one()
@@ -555,8 +591,13 @@ class Catalog:
                 conn.execute(
                     parts.insert(),
                     [
-                        {"revision_id": revision.id, "position": i, "blob": p.blob,
-                         "size": p.size, "rows": p.rows}
+                        {
+                            "revision_id": revision.id,
+                            "position": i,
+                            "blob": p.blob,
+                            "size": p.size,
+                            "rows": p.rows,
+                        }
                         for i, p in enumerate(new.parts)
                     ],
                 )
@@ -601,7 +642,9 @@ class Catalog:
             return []
         with self._write() as conn:
             keys = self._lock_blobs(conn, blobs)
-            used = set(conn.execute(sa.select(parts.c.blob).where(parts.c.blob.in_(keys))).scalars())
+            used = set(
+                conn.execute(sa.select(parts.c.blob).where(parts.c.blob.in_(keys))).scalars()
+            )
             unused = [key for key in keys if key not in used]
             for key in unused:
                 delete(key)
@@ -610,4 +653,6 @@ class Catalog:
     def blobs_in_use(self, blobs: Sequence[str]) -> set[str]:
         """Which of ``blobs`` some revision still refers to."""
         with self._read() as conn:
-            return set(conn.execute(sa.select(parts.c.blob).where(parts.c.blob.in_(list(blobs)))).scalars())
+            return set(
+                conn.execute(sa.select(parts.c.blob).where(parts.c.blob.in_(list(blobs)))).scalars()
+            )

@@ -51,23 +51,35 @@ def _fingerprint(schema: pa.Schema) -> str:
 
 def _as_schema(table: pa.Table, target: pa.Schema) -> pa.Table:
     """``table`` under ``target``'s names and types, matching columns by position."""
-    columns = [c.cast(f.type) if c.type != f.type else c
-               for c, f in zip(table.columns, target, strict=True)]
+    columns = [
+        c.cast(f.type) if c.type != f.type else c
+        for c, f in zip(table.columns, target, strict=True)
+    ]
     return pa.Table.from_arrays(columns, schema=target)
 
 
 def _without_index(target: pa.Schema, column: str, spec: Mapping[str, Any]) -> pa.Schema:
     """``target`` less the index column, its pandas metadata naming a RangeIndex instead."""
     pandas_meta = json.loads(target.metadata[b"pandas"])
-    pandas_meta["index_columns"] = [{"kind": "range", "name": spec["name"], "start": spec["start"],
-                                     "stop": spec["stop"], "step": spec["step"]}]
+    pandas_meta["index_columns"] = [
+        {
+            "kind": "range",
+            "name": spec["name"],
+            "start": spec["start"],
+            "stop": spec["stop"],
+            "step": spec["step"],
+        }
+    ]
     pandas_meta["columns"] = [c for c in pandas_meta["columns"] if c.get("field_name") != column]
-    return pa.schema([f for f in target if f.name != column],
-                     metadata={**target.metadata, b"pandas": json.dumps(pandas_meta).encode()})
+    return pa.schema(
+        [f for f in target if f.name != column],
+        metadata={**target.metadata, b"pandas": json.dumps(pandas_meta).encode()},
+    )
 
 
-def _aliased(filters: Mapping[str, Any], alias: Mapping[str, str],
-             columns: Mapping[str, str]) -> dict[str, Any]:
+def _aliased(
+    filters: Mapping[str, Any], alias: Mapping[str, str], columns: Mapping[str, str]
+) -> dict[str, Any]:
     """``filters`` with each column name (``col`` or ``col__op``) replaced by its alias."""
     out = {}
     for key, value in filters.items():
@@ -157,7 +169,8 @@ class DataFramePlugin(Plugin):
 
         if not isinstance(obj, pd.DataFrame):
             raise InvalidData(
-                f"kind {self.kind!r} needs a pandas DataFrame, got {type(obj).__name__}")
+                f"kind {self.kind!r} needs a pandas DataFrame, got {type(obj).__name__}"
+            )
         return obj
 
     def _to_table(self, frame: Any) -> pa.Table:
@@ -230,8 +243,10 @@ class DataFramePlugin(Plugin):
             # default (a dictionary tried and given up, then plain) costs 8 bytes a row.
             # Other columns keep the default dictionary (named here by top-level name,
             # which is their Parquet path only when no column is nested).
-            options = {"use_dictionary": [n for n in table.column_names if n != index[0]],
-                       "column_encoding": {index[0]: "DELTA_BINARY_PACKED"}}
+            options = {
+                "use_dictionary": [n for n in table.column_names if n != index[0]],
+                "column_encoding": {index[0]: "DELTA_BINARY_PACKED"},
+            }
         key, size = blobs.put_with(lambda out: pq.write_table(table, out, **options))
         schema = table.schema
         meta = {
@@ -269,16 +284,25 @@ class DataFramePlugin(Plugin):
                 "the dataset's schema changed while appending (another writer replaced it); "
                 "put again"
             )
-        meta = {**stored.kind_meta,
-                "categories": _merge_categories(base.kind_meta.get("categories") or {},
-                                                stored.kind_meta["categories"])}
+        meta = {
+            **stored.kind_meta,
+            "categories": _merge_categories(
+                base.kind_meta.get("categories") or {}, stored.kind_meta["categories"]
+            ),
+        }
         meta.pop("range_index", None)  # the parts' indexes concatenate: no range any more
         return meta
 
     # -- get ---------------------------------------------------------------
 
-    def get(self, blobs: Blobs, parts: Sequence[PartRecord], kind_meta: Mapping[str, Any], *,
-            query: ReadQuery | None = None) -> Any:
+    def get(
+        self,
+        blobs: Blobs,
+        parts: Sequence[PartRecord],
+        kind_meta: Mapping[str, Any],
+        *,
+        query: ReadQuery | None = None,
+    ) -> Any:
         query = query or ReadQuery()
         schema = _decode_schema(kind_meta["schema"])
         index = list(kind_meta.get("index", []))
@@ -293,8 +317,12 @@ class DataFramePlugin(Plugin):
             table = self._read_filtered(blobs, parts, schema, target, query.filters)
         else:
             spec = kind_meta.get("range_index")
-            if spec is not None and len(parts) == 1 and len(index) == 1 and (
-                    parts[0].rows == len(range(spec["start"], spec["stop"], spec["step"]))):
+            if (
+                spec is not None
+                and len(parts) == 1
+                and len(index) == 1
+                and (parts[0].rows == len(range(spec["start"], spec["stop"], spec["step"])))
+            ):
                 target = _without_index(target, index[0], spec)
             table = self._read_all(blobs, parts, target)
         return self._to_pandas(table, kind_meta)
@@ -309,13 +337,24 @@ class DataFramePlugin(Plugin):
         for part in parts:
             # Blobs never change once written, so a local one can be memory-mapped:
             # pages come straight from the page cache, without a read copy.
-            read = pq.read_table(blobs.path(part.blob), columns=names, filesystem=filesystem,
-                                 use_pandas_metadata=False, memory_map=local)
+            read = pq.read_table(
+                blobs.path(part.blob),
+                columns=names,
+                filesystem=filesystem,
+                use_pandas_metadata=False,
+                memory_map=local,
+            )
             tables.append(_as_schema(read, target))
         return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
-    def _read_filtered(self, blobs: Blobs, parts: Sequence[PartRecord], schema: pa.Schema,
-                       target: pa.Schema, filters: Mapping[str, Any]) -> pa.Table:
+    def _read_filtered(
+        self,
+        blobs: Blobs,
+        parts: Sequence[PartRecord],
+        schema: pa.Schema,
+        target: pa.Schema,
+        filters: Mapping[str, Any],
+    ) -> pa.Table:
         import duckdb
 
         if not parts:
@@ -326,11 +365,14 @@ class DataFramePlugin(Plugin):
         # DuckDB matches identifiers case-insensitively ("A" and "a" would clash), so
         # the SQL names every column by position: c0, c1 ... in the files' order.
         alias = {name: f"c{i}" for i, name in enumerate(schema.names)}
-        predicate = compile_filters(_aliased(filters, alias, types),
-                                    {alias[name]: kind for name, kind in types.items()})
+        predicate = compile_filters(
+            _aliased(filters, alias, types), {alias[name]: kind for name, kind in types.items()}
+        )
         select = ", ".join(alias[name] for name in target.names)
-        sql = (f"SELECT {select} FROM read_parquet($files) AS t({', '.join(alias.values())})"
-               f" WHERE {predicate.sql}")
+        sql = (
+            f"SELECT {select} FROM read_parquet($files) AS t({', '.join(alias.values())})"
+            f" WHERE {predicate.sql}"
+        )
         params = {**predicate.params, "files": [blobs.url_of(p.blob) for p in parts]}
         cursor = _DUCKDB.cursor(blobs)
         try:
@@ -349,14 +391,17 @@ class DataFramePlugin(Plugin):
             if spec is None or name not in frame.columns:
                 continue
             if isinstance(frame[name].dtype, pd.CategoricalDtype):
-                frame[name] = frame[name].cat.set_categories(spec["values"],
-                                                             ordered=spec["ordered"])
+                frame[name] = frame[name].cat.set_categories(
+                    spec["values"], ordered=spec["ordered"]
+                )
         return frame
 
     def describe(self, kind_meta: Mapping[str, Any]) -> dict[str, Any]:
-        return {"columns": [name for name, _ in kind_meta["columns"]],
-                "dtypes": dict(map(tuple, kind_meta["columns"])),
-                "index": kind_meta.get("index", [])}
+        return {
+            "columns": [name for name, _ in kind_meta["columns"]],
+            "dtypes": dict(map(tuple, kind_meta["columns"])),
+            "index": kind_meta.get("index", []),
+        }
 
 
 class SeriesPlugin(DataFramePlugin):
@@ -384,8 +429,14 @@ class SeriesPlugin(DataFramePlugin):
         stored.kind_meta["series_name"] = name if plain else str(name)
         return stored
 
-    def get(self, blobs: Blobs, parts: Sequence[PartRecord], kind_meta: Mapping[str, Any], *,
-            query: ReadQuery | None = None) -> Any:
+    def get(
+        self,
+        blobs: Blobs,
+        parts: Sequence[PartRecord],
+        kind_meta: Mapping[str, Any],
+        *,
+        query: ReadQuery | None = None,
+    ) -> Any:
         frame = super().get(blobs, parts, kind_meta, query=query)
         series = frame.iloc[:, 0]
         series.name = kind_meta.get("series_name")

@@ -174,8 +174,12 @@ class CeleryResult(TaskResult):
         from celery.exceptions import TimeoutError as CeleryTimeout
 
         try:
-            return self._result.get(timeout=timeout, propagate=True, disable_sync_subtasks=False,
-                                    on_message=_record_progress)
+            return self._result.get(
+                timeout=timeout,
+                propagate=True,
+                disable_sync_subtasks=False,
+                on_message=_record_progress,
+            )
         except CeleryTimeout:
             raise TaskTimeout(
                 f"task {self.id} did not finish within {timeout} s; is a worker listening on "
@@ -267,8 +271,11 @@ class CeleryExecutor:
         """Workers that answer, with their queues and pool sizes."""
         queues = self.app.control.inspect(timeout=timeout).active_queues() or {}
         # The workers are known now: the next questions return once each answered.
-        known = self.app.control.inspect(timeout=timeout, destination=sorted(queues),
-                                         limit=len(queues)) if queues else None
+        known = (
+            self.app.control.inspect(timeout=timeout, destination=sorted(queues), limit=len(queues))
+            if queues
+            else None
+        )
         stats = (known.stats() if known else None) or {}
         active = (known.active() if known else None) or {}
         return {
@@ -281,8 +288,14 @@ class CeleryExecutor:
         }
 
 
-def run_worker(broker: str, *, labels: list[str], concurrency: int | None = None,
-               loglevel: str = "INFO", hostname: str | None = None) -> None:
+def run_worker(
+    broker: str,
+    *,
+    labels: list[str],
+    concurrency: int | None = None,
+    loglevel: str = "INFO",
+    hostname: str | None = None,
+) -> None:
     """Run a Celery worker in this process (blocks) consuming ``labels`` queues."""
     import os
     import socket

@@ -29,8 +29,9 @@ def _pool_omega(spec: tuple[str, str, str]) -> Omega:
     om = _worker_omegas.get(spec)
     if om is None:
         catalog, blobs, bucket = spec
-        base = next((o for (c, b, _), o in _worker_omegas.items() if (c, b) == (catalog, blobs)),
-                    None)
+        base = next(
+            (o for (c, b, _), o in _worker_omegas.items() if (c, b) == (catalog, blobs)), None
+        )
         if base is None:
             om = Omega(catalog=catalog, blobs=blobs, bucket=bucket)
         else:
@@ -39,8 +40,9 @@ def _pool_omega(spec: tuple[str, str, str]) -> Omega:
     return om
 
 
-def _run_in_pool(spec: tuple[str, str, str], task: str, payload: dict[str, Any],
-                 previous: Any) -> Any:
+def _run_in_pool(
+    spec: tuple[str, str, str], task: str, payload: dict[str, Any], previous: Any
+) -> Any:
     """Entry point in a pool process: rebuild the Omega by URLs, run the task."""
     om = _pool_omega(spec)
     try:
@@ -124,7 +126,9 @@ class LocalExecutor:
         """Run a call in a background thread of this process; returns at once."""
         with self._lock:
             if self._threads is None:
-                self._threads = ThreadPoolExecutor(self.max_workers, thread_name_prefix="omops-task")
+                self._threads = ThreadPoolExecutor(
+                    self.max_workers, thread_name_prefix="omops-task"
+                )
             threads = self._threads
         future = threads.submit(self._run_here, call, None)
         return self._keep(FutureResult(future, task_id=task_id))
@@ -144,6 +148,7 @@ class LocalExecutor:
         if batch.mode == "parallel":
             return FutureResult(gather([self._in_pool(c) for c in batch.calls]))
         if batch.mode == "sequence":
+
             def chain() -> Any:
                 previous = None
                 for call in batch.calls:

@@ -58,7 +58,9 @@ def failure_of(exc: BaseException) -> TaskFailed:
 class DoneResult(TaskResult):
     """A task that ran to completion in this process."""
 
-    def __init__(self, value: Any = None, error: TaskFailed | None = None, task_id: str | None = None) -> None:
+    def __init__(
+        self, value: Any = None, error: TaskFailed | None = None, task_id: str | None = None
+    ) -> None:
         self.id = task_id or uuid.uuid4().hex
         self._value, self._error = value, error
 

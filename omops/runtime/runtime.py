@@ -63,8 +63,14 @@ class Runtime:
     [2.0, 4.0, 6.0]
     """
 
-    def __init__(self, om: Omega, *, local: bool = False, label: str = "default",
-                 batch: list[TaskCall] | None = None) -> None:
+    def __init__(
+        self,
+        om: Omega,
+        *,
+        local: bool = False,
+        label: str = "default",
+        batch: list[TaskCall] | None = None,
+    ) -> None:
         self.om = om
         self.local = local
         self.label = label
@@ -101,8 +107,14 @@ class Runtime:
         """A task's result by id."""
         return self.executor.result(task_id)
 
-    def submit_model_action(self, name: str, action: str, X: Any = None, Y: Any = None,  # noqa: N803
-                            **kwargs: Any) -> str:
+    def submit_model_action(
+        self,
+        name: str,
+        action: str,
+        X: Any = None,
+        Y: Any = None,  # noqa: N803
+        **kwargs: Any,
+    ) -> str:
         """Start a model action without waiting; returns the task id.
 
         Whoever runs the task records its outcome in the catalog's task log,
@@ -133,8 +145,11 @@ class Runtime:
         """Workers and queues (Celery), or a note that tasks run locally."""
         if self.local or not self.om.broker:
             return {"executor": "local", "workers": {}}
-        return {"executor": "celery", "broker": _mask(self.om.broker),
-                "workers": self.executor.status()}
+        return {
+            "executor": "celery",
+            "broker": _mask(self.om.broker),
+            "workers": self.executor.status(),
+        }
 
     # -- submitting and batching ------------------------------------------
 
@@ -145,7 +160,9 @@ class Runtime:
         return self.executor.submit(call)
 
     @contextmanager
-    def _collect(self, mode: Literal["parallel", "sequence", "mapreduce"]) -> Iterator[_BatchRuntime]:
+    def _collect(
+        self, mode: Literal["parallel", "sequence", "mapreduce"]
+    ) -> Iterator[_BatchRuntime]:
         batch = _BatchRuntime(self, mode)
         yield batch
 
@@ -174,7 +191,9 @@ class _BatchRuntime(Runtime):
         """Submit the collected calls; ``.get()`` gives the list (or the final) result."""
         calls = tuple(self._batch or ())
         if not calls:
-            raise InvalidData(f"{self._mode}() collected no calls; call e.g. crt.model(...).predict(...)")
+            raise InvalidData(
+                f"{self._mode}() collected no calls; call e.g. crt.model(...).predict(...)"
+            )
         if self._mode == "mapreduce" and len(calls) == 1:
             calls = (*calls, TaskCall("omops.collect", {}, self.label, self.om.bucket))
         self._batch = []
@@ -194,7 +213,7 @@ def _drop_on_failure(mode: str, calls: tuple[TaskCall, ...]) -> tuple[TaskCall, 
         return [name for call in group for name in call.payload.get("temp") or ()]
 
     if mode == "sequence":
-        unused = [temps(calls[i + 1:]) for i in range(len(calls))]
+        unused = [temps(calls[i + 1 :]) for i in range(len(calls))]
     else:
         unused = [temps(calls[-1:])] * (len(calls) - 1) + [[]]
     return tuple(
@@ -248,24 +267,42 @@ class ModelProxy:
         temp.append(name)
         return name
 
-    def call(self, action: str, X: Any = None, Y: Any = None, *,  # noqa: N803
-             result_name: str | None = None, **kwargs: Any) -> TaskCall:
+    def call(
+        self,
+        action: str,
+        X: Any = None,
+        Y: Any = None,
+        *,  # noqa: N803
+        result_name: str | None = None,
+        **kwargs: Any,
+    ) -> TaskCall:
         """The task call for ``action``; in-memory X/Y are stored as temporary datasets."""
         if result_name is not None:
             parse_reference(result_name)
         temp: list[str] = []
         payload = {
-            "name": self.name, "action": action,
-            "X": self._data(X, temp), "Y": self._data(Y, temp),
-            "kwargs": kwargs, "result_name": result_name, "temp": temp,
+            "name": self.name,
+            "action": action,
+            "X": self._data(X, temp),
+            "Y": self._data(Y, temp),
+            "kwargs": kwargs,
+            "result_name": result_name,
+            "temp": temp,
         }
         tracking = _current_tracking()
         if tracking is not None:
             payload["tracking"] = tracking
         return TaskCall("omops.model", payload, self.runtime.label, self.runtime.om.bucket)
 
-    def _call(self, action: str, X: Any = None, Y: Any = None, *,  # noqa: N803
-              result_name: str | None = None, **kwargs: Any) -> TaskResult:
+    def _call(
+        self,
+        action: str,
+        X: Any = None,
+        Y: Any = None,
+        *,  # noqa: N803
+        result_name: str | None = None,
+        **kwargs: Any,
+    ) -> TaskResult:
         return self.runtime.submit(self.call(action, X, Y, result_name=result_name, **kwargs))
 
     def fit(self, X: Any, Y: Any = None, **kwargs: Any) -> TaskResult:  # noqa: N803
@@ -276,8 +313,14 @@ class ModelProxy:
         """Update the model with one batch; stored as a new revision."""
         return self._call("partial_fit", X, Y, **kwargs)
 
-    def fit_transform(self, X: Any, Y: Any = None, *, rName: str | None = None,  # noqa: N803
-                      **kwargs: Any) -> TaskResult:
+    def fit_transform(
+        self,
+        X: Any,
+        Y: Any = None,
+        *,
+        rName: str | None = None,  # noqa: N803
+        **kwargs: Any,
+    ) -> TaskResult:
         """Fit and transform; the model is stored, the result returned (or stored as rName)."""
         return self._call("fit_transform", X, Y, result_name=rName, **kwargs)
 
@@ -285,12 +328,19 @@ class ModelProxy:
         """Predictions as a list, or stored as dataset ``rName``."""
         return self._call("predict", X, result_name=rName, **kwargs)
 
-    def predict_proba(self, X: Any = None, *, rName: str | None = None, **kwargs: Any) -> TaskResult:  # noqa: N803
+    def predict_proba(
+        self, X: Any = None, *, rName: str | None = None, **kwargs: Any
+    ) -> TaskResult:  # noqa: N803
         """Class probabilities as a list of lists, or stored as dataset ``rName``."""
         return self._call("predict_proba", X, result_name=rName, **kwargs)
 
-    def decision_function(self, X: Any = None, *, rName: str | None = None,  # noqa: N803
-                          **kwargs: Any) -> TaskResult:
+    def decision_function(
+        self,
+        X: Any = None,
+        *,
+        rName: str | None = None,  # noqa: N803
+        **kwargs: Any,
+    ) -> TaskResult:
         """Decision function values, or stored as dataset ``rName``."""
         return self._call("decision_function", X, result_name=rName, **kwargs)
 
@@ -302,8 +352,14 @@ class ModelProxy:
         """The model's score on X, Y (a float)."""
         return self._call("score", X, Y, **kwargs)
 
-    def gridsearch(self, X: Any, Y: Any = None, *, parameters: Mapping[str, list[Any]],  # noqa: N803
-                   **kwargs: Any) -> TaskResult:
+    def gridsearch(
+        self,
+        X: Any,
+        Y: Any = None,
+        *,
+        parameters: Mapping[str, list[Any]],  # noqa: N803
+        **kwargs: Any,
+    ) -> TaskResult:
         """Grid search with cross-validation; the best estimator becomes a new revision.
 
         The search is stored as model ``<name>/gridsearch`` and its

@@ -145,7 +145,6 @@ def model_action(om: Omega, payload: Mapping[str, Any], previous: Any = None) ->
     for suffix, obj in outcome.datasets.items():
         om.datasets.put(obj, f"{ref.name}/{suffix}", append=False)
     if action in PREDICT_ACTIONS:
-
         log_prediction(om, ref.name, meta.revision, X, outcome.result, action=action)
     if payload.get("result_name"):
         return _store_result(om, payload["result_name"], outcome.result)
@@ -183,7 +182,10 @@ def drop_temporaries(om: Omega, payload: Mapping[str, Any], *, failed: bool = Fa
     the batch calls that will never run now (the later steps of a sequence,
     the reducer of a mapreduce).
     """
-    names = [*(payload.get("temp") or ()), *((payload.get("drop_on_failure") or ()) if failed else ())]
+    names = [
+        *(payload.get("temp") or ()),
+        *((payload.get("drop_on_failure") or ()) if failed else ()),
+    ]
     for name in names:
         if name.startswith(TEMP_PREFIX):
             om.datasets.drop(name, force=True)
@@ -227,8 +229,11 @@ def _error_of(exc: BaseException) -> dict[str, Any]:
     if hasattr(exc, "exc_type"):  # a TaskFailed from a nested task
         return {"type": exc.exc_type, "message": exc.exc_message}
     message = str(exc.args[0]) if exc.args else str(exc)
-    return {"type": type(exc).__name__, "message": message,
-            "traceback": "".join(traceback.format_exception(exc))[-4000:]}
+    return {
+        "type": type(exc).__name__,
+        "message": message,
+        "traceback": "".join(traceback.format_exception(exc))[-4000:],
+    }
 
 
 def temp_name() -> str:

@@ -97,8 +97,17 @@ def test_show_json_records(logged):
 
     records = orjson.loads(result.stdout)
     assert [r["event"] for r in records] == ["start", "system", "metric", "param", "stop"]
-    assert set(records[0]) == {"experiment", "run", "step", "dt", "event", "key", "value",
-                               "node", "user"}
+    assert set(records[0]) == {
+        "experiment",
+        "run",
+        "step",
+        "dt",
+        "event",
+        "key",
+        "value",
+        "node",
+        "user",
+    }
     assert records[0]["step"] is None and records[0]["key"] is None
     assert records[2] == {**records[2], "run": 2, "step": 2, "key": "accuracy", "value": 0.2}
     assert dt.datetime.fromisoformat(records[2]["dt"]).tzinfo is not None

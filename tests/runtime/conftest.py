@@ -61,8 +61,13 @@ def _celery_cluster(name: str, home: Path, *, catalog: str, broker: str) -> Iter
 @pytest.fixture(scope="session")
 def local_cluster(tmp_path_factory) -> Iterator[Cluster]:
     home = tmp_path_factory.mktemp("local")
-    cluster = Cluster("local", home=home, catalog=f"sqlite:///{home / 'catalog.sqlite'}",
-                      blobs=str(home / "blobs"), broker=None)
+    cluster = Cluster(
+        "local",
+        home=home,
+        catalog=f"sqlite:///{home / 'catalog.sqlite'}",
+        blobs=str(home / "blobs"),
+        broker=None,
+    )
     try:
         yield cluster
     finally:
@@ -73,8 +78,9 @@ def local_cluster(tmp_path_factory) -> Iterator[Cluster]:
 def rabbitmq_cluster(tmp_path_factory) -> Iterator[Cluster]:
     broker = _service_url("OMOPS_TEST_BROKER", "RabbitMQ")
     home = tmp_path_factory.mktemp("rabbitmq")
-    yield from _celery_cluster("celery-rabbitmq", home,
-                               catalog=f"sqlite:///{home / 'catalog.sqlite'}", broker=broker)
+    yield from _celery_cluster(
+        "celery-rabbitmq", home, catalog=f"sqlite:///{home / 'catalog.sqlite'}", broker=broker
+    )
 
 
 @pytest.fixture(scope="session")
@@ -106,8 +112,11 @@ def redis_cluster(tmp_path_factory, session_postgres_url: str) -> Iterator[Clust
 @pytest.fixture(scope="session", params=EXECUTORS)
 def cluster(request) -> Cluster:
     """Each executor in turn: local, Celery on RabbitMQ, Celery on Redis."""
-    fixture = {"local": "local_cluster", "celery-rabbitmq": "rabbitmq_cluster",
-               "celery-redis": "redis_cluster"}[request.param]
+    fixture = {
+        "local": "local_cluster",
+        "celery-rabbitmq": "rabbitmq_cluster",
+        "celery-redis": "redis_cluster",
+    }[request.param]
     return request.getfixturevalue(fixture)
 
 

@@ -24,8 +24,9 @@ class Sleepy(RegressorMixin, BaseEstimator):
     where each run was.
     """
 
-    def __init__(self, delay: float = 0.0, marker: str | None = None,
-                 gate: str | None = None) -> None:
+    def __init__(
+        self, delay: float = 0.0, marker: str | None = None, gate: str | None = None
+    ) -> None:
         self.delay = delay
         self.marker = marker
         self.gate = gate

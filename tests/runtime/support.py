@@ -33,15 +33,30 @@ WORKER_START_S = 90.0
 class Worker:
     """One ``om runtime worker`` process (its own process group) and its log."""
 
-    def __init__(self, env: dict[str, str], labels: list[str], *, concurrency: int,
-                 log: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], labels: list[str], *, concurrency: int, log: Path
+    ) -> None:
         self.labels = labels
         self.log = log
-        args = [str(OM), "runtime", "worker", *(f"--label={x}" for x in labels),
-                "--concurrency", str(concurrency), "--loglevel", "WARNING"]
+        args = [
+            str(OM),
+            "runtime",
+            "worker",
+            *(f"--label={x}" for x in labels),
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            "WARNING",
+        ]
         with log.open("ab") as out:
-            self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                args,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     @property
     def pid(self) -> int:
@@ -101,8 +116,9 @@ class Cluster:
     extra_queues: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self.base = Omega(catalog=self.catalog, blobs=self.blobs, broker=self.broker,
-                          home=self.home)
+        self.base = Omega(
+            catalog=self.catalog, blobs=self.blobs, broker=self.broker, home=self.home
+        )
 
     def omega(self, bucket: str | None = None) -> Omega:
         """The cluster's Omega in ``bucket`` (a fresh one when not given)."""
@@ -111,8 +127,12 @@ class Cluster:
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of a process configured like this cluster's client."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("OMOPS_")}
-        env.update(OMOPS_HOME=str(self.home), OMOPS_CATALOG=self.catalog,
-                   OMOPS_BLOBS=self.blobs, COLUMNS="200")
+        env.update(
+            OMOPS_HOME=str(self.home),
+            OMOPS_CATALOG=self.catalog,
+            OMOPS_BLOBS=self.blobs,
+            COLUMNS="200",
+        )
         if self.broker:
             env["OMOPS_BROKER"] = self.broker
         path = env.get("PYTHONPATH")

@@ -118,8 +118,14 @@ def test_result_by_id_in_another_process(redis_cluster):
         "    out['bad'] = [exc.exc_type, exc.exc_message]\n"
         "print(json.dumps(out))\n"
     )
-    done = subprocess.run([sys.executable, "-c", script, good.id, bad.id], env=redis_cluster.env(),
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", script, good.id, bad.id],
+        env=redis_cluster.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)

@@ -24,8 +24,14 @@ pytestmark = pytest.mark.timeout(180)
 
 def om_shell(cluster: Cluster, *args: str, bucket: str = "default") -> subprocess.CompletedProcess:
     """``om ARGS`` as a separate process configured like ``cluster``."""
-    return subprocess.run([str(OM), *args], env=cluster.env(OMOPS_BUCKET=bucket),
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [str(OM), *args],
+        env=cluster.env(OMOPS_BUCKET=bucket),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def om_here(cluster: Cluster, *args: str, bucket: str = "default") -> Result:
@@ -77,14 +83,37 @@ def test_model_fit_from_the_shell_then_predict(rabbitmq_cluster):
     om.datasets.put(make_stats(), "stats", append=False)
     om.models.put(LogisticRegression(), "forecast")
 
-    fit = om_shell(cluster, "runtime", "model", "forecast", "fit", "stats[^sales]",
-                   "stats[sales]", "--label", QUEUE, bucket=om.bucket)
-    predict = om_here(cluster, "runtime", "model", "forecast", "predict", "stats[^sales]",
-                      "--rname", "preds", "--label", QUEUE, bucket=om.bucket)
+    fit = om_shell(
+        cluster,
+        "runtime",
+        "model",
+        "forecast",
+        "fit",
+        "stats[^sales]",
+        "stats[sales]",
+        "--label",
+        QUEUE,
+        bucket=om.bucket,
+    )
+    predict = om_here(
+        cluster,
+        "runtime",
+        "model",
+        "forecast",
+        "predict",
+        "stats[^sales]",
+        "--rname",
+        "preds",
+        "--label",
+        QUEUE,
+        bucket=om.bucket,
+    )
 
     assert fit.returncode == 0, fit.stderr
-    assert orjson.loads(fit.stdout) == {"model": "forecast",
-                                        "revision": om.models.metadata("forecast").revision}
+    assert orjson.loads(fit.stdout) == {
+        "model": "forecast",
+        "revision": om.models.metadata("forecast").revision,
+    }
     assert predict.exit_code == 0, predict.output
     assert orjson.loads(predict.stdout)["dataset"] == "preds"
     assert len(om.datasets.get("preds")) == len(make_stats())
@@ -94,13 +123,40 @@ def test_model_actions(cluster, forecast):
     om = forecast
     label = ["--label", cluster.queue]
 
-    search = om_here(cluster, "runtime", "model", "forecast", "gridsearch", "stats[^sales]",
-                     "stats[sales]", "--param", 'parameters={"C": [0.01, 1.0]}', *label,
-                     bucket=om.bucket)
-    predict = om_here(cluster, "runtime", "model", "forecast", "predict", "stats[^sales]",
-                      *label, bucket=om.bucket)
-    score = om_here(cluster, "runtime", "model", "forecast", "score", "stats[^sales]",
-                    "stats[sales]", *label, bucket=om.bucket)
+    search = om_here(
+        cluster,
+        "runtime",
+        "model",
+        "forecast",
+        "gridsearch",
+        "stats[^sales]",
+        "stats[sales]",
+        "--param",
+        'parameters={"C": [0.01, 1.0]}',
+        *label,
+        bucket=om.bucket,
+    )
+    predict = om_here(
+        cluster,
+        "runtime",
+        "model",
+        "forecast",
+        "predict",
+        "stats[^sales]",
+        *label,
+        bucket=om.bucket,
+    )
+    score = om_here(
+        cluster,
+        "runtime",
+        "model",
+        "forecast",
+        "score",
+        "stats[^sales]",
+        "stats[sales]",
+        *label,
+        bucket=om.bucket,
+    )
 
     assert search.exit_code == 0, search.output
     assert orjson.loads(search.stdout)["gridsearch"] == "forecast/gridsearch"
@@ -118,17 +174,38 @@ def test_model_local_flag_runs_here(rabbitmq_cluster):
     om.models.put(LogisticRegression(), "forecast")
 
     # a queue no worker consumes: only --local can answer within the timeout
-    result = om_here(rabbitmq_cluster, "runtime", "model", "forecast", "fit", "stats[^sales]",
-                     "stats[sales]", "--local", "--label", f"{QUEUE}-nobody", "--timeout", "30",
-                     bucket=om.bucket)
+    result = om_here(
+        rabbitmq_cluster,
+        "runtime",
+        "model",
+        "forecast",
+        "fit",
+        "stats[^sales]",
+        "stats[sales]",
+        "--local",
+        "--label",
+        f"{QUEUE}-nobody",
+        "--timeout",
+        "30",
+        bucket=om.bucket,
+    )
 
     assert result.exit_code == 0, result.output
     assert orjson.loads(result.stdout)["revision"] == om.models.metadata("forecast").revision
 
 
 def test_a_failed_task_is_one_error_line(cluster, forecast):
-    result = om_here(cluster, "runtime", "model", "forecast", "predict", "nosuch",
-                     "--label", cluster.queue, bucket=forecast.bucket)
+    result = om_here(
+        cluster,
+        "runtime",
+        "model",
+        "forecast",
+        "predict",
+        "nosuch",
+        "--label",
+        cluster.queue,
+        bucket=forecast.bucket,
+    )
 
     assert result.exit_code == 1
     assert result.stderr.strip().startswith("error: NotFound: dataset 'nosuch' does not exist")
@@ -138,19 +215,34 @@ def test_a_failed_task_is_one_error_line(cluster, forecast):
 def test_a_task_that_times_out_is_one_error_line(rabbitmq_cluster):
     label = f"{QUEUE}-nobody"
     rabbitmq_cluster.extra_queues.add(label)
-    result = om_here(rabbitmq_cluster, "runtime", "model", "forecast", "predict", "stats",
-                     "--label", label, "--timeout", "1")
+    result = om_here(
+        rabbitmq_cluster,
+        "runtime",
+        "model",
+        "forecast",
+        "predict",
+        "stats",
+        "--label",
+        label,
+        "--timeout",
+        "1",
+    )
 
     assert result.exit_code == 1
     assert "did not finish within 1.0 s" in result.stderr
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["forecast", "explode", "stats"], "'explode' is not one of fit"),
-    (["forecast", "fit", "stats[^sales]", "stats[sales]", "--rname", "x"],
-     "--rname does not apply to fit"),
-    (["forecast", "predict", "stats", "--label", "no spaces"], "invalid tag"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["forecast", "explode", "stats"], "'explode' is not one of fit"),
+        (
+            ["forecast", "fit", "stats[^sales]", "stats[sales]", "--rname", "x"],
+            "--rname does not apply to fit",
+        ),
+        (["forecast", "predict", "stats", "--label", "no spaces"], "invalid tag"),
+    ],
+)
 def test_usage_errors(local_cluster, args, fragment):
     result = om_here(local_cluster, "runtime", "model", *args)
 

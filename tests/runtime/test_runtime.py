@@ -56,7 +56,7 @@ def fitted_forecast(om, stats, rt, forecast):
 
 
 def test_fit_stores_a_new_revision(om, rt, stats, forecast):
-    (before, _), = om.models.revisions("forecast")
+    ((before, _),) = om.models.revisions("forecast")
 
     result = rt.model("forecast").fit("stats[^sales]", "stats[sales]")
     summary = result.get(timeout=TIMEOUT)
@@ -100,8 +100,9 @@ def test_a_fit_on_an_older_revision_of_the_model_becomes_the_latest(om, rt, stat
     first = om.models.put(LogisticRegression(C=0.01), "forecast").revision
     om.models.put(LogisticRegression(C=100.0), "forecast")
 
-    summary = rt.model(f"forecast@{first}").fit("stats[^sales]", "stats[sales]").get(
-        timeout=TIMEOUT)
+    summary = (
+        rt.model(f"forecast@{first}").fit("stats[^sales]", "stats[sales]").get(timeout=TIMEOUT)
+    )
 
     assert om.models.metadata("forecast").revision == summary["revision"]
     assert om.models.get("forecast").C == 0.01
@@ -130,10 +131,12 @@ def test_predict_proba_and_decision_function(rt, stats, fitted_forecast):
     decision = rt.model("forecast").decision_function("stats[^sales]")
 
     expected = fitted(stats)
-    np.testing.assert_allclose(proba.get(timeout=TIMEOUT),
-                               expected.predict_proba(stats[["a", "b"]]))
-    np.testing.assert_allclose(decision.get(timeout=TIMEOUT),
-                               expected.decision_function(stats[["a", "b"]]))
+    np.testing.assert_allclose(
+        proba.get(timeout=TIMEOUT), expected.predict_proba(stats[["a", "b"]])
+    )
+    np.testing.assert_allclose(
+        decision.get(timeout=TIMEOUT), expected.decision_function(stats[["a", "b"]])
+    )
 
 
 def test_predict_proba_with_rname_stores_one_column_per_class(om, rt, stats, fitted_forecast):
@@ -163,8 +166,11 @@ def test_score(rt, stats, fitted_forecast):
 def test_gridsearch_stores_the_search_its_results_and_the_best_model(om, rt, stats, forecast):
     grid = {"C": [0.001, 1.0, 10.0]}
 
-    summary = rt.model("forecast").gridsearch(
-        "stats[^sales]", "stats[sales]", parameters=grid).get(timeout=TIMEOUT)
+    summary = (
+        rt.model("forecast")
+        .gridsearch("stats[^sales]", "stats[sales]", parameters=grid)
+        .get(timeout=TIMEOUT)
+    )
 
     expected = GridSearchCV(LogisticRegression(), grid).fit(stats[["a", "b"]], stats["sales"])
     assert summary["model"] == "forecast"
@@ -182,13 +188,15 @@ def test_gridsearch_stores_the_search_its_results_and_the_best_model(om, rt, sta
     results = om.datasets.get("forecast/gridsearch")
     assert len(results) == 3
     assert results["mean_test_score"].tolist() == pytest.approx(
-        expected.cv_results_["mean_test_score"].tolist())
+        expected.cv_results_["mean_test_score"].tolist()
+    )
 
 
 def test_gridsearch_without_parameters_fails(rt, stats, forecast):
     with pytest.raises(TaskFailed) as caught:
         rt.model("forecast").gridsearch("stats[^sales]", "stats[sales]", parameters={}).get(
-            timeout=TIMEOUT)
+            timeout=TIMEOUT
+        )
     assert caught.value.exc_type == "InvalidData"
     assert "parameters" in caught.value.exc_message
 
@@ -358,8 +366,10 @@ def test_mode_local_runs_in_this_process(cluster, om, rt, stats, forecast):
     assert (remote_pid == os.getpid()) is (cluster.broker is None)
     # what was fitted here is what a worker predicts with: one catalog, one blob store
     assert om.models.metadata("forecast").revision == summary["revision"]
-    assert rt.model("forecast").predict("stats[^sales]").get(timeout=TIMEOUT) == \
-        fitted(stats).predict(stats[["a", "b"]]).tolist()
+    assert (
+        rt.model("forecast").predict("stats[^sales]").get(timeout=TIMEOUT)
+        == fitted(stats).predict(stats[["a", "b"]]).tolist()
+    )
 
 
 def test_require_a_label(cluster, rt, stats, fitted_forecast):

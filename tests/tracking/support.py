@@ -39,11 +39,25 @@ class Worker:
             OMOPS_BLOBS=str(home / "blobs"),
             OMOPS_BROKER=broker,
         )
-        args = [str(OM), "runtime", "worker", f"--label={QUEUE}", "--concurrency", "1",
-                "--loglevel", "WARNING"]
+        args = [
+            str(OM),
+            "runtime",
+            "worker",
+            f"--label={QUEUE}",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "WARNING",
+        ]
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                args,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def log_tail(self, lines: int = 40) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""

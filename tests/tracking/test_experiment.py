@@ -75,8 +75,12 @@ def test_with_block_opens_a_run_with_start_system_stop(om: Omega):
     assert CURRENT.get() is None
 
     frame = exp.data()
-    assert events(exp) == [("start", None), ("system", "system"), ("metric", "accuracy"),
-                           ("stop", None)]
+    assert events(exp) == [
+        ("start", None),
+        ("system", "system"),
+        ("metric", "accuracy"),
+        ("stop", None),
+    ]
     system = frame["value"].iloc[1]
     assert system["python"]["version"] == sys.version.split()[0]
     assert system["platform"]["node"] == socket.gethostname()
@@ -281,8 +285,11 @@ def test_artifacts_restore_frames_models_and_json(om: Omega):
     np.testing.assert_array_equal(restored.coef_, clf.coef_)
     assert exp.restore_artifact("config") == {"lr": 0.1}
     kinds = exp.data(event="artifact")["value"].map(lambda v: (v["store"], v["kind"])).tolist()
-    assert kinds == [("datasets", "pandas.dataframe"), ("models", "sklearn.joblib"),
-                     ("datasets", "python.json")]
+    assert kinds == [
+        ("datasets", "pandas.dataframe"),
+        ("models", "sklearn.joblib"),
+        ("datasets", "python.json"),
+    ]
 
 
 def test_artifacts_restore_the_latest_or_a_given_run(om: Omega):
@@ -389,10 +396,18 @@ def test_tasks_in_the_block_log_call_score_and_success(om: Omega, model):
     ]
     frame = exp.data()
     call = frame["value"].iloc[3]
-    assert call["args"] == {"name": "mymodel", "action": "score", "X": "stats[a,b]",
-                            "Y": "stats[sales]", "kwargs": {}}
-    assert frame["value"].iloc[4] == score == pytest.approx(model.score(
-        make_stats()[["a", "b"]], make_stats()["sales"]))
+    assert call["args"] == {
+        "name": "mymodel",
+        "action": "score",
+        "X": "stats[a,b]",
+        "Y": "stats[sales]",
+        "kwargs": {},
+    }
+    assert (
+        frame["value"].iloc[4]
+        == score
+        == pytest.approx(model.score(make_stats()[["a", "b"]], make_stats()["sales"]))
+    )
     assert frame["value"].iloc[5] == {"result": score}
 
 
@@ -401,8 +416,10 @@ def test_a_failing_task_logs_task_failure(om: Omega, model):
         with pytest.raises(TaskFailed, match="missing"):
             om.runtime.model("mymodel").predict("missing").get()
 
-    assert events(exp)[2:4] == [("task_call", "omops.model.predict"),
-                                ("task_failure", "omops.model.predict")]
+    assert events(exp)[2:4] == [
+        ("task_call", "omops.model.predict"),
+        ("task_failure", "omops.model.predict"),
+    ]
     failure = exp.data(event="task_failure")["value"].iloc[0]
     assert failure["type"] == "NotFound" and "missing" in failure["message"]
 
@@ -414,10 +431,14 @@ def test_tasks_in_a_batch_are_tracked(om: Omega, model):
         crt.run().get(timeout=120)
 
     names = events(exp, event=["task_call", "task_success"])
-    assert sorted(names) == sorted([
-        ("task_call", "omops.model.predict"), ("task_success", "omops.model.predict"),
-        ("task_call", "omops.model.score"), ("task_success", "omops.model.score"),
-    ])
+    assert sorted(names) == sorted(
+        [
+            ("task_call", "omops.model.predict"),
+            ("task_success", "omops.model.predict"),
+            ("task_call", "omops.model.score"),
+            ("task_success", "omops.model.score"),
+        ]
+    )
 
 
 # -- tracked models -----------------------------------------------------------------------
@@ -572,13 +593,18 @@ print(json.dumps(numbers))
 """
 
 
-def test_concurrent_runs_from_two_processes_get_distinct_numbers(om: Omega, catalog_url: str,
-                                                                  tmp_path: Path):
+def test_concurrent_runs_from_two_processes_get_distinct_numbers(
+    om: Omega, catalog_url: str, tmp_path: Path
+):
     om.runtime.experiment("race").id  # noqa: B018 - the schema exists before the race
     count = 15
     procs = [
-        subprocess.Popen([sys.executable, "-c", _RACE, catalog_url, str(tmp_path / "blobs"),
-                          str(count)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", _RACE, catalog_url, str(tmp_path / "blobs"), str(count)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     outputs = [p.communicate(timeout=240) for p in procs]
@@ -603,8 +629,17 @@ def test_data_of_a_million_events_answers_in_seconds(om: Omega, capsys):
         start = time.time()
         for chunk in range(10):
             rows = [
-                (ids, run, i, start + i / 1e4, "metric", "loss" if i % 2 else "acc",
-                 str(i / 7), node, user)
+                (
+                    ids,
+                    run,
+                    i,
+                    start + i / 1e4,
+                    "metric",
+                    "loss" if i % 2 else "acc",
+                    str(i / 7),
+                    node,
+                    user,
+                )
                 for i in range(chunk * 100_000, (chunk + 1) * 100_000)
             ]
             om.catalog.tracking.log(rows)
@@ -617,8 +652,10 @@ def test_data_of_a_million_events_answers_in_seconds(om: Omega, capsys):
     losses = exp.data(key="loss")
     took_filtered = time.perf_counter() - began
     with capsys.disabled():
-        print(f"\nexp.data() of {len(frame):,} events on {om.catalog.dialect}: {took:.2f} s; "
-              f"key='loss' ({len(losses):,}): {took_filtered:.2f} s")
+        print(
+            f"\nexp.data() of {len(frame):,} events on {om.catalog.dialect}: {took:.2f} s; "
+            f"key='loss' ({len(losses):,}): {took_filtered:.2f} s"
+        )
 
     assert len(frame) == 1_000_004 and len(losses) == 500_000
     assert took < 30 and took_filtered < 30
@@ -638,8 +675,12 @@ def celery(tmp_path_factory) -> Iterator[tuple[Omega, int]]:
     if not broker:
         pytest.fail("OMOPS_TEST_BROKER is not set: run `bash scripts/test.sh` or source its env")
     home = tmp_path_factory.mktemp("celery")
-    om = Omega(catalog=f"sqlite:///{home / 'catalog.sqlite'}", blobs=str(home / "blobs"),
-               broker=broker, home=str(home))
+    om = Omega(
+        catalog=f"sqlite:///{home / 'catalog.sqlite'}",
+        blobs=str(home / "blobs"),
+        broker=broker,
+        home=str(home),
+    )
     store_model(om)
     worker = Worker(om, home, broker=broker)
     try:
@@ -705,4 +746,9 @@ def test_event_row_matches_the_frame_columns(om: Omega):
     om.catalog.tracking.log([event_row(exp.id, exp.run, "metric", "k", 1.0, 5)])
     frame = exp.data()
     assert frame[["run", "step", "event", "key", "value"]].iloc[0].tolist() == [
-        1, 5, "metric", "k", 1.0]
+        1,
+        5,
+        "metric",
+        "k",
+        1.0,
+    ]
