@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
-import os
 import platform
 import shutil
 import statistics
@@ -45,6 +44,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import loadavg, machine  # noqa: E402
 
 import omops  # noqa: E402
 
@@ -156,33 +157,6 @@ def bench_filtered(om: omops.Omega, root: Path, rows: int, repeats: int) -> list
     )
     del got, raw, expected
     return [compare("filtered get", ours, base, repeats)]
-
-
-def machine() -> dict[str, str]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram = "unknown"
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                ram = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-                break
-    except OSError:
-        pass
-    return {"cores": str(os.cpu_count()), "cpu": model, "ram": ram}
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
 
 
 def markdown(args: argparse.Namespace, results: list[dict], load: str) -> str:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.metadata as md
 import os
 import platform
 import shutil
@@ -50,6 +49,9 @@ from sklearn.linear_model import LogisticRegression
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _common import loadavg, machine  # noqa: E402
+from _common import version as _version
 
 import omops  # noqa: E402
 import omops.errors  # noqa: E402
@@ -134,36 +136,6 @@ def wait_worker(
         except omops.errors.OmopsError:
             continue
     raise RuntimeError(f"worker not answering after {timeout}s:\n{log.read_text()[-3000:]}")
-
-
-def machine() -> dict[str, str]:
-    model, ram = "unknown", "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                ram = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-                break
-    except OSError:
-        pass
-    return {"cores": str(os.cpu_count()), "cpu": model, "ram": ram}
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
-
-
-def _version(dist: str) -> str:
-    try:
-        return md.version(dist)
-    except md.PackageNotFoundError:
-        return "-"
 
 
 def report_rows(res: dict[str, dict[str, float]]) -> list[tuple[str, dict, str, str]]:

@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import http.client
-import importlib.metadata as md
 import os
 import platform
 import shutil
@@ -68,6 +67,9 @@ from sklearn.linear_model import LogisticRegression
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _common import loadavg, machine  # noqa: E402
+from _common import version as _version
 
 import omops  # noqa: E402
 
@@ -374,29 +376,6 @@ def in_process(fn: Callable[[], object], n: int) -> dict[str, float]:
 # -- report ------------------------------------------------------------------
 
 
-def machine() -> dict[str, str]:
-    model, ram = "unknown", "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                ram = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-                break
-    except OSError:
-        pass
-    return {"cores": str(os.cpu_count()), "cpu": model, "ram": ram}
-
-
-def _version(dist: str) -> str:
-    try:
-        return md.version(dist)
-    except md.PackageNotFoundError:
-        return "-"
-
-
 def mlflow_versions(python: Path) -> str:
     code = (
         "import importlib.metadata as m, importlib.util as u\n"
@@ -415,13 +394,6 @@ def omops_versions() -> str:
         f"{d} {_version(d)}"
         for d in ("fastapi", "starlette", "uvicorn", "httptools", "uvloop", "orjson")
     )
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
 
 
 def rows_table(res: dict[str, dict[str, dict[str, float]]]) -> list[tuple[str, str, dict]]:

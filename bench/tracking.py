@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import http.client
-import importlib.metadata as md
 import os
 import platform
 import signal
@@ -58,6 +57,10 @@ from sklearn.linear_model import LogisticRegression
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _common import loadavg
+from _common import machine as machine_info  # noqa: E402
+from _common import version as _version
 
 import omops  # noqa: E402
 from omops.runtime._tracking import log_prediction, writer_for  # noqa: E402
@@ -352,33 +355,11 @@ def rest_overhead(root: Path, requests: int, blocks: int) -> dict:
 
 
 def machine() -> str:
-    model, ram = "unknown", "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                ram = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {model}, {ram} RAM, {platform.system()} {platform.release()}"
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
-
-
-def _version(dist: str) -> str:
-    try:
-        return md.version(dist)
-    except md.PackageNotFoundError:
-        return "-"
+    info = machine_info()
+    return (
+        f"{info['cores']} cores, {info['cpu']}, {info['ram']} RAM, "
+        f"{platform.system()} {platform.release()}"
+    )
 
 
 def summary(args: argparse.Namespace, res: dict) -> list[tuple[str, str, str, str]]:
