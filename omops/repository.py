@@ -374,8 +374,7 @@ class Repository:
             raise InvalidName(f"{name!r} names a revision already; drop revision={revision!r}")
         if columns is not None and ref.columns is not None:
             raise InvalidQuery(f"{name!r} selects columns already; drop columns=")
-        record = self._record(ref.name)
-        rev = self.catalog.resolve(record.id, revision or ref.ref)
+        rev = self.catalog.lookup(self.bucket, self.store, check_name(ref.name), revision or ref.ref)
         query = ReadQuery(
             columns=ref.columns if ref.columns is not None else columns,
             exclude=ref.exclude,

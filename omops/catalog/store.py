@@ -197,7 +197,9 @@ class Catalog:
         self._engine_obj: Engine | None = None
         self._engine_pid: int | None = None
         self._lock = threading.Lock()
-        self._lookup_prepared: tuple[Engine, Any, list[tuple[str, Any]]] | None = None
+        # Statements compiled for _fetch, by id of the (module-level) statement.
+        self._prepared: dict[int, tuple[Any, list[tuple[str, Any]]]] = {}
+        self._prepared_for: Engine | None = None
 
     def __repr__(self) -> str:
         return f"Catalog({normalize_url(self.url).render_as_string(hide_password=True)!r})"
@@ -371,39 +373,53 @@ class Catalog:
         return self.resolve(self.get(bucket, store, name).id, ref)  # a revision prefix, or NotFound
 
     def _lookup_tag(self, params: dict[str, str]) -> RevisionRecord | None:
-        # On a pooled DB-API connection with the statement compiled once: a single
-        # SELECT needs no transaction, and SQLAlchemy's per-execution machinery
-        # would cost ~8x the query itself.
+        (rows,) = self._fetch((_LOOKUP, params))
+        return RevisionRecord(**rows[0]) if rows else None
+
+    def _fetch(self, *queries: tuple[sa.Select, Mapping[str, Any]]) -> list[list[dict[str, Any]]]:
+        """Rows of SELECTs, run in order on one pooled DB-API connection.
+
+        For the hot read paths (serving, tasks, small reads): each statement is
+        compiled once per engine and runs without SQLAlchemy's per-execution
+        machinery (connection wrapper, transaction, result objects), which
+        costs several times a small indexed query. Each statement reads one
+        consistent snapshot, as it would in a transaction on either database.
+        """
         engine = self.engine()
-        prepared = self._lookup_prepared
-        if prepared is None or prepared[0] is not engine:
-            compiled = _LOOKUP.compile(dialect=engine.dialect)
-            columns = [
-                (c.name, c.type._cached_result_processor(engine.dialect, None))
-                for c in _LOOKUP.selected_columns
-            ]
-            prepared = self._lookup_prepared = (engine, compiled, columns)
-        _, compiled, columns = prepared
-        bound = compiled.construct_params(params)
-        args = [bound[k] for k in compiled.positiontup] if compiled.positional else bound
+        if self._prepared_for is not engine:
+            self._prepared, self._prepared_for = {}, engine
         connection = engine.raw_connection()
         try:
             cursor = connection.cursor()
             try:
-                cursor.execute(compiled.string, args)
-                row = cursor.fetchone()
+                return [self._run(cursor, engine, q, params) for q, params in queries]
             finally:
                 cursor.close()
         finally:
             connection.close()  # back to the pool, which rolls back what a driver began
-        if row is None:
-            return None
-        return RevisionRecord(
-            **{
+
+    def _run(
+        self, cursor: Any, engine: Engine, query: sa.Select, params: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        prepared = self._prepared.get(id(query))
+        if prepared is None:
+            compiled = query.compile(dialect=engine.dialect)
+            columns = [
+                (c.name, c.type._cached_result_processor(engine.dialect, None))
+                for c in query.selected_columns
+            ]
+            prepared = self._prepared[id(query)] = (compiled, columns)
+        compiled, columns = prepared
+        bound = compiled.construct_params(params)
+        args = [bound[k] for k in compiled.positiontup] if compiled.positional else bound
+        cursor.execute(compiled.string, args)
+        return [
+            {
                 name: process(v) if process else v
                 for (name, process), v in zip(columns, row, strict=True)
             }
-        )
+            for row in cursor.fetchall()
+        ]
 
     def revisions(self, object_id: int) -> list[tuple[RevisionRecord, list[str]]]:
         """All revisions, oldest first, each with its tags."""
@@ -435,15 +451,14 @@ class Catalog:
     def parts(self, revision: RevisionRecord) -> list[PartRecord]:
         """The blobs of a revision in read order (its append chain, oldest first)."""
         params = {"revision_id": revision.id, "revision": revision.revision}
-        with self._read() as conn:
-            found = [PartRecord(*row) for row in conn.execute(_PARTS, params)]
-            # Checked after the parts (PostgreSQL reads each statement at a new
-            # snapshot): a revision that exists now existed, immutable, before,
-            # so what was read is whole; otherwise a concurrent drop removed it
-            # and the read must not pass off no parts as an empty object.
-            if conn.execute(_REVISION_EXISTS, params).first() is None:
-                raise NotFound(f"revision {revision.revision} was dropped meanwhile")
-        return found
+        # The existence check comes after the parts (each statement reads at its own
+        # snapshot): a revision that exists now existed, immutable, before, so
+        # what was read is whole; otherwise a concurrent drop removed it and the
+        # read must not pass off no parts as an empty object.
+        found, exists = self._fetch((_PARTS, params), (_REVISION_EXISTS, params))
+        if not exists:
+            raise NotFound(f"revision {revision.revision} was dropped meanwhile")
+        return [PartRecord(**row) for row in found]
 
     def set_tag(self, object_id: int, revision: RevisionRecord, tag: str) -> None:
         """Point ``tag`` at ``revision`` (moving it if it pointed elsewhere)."""

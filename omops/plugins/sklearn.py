@@ -82,6 +82,20 @@ class SklearnPlugin(Plugin):
 
     actions = frozenset({*_FITTING, *_APPLYING, "fit_transform", "score", "gridsearch"})
 
+    def takes_arrays(self, obj: Any) -> bool:
+        """True for scikit-learn's own estimators that never select columns by name.
+
+        ColumnTransformer, FunctionTransformer (user code may index a
+        DataFrame), pandas/polars output and estimators from other packages
+        are excluded, anywhere in a pipeline or meta-estimator.
+        """
+        return _array_safe(obj)
+
+    def perform_array(self, obj: Any, action: str, X: Any) -> ActionOutcome:  # noqa: N803
+        """``perform`` on an array, without the "no feature names" warning."""
+        _quiet_missing_names()
+        return self.perform(obj, action, X, None)
+
     def perform(self, obj: Any, action: str, X: Any, y: Any, **kwargs: Any) -> ActionOutcome:  # noqa: N803
         """Run a scikit-learn verb; fitting verbs return the changed model."""
         if action not in self.actions:
@@ -137,3 +151,71 @@ class SklearnPlugin(Plugin):
 def _plain(value: Any) -> Any:
     item = getattr(value, "item", None)
     return item() if callable(item) and type(value).__module__ == "numpy" else value
+
+
+#: Estimators that look at column names or run user code on the input.
+_NAME_AWARE = frozenset({"ColumnTransformer", "FunctionTransformer"})
+_MAX_DEPTH = 20
+
+
+def _array_safe(obj: Any) -> bool:
+    """Whether every estimator in ``obj`` is a plain scikit-learn one that reads arrays.
+
+    Walks parameters and fitted attributes (pipeline steps, ``estimators_``,
+    ``best_estimator_`` ...). When the model as a whole was fitted without
+    column names, none inside may know names either: it would check a
+    DataFrame's column order, which an array cannot show.
+    """
+    named: list[bool] = []
+    if not _walk(obj, 0, set(), named):
+        return False
+    return getattr(obj, "feature_names_in_", None) is not None or not any(named[1:])
+
+
+def _walk(obj: Any, depth: int, seen: set[int], named: list[bool]) -> bool:
+    if obj is None or isinstance(obj, (str, int, float, bool)) or id(obj) in seen:
+        return True
+    if depth > _MAX_DEPTH:
+        return False
+    if isinstance(obj, (list, tuple)):
+        return all(_walk(item, depth + 1, seen, named) for item in obj)
+    if isinstance(obj, dict):
+        return all(_walk(item, depth + 1, seen, named) for item in obj.values())
+    base = sys.modules.get("sklearn.base")
+    if base is None or not isinstance(obj, base.BaseEstimator):
+        return not callable(getattr(obj, "fit", None))  # data, functions: not an estimator
+    seen.add(id(obj))
+    cls = type(obj)
+    if not cls.__module__.startswith("sklearn.") or cls.__name__ in _NAME_AWARE:
+        return False
+    output = getattr(obj, "_sklearn_output_config", None) or {}
+    if output.get("transform", "default") != "default":
+        return False
+    named.append(getattr(obj, "feature_names_in_", None) is not None)
+    return all(
+        _walk(value, depth + 1, seen, named)
+        for key, value in vars(obj).items()
+        if key != "_sklearn_output_config"
+    )
+
+
+_MISSING_NAMES = "X does not have valid feature names"
+
+
+def _quiet_missing_names() -> None:
+    """Silence "X does not have valid feature names": the array is sent on purpose.
+
+    Checked before every array call (a look at the first filter) and put back
+    in front when something replaced the filters since, e.g. a
+    ``warnings.catch_warnings`` block or an ``error`` filter added later. It is
+    installed only by processes that serve models through arrays.
+    """
+    import warnings
+
+    first = warnings.filters[0] if warnings.filters else None
+    if (
+        first is None
+        or first[0] != "ignore"
+        or getattr(first[1], "pattern", None) != _MISSING_NAMES
+    ):
+        warnings.filterwarnings("ignore", message=_MISSING_NAMES, category=UserWarning)

@@ -13,7 +13,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from omops._system import Sampler
@@ -140,11 +140,11 @@ def _split(frame: Any) -> dict[str, Any]:
     }
 
 
-def _inputs(X: Any) -> dict[str, Any]:  # noqa: N803
+def _inputs(X: Any, columns: Sequence[str] | None = None) -> dict[str, Any]:  # noqa: N803
     """The input of a prediction: whole up to 100 rows, else 10 rows and a SHA-256 of all."""
     import pandas as pd
 
-    frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X)
+    frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X, columns=columns)
     rows = len(frame)
     if rows <= FULL_ROWS:
         return {"rows": rows, "data": _split(frame)}
@@ -160,11 +160,13 @@ def log_prediction(
     result: Any,  # noqa: N803
     *,
     action: str = "predict",
+    columns: Sequence[str] | None = None,
 ) -> None:
     """Queue a ``predict`` event for every experiment tracking ``model`` (write-behind).
 
     Only predicting actions (:data:`PREDICT_ACTIONS`) are logged; for any
     other (``score``, ``fit`` ...) this does nothing, so callers need not check.
+    ``columns`` names the columns of an array ``X``.
     """
     if action not in PREDICT_ACTIONS:
         return
@@ -177,7 +179,7 @@ def log_prediction(
         "model": model,
         "revision": revision,
         "action": action,
-        "input": _inputs(X),
+        "input": _inputs(X, columns),
         "output": _summary(result, FULL_ROWS),
     }
     writer = writer_for(om)

@@ -13,6 +13,7 @@ from omops.names import parse_reference
 from omops.omega import Omega
 from omops.runtime._tracking import PREDICT_ACTIONS, log_prediction
 from omops.runtime.tasks import MODELS, to_json
+from omops.server._arrays import ARRAY_ACTIONS, ArrayLane, numeric_rows
 from omops.server._auth import Scope
 from omops.server._deps import ASYNC_ACTIONS, SYNC_ACTIONS, action_scope, reader
 from omops.server._errors import omops_error
@@ -163,6 +164,10 @@ def _align(X: Any, kind_meta: dict[str, Any]) -> Any:  # noqa: N803
     return X[expected]
 
 
+#: Which model revisions may be served from arrays (see omops.server._arrays).
+ARRAYS = ArrayLane()
+
+
 class _NotLoaded(Exception):
     """The model revision is not in the cache: load it off the event loop."""
 
@@ -195,24 +200,55 @@ def run_sync(
     key = (om.catalog.url, om.bucket, ref.name, rev.revision)
     load = _not_loaded if loaded_only else lambda: om.models.get(f"{ref.name}@{rev.revision}")
     model = MODELS.get(key, load)
-    X, y = _inputs(om, payload, datax, datay)  # noqa: N806
-    X = _align(X, rev.kind_meta)  # noqa: N806
-    if action == "score" and y is None:
-        raise InvalidData('score needs targets: add "y": [...] to the body or ?datay=<dataset>')
-    try:
-        outcome = plugin.perform(model, action, X, y)
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
-        raise InvalidData(f"the model could not {action} this input: {exc}") from None
-    result = to_json(outcome.result)
+    rows = None
+    if action in ARRAY_ACTIONS and datax is None and datay is None:
+        rows = numeric_rows(payload, rev.kind_meta.get("feature_names"))
+    if rows is None:
+        X, outcome = _usual(om, plugin, model, action, payload, datax, datay, rev.kind_meta)  # noqa: N806
+    else:
+        X, outcome = ARRAYS.answer(  # noqa: N806
+            (*key, action),
+            rows,
+            lambda: plugin.takes_arrays(model),
+            lambda array: _perform(plugin.perform_array, model, action, array),
+            lambda: _usual(om, plugin, model, action, payload, None, None, rev.kind_meta),
+        )
+    result = to_json(outcome)
     if action in PREDICT_ACTIONS:
         # Queued for experiments tracking this model; a cached check when none does.
-        log_prediction(om, ref.name, rev.revision, X, result, action=action)
+        columns = rows.columns if rows is not None and X is rows.array else None
+        log_prediction(om, ref.name, rev.revision, X, result, action=action, columns=columns)
     return {
         "model": ref.name,
         "revision": rev.revision,
         "rows": len(X),
         "result": result,
     }
+
+
+def _usual(
+    om: Omega,
+    plugin: Any,
+    model: Any,
+    action: str,
+    payload: Any,
+    datax: str | None,
+    datay: str | None,
+    kind_meta: dict[str, Any],
+) -> tuple[Any, Any]:
+    """The input as a DataFrame (columns checked and ordered), and the action's result."""
+    X, y = _inputs(om, payload, datax, datay)  # noqa: N806
+    X = _align(X, kind_meta)  # noqa: N806
+    if action == "score" and y is None:
+        raise InvalidData('score needs targets: add "y": [...] to the body or ?datay=<dataset>')
+    return X, _perform(plugin.perform, model, action, X, y)
+
+
+def _perform(perform: Any, model: Any, action: str, *inputs: Any) -> Any:
+    try:
+        return perform(model, action, *inputs).result
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise InvalidData(f"the model could not {action} this input: {exc}") from None
 
 
 async def model_action(
