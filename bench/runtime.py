@@ -12,6 +12,10 @@ timed five ways, in one run:
                      subprocess on the same OMOPS_HOME, its own queue) with
                      the RabbitMQ broker ``--broker`` (default ``$OMOPS_TEST_BROKER``),
                      results over ``rpc://``
+* ``celery no cache`` the same on a second worker started with
+                     ``OMOPS_READ_CACHE_MB=0``: every task reads the dataset's blob
+                     (the in-process ways and ``celery`` reuse the read of an
+                     unchanged revision, see the README's read cache)
 
 Every way reads the dataset (``om.datasets.get``), so the overheads compare
 like with like; ``direct`` also loads the model from its blob each call,
@@ -57,7 +61,7 @@ import omops  # noqa: E402
 import omops.errors  # noqa: E402
 
 TARGETS = {"local overhead ms": 1.0, "celery p50 ms": 10.0}
-MODES = ("pure predict", "direct cached", "direct", "local", "celery")
+MODES = ("pure predict", "direct cached", "direct", "local", "celery", "celery no cache")
 
 
 def frame(rows: int, seed: int) -> pd.DataFrame:
@@ -83,9 +87,9 @@ def timed(fn: Callable[[], object], n: int, out: list[float]) -> None:
         out.append(clock() - start)
 
 
-def start_worker(home: Path, broker: str, label: str, log: Path) -> subprocess.Popen:
+def start_worker(home: Path, broker: str, label: str, log: Path, **extra: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OMOPS_")}
-    env.update(OMOPS_HOME=str(home), OMOPS_BROKER=broker)
+    env.update(OMOPS_HOME=str(home), OMOPS_BROKER=broker, **extra)
     om = Path(sys.executable).parent / "om"
     cmd = [str(om)] if om.exists() else [sys.executable, "-c", "from omops.cli import main; main()"]
     with log.open("wb") as out:
@@ -175,7 +179,7 @@ def markdown(args: argparse.Namespace, res: dict, load: str, broker: str | None)
         f"- predict of a LogisticRegression on a stored {args.rows}-row x 10 dataset; SQLite"
         " catalog in a temporary OMOPS_HOME shared by client and worker; Celery: RabbitMQ"
         f" on loopback{'' if broker else ' (not run: no broker)'}, results over rpc://,"
-        " 1 worker process (prefork, concurrency 1)",
+        " 1 worker process per Celery way (prefork, concurrency 1)",
         f"- load average (1, 5, 15 min) before / after: {load}",
         "",
         "| way | calls | p50 ms | p99 ms | p50 - direct (ms) | p50 - direct cached (ms) |",
@@ -198,6 +202,8 @@ def verdict(res: dict[str, dict[str, float]]) -> str:
     if "celery" in res:
         p50 = res["celery"]["p50"]
         text += f"; Celery p50 {p50:.3f} ms, target <= 10 ms: {'met' if p50 <= 10 else 'NOT met'}"
+    if "celery no cache" in res:
+        text += f" (without the read cache: {res['celery no cache']['p50']:.3f} ms)"
     return text + "."
 
 
@@ -228,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     load = loadavg()
     print(f"load average before: {load} (other work on the machine skews the timings)")
     root = Path(tempfile.mkdtemp(prefix="omops-bench-runtime-"))
-    worker = None
+    workers: list[subprocess.Popen] = []
     try:
         home = root / "home"
         om = omops.Omega(home=home, broker=broker)
@@ -248,12 +254,14 @@ def main(argv: list[str] | None = None) -> int:
         }
         counts = dict.fromkeys(ways, args.calls)
         if broker:
-            label = f"bench-{uuid.uuid4().hex[:8]}"  # a queue of its own on a shared broker
-            worker = start_worker(home, broker, label, root / "worker.log")
-            wait_worker(om, label, worker, root / "worker.log", 60)
-            remote = om.runtime.mode(local=False).require(label).model("bench/lr")
-            ways["celery"] = lambda: remote.predict("bench/X").get(timeout=30)
-            counts["celery"] = args.celery_calls
+            for way, extra in (("celery", {}), ("celery no cache", {"OMOPS_READ_CACHE_MB": "0"})):
+                label = f"bench-{uuid.uuid4().hex[:8]}"  # a queue of its own on a shared broker
+                log = root / f"worker-{label}.log"
+                workers.append(start_worker(home, broker, label, log, **extra))
+                wait_worker(om, label, workers[-1], log, 60)
+                remote = om.runtime.mode(local=False).require(label).model("bench/lr")
+                ways[way] = lambda remote=remote: remote.predict("bench/X").get(timeout=30)
+                counts[way] = args.celery_calls
         for name, fn in ways.items():
             got = fn()
             got = got.tolist() if hasattr(got, "tolist") else got
@@ -271,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                 timed(ways[name], max(1, counts[name] // args.blocks), times[name])
         res = {name: stats(values) for name, values in times.items()}
     finally:
-        stop_worker(worker)
+        for worker in workers:
+            stop_worker(worker)
         shutil.rmtree(root, ignore_errors=True)
 
     load = f"{load} / {loadavg()}"

@@ -8,20 +8,110 @@ names, buckets and revisions; the bytes are the plugins' business.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from omops.blobs import Blobs
 from omops.catalog import Catalog, MissingBlobs, NewRevision, ObjectRecord, RevisionRecord
-from omops.errors import InvalidData, InvalidName, InvalidQuery, NotFound, PluginError
+from omops.errors import ConfigError, InvalidData, InvalidName, InvalidQuery, NotFound, PluginError
 from omops.names import check_name, check_tag, parse_reference
 from omops.plugins import ReadQuery, Registry, default_registry
 
-__all__ = ["STORES", "Metadata", "Repository"]
+__all__ = ["READS", "STORES", "Metadata", "ReadCache", "Repository"]
 
 #: Writes of one put when concurrent drops keep deleting its blobs (see Catalog.delete_unused).
 _PUT_ATTEMPTS = 5
+
+
+class ReadCache:
+    """Small objects read before, by revision; each hit is a fresh deep copy.
+
+    A revision never changes, so a process that reads the same small dataset
+    again and again (a worker predicting on it, a notebook loop) reads its
+    blob once. The name is still looked up on every read, so a new revision
+    is seen at once. Only kinds whose plugin ``caches_reads`` (DataFrames and
+    Series), reads without filters, blobs up to ``max_blob_bytes`` and
+    objects up to ``max_object_bytes`` in memory are kept, ``max_bytes`` in
+    all (least recently used first out).
+    """
+
+    def __init__(
+        self,
+        max_bytes: int | None = 64 * 2**20,
+        max_object_bytes: int = 4 * 2**20,
+        max_blob_bytes: int = 2**20,
+    ) -> None:
+        # None: read OMOPS_READ_CACHE_MB when first needed (import reads nothing).
+        self._max_bytes, self.max_object_bytes = max_bytes, max_object_bytes
+        self.max_blob_bytes = max_blob_bytes
+        self._items: OrderedDict[tuple[Any, ...], tuple[Any, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @property
+    def max_bytes(self) -> int:
+        if self._max_bytes is None:
+            self._max_bytes = _read_cache_bytes()
+        return self._max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value: int) -> None:
+        self._max_bytes = value
+
+    def get(self, key: tuple[Any, ...], read: Callable[[], Any], *, small: bool) -> Any:
+        """A copy of the kept object, or ``read()`` (kept when ``small``)."""
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+        if found is not None:
+            return found[0].copy(deep=True)
+        obj = read()
+        if small:
+            self._keep(key, obj)
+        return obj
+
+    def _keep(self, key: tuple[Any, ...], obj: Any) -> None:
+        size = obj.memory_usage(deep=True)
+        size = int(size.sum() if hasattr(size, "sum") else size)
+        if size > min(self.max_object_bytes, self.max_bytes):
+            return
+        kept = obj.copy(deep=True)  # the caller may change the object it got
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = (kept, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._bytes -= dropped
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+def _read_cache_bytes() -> int:
+    text = os.environ.get("OMOPS_READ_CACHE_MB", "64")
+    try:
+        megabytes = float(text)
+    except ValueError:
+        megabytes = -1.0
+    if not megabytes >= 0:
+        raise ConfigError(
+            f"OMOPS_READ_CACHE_MB must be a number of MiB >= 0 (0: off), not {text!r}"
+        )
+    return int(megabytes * 2**20)
+
+
+#: The read cache of this process, shared by every Omega and repository; its
+#: size is ``OMOPS_READ_CACHE_MB`` (default 64, 0 turns it off).
+READS = ReadCache(None)
 
 #: The repositories every Omega instance has.
 STORES: tuple[str, ...] = ("datasets", "models", "jobs", "scripts", "streams")
@@ -374,14 +464,30 @@ class Repository:
             raise InvalidName(f"{name!r} names a revision already; drop revision={revision!r}")
         if columns is not None and ref.columns is not None:
             raise InvalidQuery(f"{name!r} selects columns already; drop columns=")
-        rev = self.catalog.lookup(self.bucket, self.store, check_name(ref.name), revision or ref.ref)
+        rev = self.catalog.lookup(
+            self.bucket, self.store, check_name(ref.name), revision or ref.ref
+        )
         query = ReadQuery(
             columns=ref.columns if ref.columns is not None else columns,
             exclude=ref.exclude,
             filters={**(filters or {}), **kwfilters},
         )
         plugin = self.plugins.get(rev.kind)
-        return plugin.get(self.blobs, self.catalog.parts(rev), rev.kind_meta, query=query)
+        if not plugin.caches_reads or query.filters:
+            return plugin.get(self.blobs, self.catalog.parts(rev), rev.kind_meta, query=query)
+        key = (
+            self.catalog.url,
+            self.bucket,
+            self.store,
+            rev.revision,
+            None if query.columns is None else tuple(query.columns),
+            query.exclude,
+        )
+        return READS.get(
+            key,
+            lambda: plugin.get(self.blobs, self.catalog.parts(rev), rev.kind_meta, query=query),
+            small=rev.size <= READS.max_blob_bytes,
+        )
 
     def exists(self, name: str) -> bool:
         """Whether ``name`` (or ``name@ref``) exists."""

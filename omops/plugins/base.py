@@ -105,6 +105,10 @@ class Plugin:
         """Extra, user-facing metadata (e.g. columns) for ``metadata(name)``."""
         return {}
 
+    #: Whether small reads may be kept in memory and handed out as copies
+    #: (``obj.copy(deep=True)``, sized by ``obj.memory_usage(deep=True)``).
+    caches_reads: ClassVar[bool] = False
+
     #: Actions the runtime can run on objects of this kind (model plugins).
     actions: ClassVar[frozenset[str]] = frozenset()
 

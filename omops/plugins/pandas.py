@@ -154,6 +154,7 @@ class DataFramePlugin(Plugin):
     """A pandas DataFrame as Parquet parts; supports append, filters and column selection."""
 
     kind = "pandas.dataframe"
+    caches_reads = True
     stores = ("datasets",)
     appendable = True
 

@@ -1,0 +1,145 @@
+"""The read cache: small DataFrames read again come from memory, as fresh copies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from omops.errors import ConfigError, NotFound
+from omops.omega import Omega
+from omops.plugins.pandas import DataFramePlugin
+from omops.repository import READS, ReadCache
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Kinds whose blobs were read, in order (each call of a DataFrame plugin's get)."""
+    seen: list[str] = []
+    original = DataFramePlugin.get
+
+    def counting(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        seen.append(self.kind)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(DataFramePlugin, "get", counting)
+    READS.clear()
+    return seen
+
+
+def sales(n: int = 5) -> pd.DataFrame:
+    return pd.DataFrame({"sales": np.arange(n) * 10, "x": np.linspace(0, 1, n)})
+
+
+def test_a_second_read_comes_from_memory_and_equals_the_first(om: Omega, reads: list[str]) -> None:
+    om.datasets.put(sales(), "stats")
+    first = om.datasets.get("stats")
+    second = om.datasets.get("stats")
+    assert reads == ["pandas.dataframe"]
+    pd.testing.assert_frame_equal(first, sales())
+    pd.testing.assert_frame_equal(second, sales())
+
+
+def test_changing_what_was_read_changes_no_later_read(om: Omega, reads: list[str]) -> None:
+    om.datasets.put(sales(), "stats")
+    first = om.datasets.get("stats")
+    first.loc[0, "sales"] = -1
+    first["new"] = 1
+    second = om.datasets.get("stats")
+    second.iloc[1, 0] = -2
+    pd.testing.assert_frame_equal(om.datasets.get("stats"), sales())
+    assert reads == ["pandas.dataframe"]
+
+
+def test_a_new_revision_is_read_at_once(om: Omega, reads: list[str]) -> None:
+    om.datasets.put(sales(3), "stats")
+    assert len(om.datasets.get("stats")) == 3
+    om.datasets.put(sales(3), "stats", append=True)
+    assert len(om.datasets.get("stats")) == 6
+    om.datasets.put(sales(2), "stats", append=False)
+    assert len(om.datasets.get("stats")) == 2
+    first = om.datasets.revisions("stats")[0][0]
+    assert len(om.datasets.get(f"stats@{first}")) == 3  # old revisions stay readable
+    assert len(reads) == 3  # ... and the first was read before
+
+
+def test_a_dropped_dataset_is_gone_though_it_was_read(om: Omega, reads: list[str]) -> None:
+    om.datasets.put(sales(), "stats")
+    om.datasets.get("stats")
+    om.datasets.drop("stats")
+    with pytest.raises(NotFound):
+        om.datasets.get("stats")
+
+
+def test_column_selections_are_kept_apart(om: Omega, reads: list[str]) -> None:
+    om.datasets.put(sales(), "stats")
+    assert list(om.datasets.get("stats[sales]").columns) == ["sales"]
+    assert list(om.datasets.get("stats[^sales]").columns) == ["x"]
+    assert list(om.datasets.get("stats").columns) == ["sales", "x"]
+    assert list(om.datasets.get("stats", columns=["x"]).columns) == ["x"]
+    assert len(reads) == 4
+    for name in ("stats[sales]", "stats[^sales]", "stats"):
+        om.datasets.get(name)
+    assert len(reads) == 4
+
+
+def test_filtered_reads_always_read(om: Omega, reads: list[str]) -> None:
+    om.datasets.put(sales(), "stats")
+    for _ in range(2):
+        assert om.datasets.get("stats", sales__gte=20)["sales"].tolist() == [20, 30, 40]
+    assert len(reads) == 2
+
+
+def test_series_are_copied_too(om: Omega, reads: list[str]) -> None:
+    om.datasets.put(pd.Series([1.0, 2.0], name="s"), "series")
+    first = om.datasets.get("series")
+    first.iloc[0] = 99.0
+    assert om.datasets.get("series").tolist() == [1.0, 2.0]
+    assert reads == ["pandas.series"]
+
+
+def test_large_blobs_are_not_kept(om: Omega, reads: list[str], monkeypatch) -> None:
+    monkeypatch.setattr(READS, "max_blob_bytes", 10)
+    om.datasets.put(sales(), "stats")
+    om.datasets.get("stats")
+    om.datasets.get("stats")
+    assert len(reads) == 2
+
+
+def test_the_cache_stays_within_its_bounds() -> None:
+    frame = pd.DataFrame({"a": np.zeros(100)})  # 800 bytes of data, plus the index
+    size = int(frame.memory_usage(deep=True).sum())
+    cache = ReadCache(max_bytes=3 * size, max_object_bytes=size)
+    for i in range(5):
+        cache.get(("k", i), lambda: frame, small=True)
+    calls: list[int] = []
+
+    def read(i: int) -> pd.DataFrame:
+        calls.append(i)
+        return frame
+
+    for i in range(5):
+        cache.get(("k", i), lambda i=i: read(i), small=True)
+    assert calls == [0, 1, 2, 3, 4]  # the 3 newest were kept, then pushed out in turn
+    assert cache._bytes <= 3 * size
+    cache.get(("big",), lambda: pd.concat([frame, frame]), small=True)
+    assert ("big",) not in cache._items  # over max_object_bytes
+    cache.get(("not small",), lambda: frame, small=False)
+    assert ("not small",) not in cache._items
+
+
+def test_the_size_comes_from_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv("OMOPS_READ_CACHE_MB", "0")
+    cache = ReadCache(None)
+    frame = pd.DataFrame({"a": [1.0]})
+    cache.get(("k",), lambda: frame, small=True)
+    assert cache._items == {}  # 0 turns the cache off
+    monkeypatch.setenv("OMOPS_READ_CACHE_MB", "0.5")
+    assert ReadCache(None).max_bytes == 2**19
+
+
+@pytest.mark.parametrize("text", ["lots", "-1", "nan"])
+def test_a_bad_size_is_a_clear_error(monkeypatch, text: str) -> None:
+    monkeypatch.setenv("OMOPS_READ_CACHE_MB", text)
+    with pytest.raises(ConfigError, match="OMOPS_READ_CACHE_MB"):
+        ReadCache(None).get(("k",), lambda: pd.DataFrame({"a": [1.0]}), small=True)
