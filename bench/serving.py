@@ -6,7 +6,12 @@ columns, is served three ways in one run:
 * ``omops``      ``om runtime serve`` (a subprocess on a free loopback port),
                  the model stored with ``om.models.put``;
                  ``POST /api/v1/model/<name>/predict`` with
-                 ``{"columns": [...], "data": [[...]]}``
+                 ``{"columns": [...], "data": [[...]]}`` (small numeric
+                 bodies like this one reach the model as a NumPy array:
+                 the README's array lane)
+* ``omops --no-arrays`` a second omops server on the same store, started
+                 with ``--no-arrays``: the model always gets a DataFrame, as
+                 for inputs the array lane does not take (sequential phase)
 * ``mlflow``     ``mlflow models serve --env-manager local`` (a subprocess,
                  run from its own virtualenv: ``--mlflow-python``), the same
                  fitted model saved with ``mlflow.sklearn.save_model``;
@@ -258,6 +263,13 @@ def omops_target(port: int) -> Target:
     )
 
 
+def omops_dataframe_target(port: int) -> Target:
+    """A second omops server, started with ``--no-arrays``: models always get a DataFrame."""
+    target = omops_target(port)
+    target.name = "omops --no-arrays"
+    return target
+
+
 def mlflow_target(port: int) -> Target:
     def encode(X: pd.DataFrame) -> bytes:  # noqa: N803
         return orjson.dumps(
@@ -399,7 +411,7 @@ def omops_versions() -> str:
 def rows_table(res: dict[str, dict[str, dict[str, float]]]) -> list[tuple[str, str, dict]]:
     out = []
     for phase in ("sequential", "concurrent", "10k rows"):
-        for server in ("omops", "mlflow", "in-process", "in-process ndarray"):
+        for server in ("omops", "omops --no-arrays", "mlflow", "in-process", "in-process ndarray"):
             if server in res.get(phase, {}):
                 out.append((phase, server, res[phase][server]))
     return out
@@ -531,6 +543,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         targets = [omops_target(port)]
         targets[0].pid = procs[0].pid
+        plain_port = free_port()
+        procs.append(
+            start(
+                [*om_command(), "runtime", "serve", "--port", str(plain_port), "--no-arrays"],
+                _env(OMOPS_HOME=str(root / "home")),
+                root / "omops-no-arrays.log",
+            )
+        )
+        plain = omops_dataframe_target(plain_port)
+        plain.pid = procs[-1].pid
 
         mlflow_info = "-"
         if use_mlflow:
@@ -583,14 +605,15 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
             targets.append(mlflow_target(mport))
-            targets[1].pid = procs[1].pid
+            targets[1].pid = procs[-1].pid
         wait_ready(procs[0], port, "/health", root / "omops.log", 60)
+        wait_ready(procs[1], plain_port, "/health", root / "omops-no-arrays.log", 60)
         if use_mlflow:
-            wait_ready(procs[1], mport, "/ping", root / "mlflow.log", 120)
+            wait_ready(procs[2], mport, "/ping", root / "mlflow.log", 120)
 
-        body_one = {t.name: t.encode(one) for t in targets}
-        body_big = {t.name: t.encode(big) for t in targets}
-        for t in targets:  # same answers as in-process, from both servers
+        body_one = {t.name: t.encode(one) for t in [*targets, plain]}
+        body_big = {t.name: t.encode(big) for t in [*targets, plain]}
+        for t in [*targets, plain]:  # same answers as in-process, from every server
             c = Client(t.port)
             assert t.decode(c.post(t.path, body_one[t.name])) == expected_one, t.name
             assert t.decode(c.post(t.path, body_big[t.name])) == expected_big, t.name
@@ -599,7 +622,9 @@ def main(argv: list[str] | None = None) -> int:
 
         res: dict[str, dict[str, dict[str, float]]] = {}
         print(f"sequential: {args.requests} x 1-row requests per server", flush=True)
-        res["sequential"] = sequential(targets, body_one, args.requests, args.warmup, args.blocks)
+        res["sequential"] = sequential(
+            [*targets, plain], body_one, args.requests, args.warmup, args.blocks
+        )
         one_np = one.to_numpy()
         res["sequential"]["in-process"] = in_process(lambda: model.predict(one), args.requests)
         with warnings.catch_warnings():  # "X does not have valid feature names"

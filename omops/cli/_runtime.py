@@ -185,6 +185,14 @@ def serve(
     max_body: Annotated[int, typer.Option(help="Largest request body in bytes (413 above).")] = 32
     * 1024
     * 1024,
+    arrays: Annotated[
+        bool,
+        typer.Option(
+            "--arrays/--no-arrays",
+            help="Hand scikit-learn models small numeric inputs as NumPy arrays "
+            "(checked per model revision; ~1 ms less per request).",
+        ),
+    ] = True,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Serve every stored model, dataset and task over REST (FastAPI + uvicorn)."""
@@ -208,6 +216,7 @@ def serve(
         )
     os.environ["OMOPS_SERVER_REQUIRE_KEYS"] = "1" if keys else "0"
     os.environ["OMOPS_SERVER_MAX_BODY"] = str(max_body)
+    os.environ["OMOPS_SERVER_ARRAYS"] = "1" if arrays else "0"
     print_note(
         f"serving {om.catalog!r} on http://{host}:{port} (docs at /docs, "
         f"{'API keys required' if keys else 'no API keys'})"

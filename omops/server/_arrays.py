@@ -2,15 +2,15 @@
 
 Most of a 1-row prediction's time goes to the model checking a DataFrame
 (scikit-learn spends about 1 ms on a 1-row frame, 0.2 ms on the same values as
-an array). For a body in the split form whose values are all numbers, and a
-model whose plugin says it :meth:`~omops.plugins.base.Plugin.takes_arrays`,
+an array). For a small body whose values are all numbers (in any of the
+accepted shapes), and a model whose plugin says it :meth:`~omops.plugins.base.Plugin.takes_arrays`,
 the server hands the model the array, columns in the fitted order.
 
 The first such request per (model revision, action, dtype) is answered the
 usual way and checked against the array answer; only if the two agree does the
-lane serve that revision from then on. Anything else (other shapes, strings,
-nulls, missing columns, extra keys such as ``"y"``) takes the usual path with
-its usual errors.
+lane serve that revision from then on. Anything else (strings, booleans,
+nulls, missing columns, records with differing keys, extra keys such as
+``"y"``) takes the usual path with its usual errors.
 """
 
 from __future__ import annotations
@@ -40,21 +40,23 @@ class NumericRows:
 
 
 def numeric_rows(payload: Any, expected: list[str] | None) -> NumericRows | None:
-    """An array from ``{"columns": [...], "data": [[...], ...]}`` of numbers, else None.
+    """An array from a body of numbers in any accepted shape, else None.
 
-    The dtype is what pandas gives the same rows: int64 when every value is
-    an integer, float64 otherwise. ``expected`` (the fitted column names)
-    reorders the columns; when some are missing the usual path explains.
+    Split ``{"columns": [...], "data": [[...], ...]}``, columns ``{"data":
+    {"col": [...]}}`` and records ``[{"col": v}, ...]`` (or ``{"data":
+    [...]}``, every record with the same keys). The dtype is what pandas
+    gives the same values: int64 when every value is an integer, float64
+    otherwise. ``expected`` (the fitted column names) orders the columns;
+    when some are missing the usual path explains.
     """
-    if not isinstance(payload, Mapping) or payload.keys() != {"columns", "data"}:
+    table = _table(payload)
+    if table is None:
         return None
-    columns, data = payload["columns"], payload["data"]
-    if not isinstance(columns, list) or not isinstance(data, list) or not data or not columns:
-        return None
+    columns, data = table
     width = len(columns)
-    if width * len(data) > MAX_VALUES or not all(type(c) is str for c in columns):
+    if not width or not data or width * len(data) > MAX_VALUES:
         return None
-    if not all(type(row) is list and len(row) == width for row in data):
+    if not all(type(c) is str for c in columns):
         return None
     order = _order(columns, expected)
     if order is None:
@@ -66,6 +68,44 @@ def numeric_rows(payload: Any, expected: list[str] | None) -> NumericRows | None
         array = array[:, order]
         columns = list(expected or columns)
     return NumericRows(array, columns)
+
+
+def _table(payload: Any) -> tuple[list[Any], list[list[Any]]] | None:
+    """``(columns, rows)`` of a body, each row a list as long as ``columns``; else None."""
+    if isinstance(payload, list):
+        return _records(payload)
+    if not isinstance(payload, Mapping):
+        return None
+    keys = payload.keys()
+    if keys == {"columns", "data"}:
+        columns, data = payload["columns"], payload["data"]
+        if not isinstance(columns, list) or not isinstance(data, list):
+            return None
+        width = len(columns)
+        if not all(type(row) is list and len(row) == width for row in data):
+            return None
+        return columns, data
+    if keys != {"data"}:
+        return None
+    data = payload["data"]
+    if isinstance(data, list):
+        return _records(data)
+    if not isinstance(data, Mapping):
+        return None
+    values = list(data.values())
+    if not all(type(v) is list for v in values) or len({len(v) for v in values}) != 1:
+        return None
+    return list(data), [list(row) for row in zip(*values, strict=True)]
+
+
+def _records(records: list[Any]) -> tuple[list[Any], list[list[Any]]] | None:
+    if not records or not all(type(r) is dict for r in records):
+        return None
+    columns = list(records[0])
+    names = set(columns)
+    if not all(r.keys() == names for r in records):
+        return None  # pandas fills what a record lacks with NaN: the usual path
+    return columns, [[r[c] for c in columns] for r in records]
 
 
 _AS_SENT: list[int] = []

@@ -20,7 +20,11 @@ DEFAULT_MAX_BODY = 32 * 1024 * 1024
 
 
 def create_app(
-    om: Omega | None = None, *, require_keys: bool = False, max_body: int = DEFAULT_MAX_BODY
+    om: Omega | None = None,
+    *,
+    require_keys: bool = False,
+    max_body: int = DEFAULT_MAX_BODY,
+    arrays: bool = True,
 ) -> FastAPI:
     """A FastAPI app serving ``om``'s models, datasets and tasks.
 
@@ -33,6 +37,10 @@ def create_app(
         Demand an API key on every ``/api`` route and ``/metrics``.
     max_body : int
         Largest request body in bytes; larger ones get 413.
+    arrays : bool, default=True
+        Hand models that take them (scikit-learn's own estimators) small
+        numeric inputs as NumPy arrays rather than DataFrames, once a
+        revision's first answer was seen to be the same both ways.
     """
     om = om or omops.get_omega()
     app = FastAPI(
@@ -46,6 +54,7 @@ def create_app(
     app.state.om = om
     app.state.access = Access(om, require_keys=require_keys)
     app.state.metrics = Metrics()
+    app.state.arrays = arrays
     install_error_handlers(app)
     for router in (meta.router, model.router, dataset.router, task.router, auth.router):
         app.include_router(router)
@@ -60,4 +69,5 @@ def app_from_environment() -> FastAPI:
     return create_app(
         require_keys=os.environ.get("OMOPS_SERVER_REQUIRE_KEYS", "") == "1",
         max_body=int(os.environ.get("OMOPS_SERVER_MAX_BODY", DEFAULT_MAX_BODY)),
+        arrays=os.environ.get("OMOPS_SERVER_ARRAYS", "1") != "0",
     )

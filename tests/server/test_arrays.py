@@ -1,4 +1,4 @@
-"""The array lane: small numeric split bodies reach scikit-learn models as NumPy arrays.
+"""The array lane: small numeric bodies reach scikit-learn models as NumPy arrays.
 
 Unit tests of :func:`numeric_rows`, :class:`ArrayLane` and ``_same``, then the
 lane through the in-process app: the answers are those of the model on a
@@ -8,6 +8,8 @@ new revisions and tracking behave as on the usual path.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,10 +20,15 @@ from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from typer.testing import CliRunner
 
+import omops
+from omops.cli.app import app as cli
 from omops.omega import Omega
 from omops.plugins.sklearn import SklearnPlugin
+from omops.server import create_app
 from omops.server._arrays import MAX_VALUES, ArrayLane, NumericRows, _same, numeric_rows
+from omops.server.app import app_from_environment
 
 from .support import PREDICT, assert_error, classifier
 
@@ -95,9 +102,16 @@ def test_up_to_max_values_take_the_lane() -> None:
         pytest.param({"columns": ["x", 1], "data": [[1.0, 2.0]]}, id="non-string-column"),
         pytest.param({"columns": ["x"], "data": [[1.0]], "y": [1]}, id="targets"),
         pytest.param({"columns": ["x"], "data": [[1.0]], "index": [0]}, id="index"),
-        pytest.param([{"x": 1.0}], id="records"),
-        pytest.param({"data": [{"x": 1.0}]}, id="records-in-data"),
-        pytest.param({"data": {"x": [1.0]}}, id="columns-shape"),
+        pytest.param([{"x": 1.0}, {"x": 2.0, "y": 1.0}], id="records-differing-keys"),
+        pytest.param([{"x": 1.0}, 2.0], id="records-and-a-number"),
+        pytest.param([], id="no-records"),
+        pytest.param({"data": [{"x": 1.0}], "y": [1]}, id="records-and-targets"),
+        pytest.param([{"x": "1.0"}], id="records-string"),
+        pytest.param({"data": {"x": [1.0], "y": [1.0, 2.0]}}, id="columns-unequal"),
+        pytest.param({"data": {"x": 1.0}}, id="columns-not-lists"),
+        pytest.param({"data": {}}, id="columns-none"),
+        pytest.param({"data": {"x": [None]}}, id="columns-null"),
+        pytest.param({"data": "x"}, id="data-a-string"),
         pytest.param({"columns": ["x"], "data": []}, id="no-rows"),
         pytest.param({"columns": [], "data": [[]]}, id="no-columns"),
         pytest.param({"columns": ["x"], "data": "1.0"}, id="data-not-a-list"),
@@ -118,6 +132,23 @@ def test_up_to_max_values_take_the_lane() -> None:
 )
 def test_anything_else_takes_the_usual_path(payload: Any) -> None:
     assert numeric_rows(payload, ["x"]) is None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param([{"b": 2.0, "a": 1.0}, {"a": 10.0, "b": 20.0}], id="records"),
+        pytest.param({"data": [{"b": 2.0, "a": 1.0}, {"b": 20.0, "a": 10.0}]}, id="in-data"),
+        pytest.param({"data": {"b": [2.0, 20.0], "a": [1.0, 10.0]}}, id="columns"),
+    ],
+)
+def test_records_and_columns_bodies_take_the_lane_too(payload: Any) -> None:
+    rows = numeric_rows(payload, ["a", "b"])
+    assert rows is not None and rows.columns == ["a", "b"]
+    np.testing.assert_array_equal(rows.array, [[1.0, 2.0], [10.0, 20.0]])
+    unnamed = numeric_rows(payload, None)  # a model fitted without names: as sent
+    assert unnamed is not None and unnamed.columns == ["b", "a"]
+    np.testing.assert_array_equal(unnamed.array, [[2.0, 1.0], [20.0, 10.0]])
 
 
 def test_the_extreme_exact_ints_take_the_lane() -> None:
@@ -445,13 +476,25 @@ def test_other_bodies_take_the_usual_path(client: TestClient, seen: list[type]) 
     post(client, "forecast", "predict", one)
     seen.clear()
     for body in (
-        [{"x": 18.0}],
-        {"data": {"x": [18.0]}},
-        {"columns": ["x"], "data": [[18.0]], "y": [1]},
+        [{"x": 18.0}, {"x": 19.0, "extra": 1.0}],  # differing keys
+        {"data": {"x": [18.0, 19.0], "flag": [True, False]}},  # a boolean
+        {"columns": ["x"], "data": [[18.0], [19.0]], "y": [1, 1]},
     ):
-        assert post(client, "forecast", "predict", body)["result"] == [1]
+        assert post(client, "forecast", "predict", body)["result"] == [1, 1]
     assert post(client, "forecast", "score", {**one, "y": [1]})["result"] == 1.0
     assert set(seen) == {pd.DataFrame}
+
+
+def test_records_and_columns_bodies_are_laned_with_the_same_answers(
+    client: TestClient, seen: list[type]
+) -> None:
+    split = {"columns": ["x"], "data": [[18.0], [-3.0]]}
+    expected = post(client, "forecast", "predict", split)["result"]
+    post(client, "forecast", "predict", split)
+    seen.clear()
+    for body in ([{"x": 18.0}, {"x": -3.0}], {"data": {"x": [18.0, -3.0]}}):
+        assert post(client, "forecast", "predict", body)["result"] == expected
+    assert seen == [np.ndarray, np.ndarray]
 
 
 def test_a_missing_column_is_still_a_400_after_learning(
@@ -571,3 +614,33 @@ def test_a_pipeline_whose_steps_know_names_the_whole_does_not_never_takes_arrays
     assert np.ndarray not in seen
     response = client.post("/api/v1/model/kept/predict", json=KEPT_BAD_BODIES[bad])
     assert_error(response, 400, "feature names")
+
+
+def test_a_server_without_arrays_hands_models_dataframes(store: Omega, seen: list[type]) -> None:
+    with TestClient(create_app(store, arrays=False)) as plain:
+        for _ in range(3):
+            assert post(plain, "forecast", "predict", {"columns": ["x"], "data": [[18.0]]})
+    assert seen == [pd.DataFrame] * 3
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--no-arrays", "0"), ("--arrays", "1")])
+def test_serve_passes_the_arrays_switch_to_its_workers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, flag: str, value: str
+) -> None:
+    import uvicorn
+
+    started: list[str | None] = []
+    monkeypatch.setattr(
+        uvicorn, "run", lambda *a, **k: started.append(os.environ.get("OMOPS_SERVER_ARRAYS"))
+    )
+    monkeypatch.setenv("OMOPS_HOME", str(tmp_path))
+    for name in ("OMOPS_SERVER_ARRAYS", "OMOPS_SERVER_REQUIRE_KEYS", "OMOPS_SERVER_MAX_BODY"):
+        monkeypatch.delenv(name, raising=False)  # serve sets them: undone after the test
+    omops.reset()
+    try:
+        done = CliRunner().invoke(cli, ["runtime", "serve", flag])
+    finally:
+        omops.reset()
+    assert done.exit_code == 0, done.output
+    assert started == [value]
+    assert app_from_environment().state.arrays is (value == "1")

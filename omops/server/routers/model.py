@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from types import SimpleNamespace
 from typing import Annotated, Any
 
@@ -185,10 +186,13 @@ def run_sync(
     datay: str | None,
     *,
     loaded_only: bool = False,
+    arrays: bool = True,
 ) -> dict[str, Any]:
     """Load (or reuse) the model revision and run the action in this process.
 
     ``loaded_only``: raise ``_NotLoaded`` rather than load the model.
+    ``arrays``: small numeric inputs may reach the model as an array
+    (see :mod:`omops.server._arrays`).
     """
     ref = parse_reference(name)
     # One indexed query per request finds the revision to serve (a new one at once);
@@ -201,7 +205,7 @@ def run_sync(
     load = _not_loaded if loaded_only else lambda: om.models.get(f"{ref.name}@{rev.revision}")
     model = MODELS.get(key, load)
     rows = None
-    if action in ARRAY_ACTIONS and datax is None and datay is None:
+    if arrays and action in ARRAY_ACTIONS and datax is None and datay is None:
         rows = numeric_rows(payload, rev.kind_meta.get("feature_names"))
     if rows is None:
         X, outcome = _usual(om, plugin, model, action, payload, datax, datay, rev.kind_meta)  # noqa: N806
@@ -290,15 +294,20 @@ async def _answer(
 ) -> Response:
     """Run a synchronous action and answer with its result."""
     answer = None
+    arrays = request.app.state.arrays
     if datax is None and datay is None and len(body) <= INLINE_BODY and _local(om):
         # A small body for a loaded model: ~1 ms of CPU, cheaper to run right here
         # than to hand to the thread pool and back.
         try:
-            answer = run_sync(om, name, action, payload, None, None, loaded_only=True)
+            answer = run_sync(
+                om, name, action, payload, None, None, loaded_only=True, arrays=arrays
+            )
         except _NotLoaded:
             pass
     if answer is None:
-        answer = await run_in_threadpool(run_sync, om, name, action, payload, datax, datay)
+        answer = await run_in_threadpool(
+            partial(run_sync, arrays=arrays), om, name, action, payload, datax, datay
+        )
     request.app.state.metrics.predicted(answer["model"], answer["rows"])
     return _json(answer)
 
