@@ -12,6 +12,8 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+import orjson
+
 from omops.config import load_settings
 from omops.errors import ConfigError, NotFound, TaskFailed, TaskTimeout
 from omops.omega import Omega
@@ -49,12 +51,35 @@ def _worker_omega(bucket: str) -> Omega:
         return om
 
 
+#: A task's result travels as one JSON text under this key. Celery makes a
+#: (length-limited, but still item by item) repr of every result for its log
+#: line, ~2.5 µs per list item: a string it cuts short at once.
+_PACKED = "omops.json"
+
+
+def _pack(value: Any) -> dict[str, str]:
+    return {_PACKED: orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()}
+
+
+def _unpack(value: Any) -> Any:
+    """A task's result; a group's or chord's list of results, each unpacked."""
+    if isinstance(value, dict) and len(value) == 1 and _PACKED in value:
+        return orjson.loads(value[_PACKED])
+    if isinstance(value, list) and value and all(_is_packed(v) for v in value):
+        return [orjson.loads(v[_PACKED]) for v in value]
+    return value
+
+
+def _is_packed(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and _PACKED in value
+
+
 def _run(self: Any, *args: Any) -> Any:
     """The one Celery task: ``(message)`` or, in a chain/chord, ``(previous, message)``."""
-    previous, message = (None, args[0]) if len(args) == 1 else (args[0], args[1])
+    previous, message = (None, args[0]) if len(args) == 1 else (_unpack(args[0]), args[1])
     om = _worker_omega(message.get("bucket") or "default")
     try:
-        return execute(om, message["task"], message["payload"], previous)
+        return _pack(execute(om, message["task"], message["payload"], previous))
     except Exception as exc:
         raise failure_of(exc) from None
 
@@ -174,11 +199,13 @@ class CeleryResult(TaskResult):
         from celery.exceptions import TimeoutError as CeleryTimeout
 
         try:
-            return self._result.get(
-                timeout=timeout,
-                propagate=True,
-                disable_sync_subtasks=False,
-                on_message=_record_progress,
+            return _unpack(
+                self._result.get(
+                    timeout=timeout,
+                    propagate=True,
+                    disable_sync_subtasks=False,
+                    on_message=_record_progress,
+                )
             )
         except CeleryTimeout:
             raise TaskTimeout(
@@ -231,7 +258,17 @@ class CeleryExecutor:
         return result
 
     def _signature(self, call: TaskCall, *args: Any) -> Any:
-        return self.app.signature(TASK_NAME, args=(*args, _message(call)), queue=call.queue)
+        # argsrepr/kwargsrepr: Celery would otherwise repr the message for its logs on
+        # every send; the task and the model (if any) say what a log reader needs.
+        message = _message(call)
+        name = message["payload"].get("name") if isinstance(message["payload"], dict) else None
+        return self.app.signature(
+            TASK_NAME,
+            args=(*args, message),
+            queue=call.queue,
+            argsrepr=f"{call.task}({name or ''})",
+            kwargsrepr="{}",
+        )
 
     def send(self, call: TaskCall, *, previous: Any = None) -> CeleryResult:
         args = () if previous is None else (previous,)

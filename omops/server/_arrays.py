@@ -1,30 +1,25 @@
-"""The array lane: small numeric requests reach the model as a NumPy array.
+"""Small numeric request bodies as NumPy arrays, for the array lane.
 
-Most of a 1-row prediction's time goes to the model checking a DataFrame
-(scikit-learn spends about 1 ms on a 1-row frame, 0.2 ms on the same values as
-an array). For a small body whose values are all numbers (in any of the
-accepted shapes), and a model whose plugin says it :meth:`~omops.plugins.base.Plugin.takes_arrays`,
-the server hands the model the array, columns in the fitted order.
-
-The first such request per (model revision, action, dtype) is answered the
-usual way and checked against the array answer; only if the two agree does the
-lane serve that revision from then on. Anything else (strings, booleans,
-nulls, missing columns, records with differing keys, extra keys such as
-``"y"``) takes the usual path with its usual errors.
+The lane itself (which model revisions take arrays, learnt by checking the
+first answer both ways) is :mod:`omops.runtime._arrays`; this module builds
+the array from JSON. A small body whose values are all numbers (in any of the
+accepted shapes) becomes an array, columns in the fitted order. Anything else
+(strings, booleans, nulls, missing columns, records with differing keys,
+extra keys such as ``"y"``) takes the usual path with its usual errors.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ARRAY_ACTIONS", "ArrayLane", "NumericRows", "numeric_rows"]
+from omops.runtime._arrays import ARRAY_ACTIONS, ArrayLane, _same
 
-ARRAY_ACTIONS = frozenset({"predict", "predict_proba", "decision_function", "transform"})
+__all__ = ["ARRAY_ACTIONS", "ArrayLane", "NumericRows", "_same", "numeric_rows"]
+
 #: Bigger requests gain little: the DataFrame check is a fixed cost per request.
 MAX_VALUES = 4096
 #: Integers beyond this do not convert to float64 exactly.
@@ -139,63 +134,3 @@ def _array(data: list[list[Any]]) -> np.ndarray | None:
     else:  # strings, booleans, nulls, nested values: pandas decides
         return None
     return array if np.isfinite(array).all() else None
-
-
-class ArrayLane:
-    """Which (model revision, action, dtype) may take the array lane, learnt once each."""
-
-    def __init__(self, size: int = 4096) -> None:
-        self._verdicts: dict[tuple[Any, ...], bool] = {}
-        self._size = size
-        self._lock = threading.Lock()
-
-    def answer(
-        self,
-        key: tuple[Any, ...],
-        rows: NumericRows,
-        takes_arrays: Callable[[], bool],
-        by_array: Callable[[np.ndarray], Any],
-        usual: Callable[[], tuple[Any, Any]],
-    ) -> tuple[Any, Any]:
-        """``(input, result)``: ``(rows.array, by_array(...))`` on the lane, else ``usual()``.
-
-        ``usual`` builds the input the usual way, raises the usual errors and
-        returns it with the result; the array answer is used only once the
-        usual answer for this key was seen to equal it.
-        """
-        key = (*key, rows.array.dtype.str)
-        verdict = self._verdicts.get(key)
-        if verdict:
-            return rows.array, by_array(rows.array)
-        if verdict is False:
-            return usual()
-        if not takes_arrays():
-            self._learn(key, False)
-            return usual()
-        X, expected = usual()  # noqa: N806
-        try:
-            got = by_array(rows.array)
-        except Exception:  # noqa: BLE001 - any difference means "not this lane"
-            self._learn(key, False)
-        else:
-            self._learn(key, _same(expected, got))
-        return X, expected
-
-    def _learn(self, key: tuple[Any, ...], verdict: bool) -> None:
-        with self._lock:
-            if len(self._verdicts) >= self._size:
-                self._verdicts.clear()
-            self._verdicts[key] = verdict
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal results; floats within a rounding difference (the memory layout may differ)."""
-    if type(a) is not type(b):
-        return False
-    if not isinstance(a, np.ndarray):
-        return bool(a == b) if np.isscalar(a) else False
-    if a.shape != b.shape or a.dtype != b.dtype:
-        return False
-    if a.dtype.kind in "fc":
-        return bool(np.allclose(a, b, rtol=1e-9, atol=1e-12, equal_nan=True))
-    return bool(np.array_equal(a, b))

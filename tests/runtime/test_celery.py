@@ -197,3 +197,18 @@ def test_killed_pool_process_task_is_requeued(celery, tmp_path):
     assert om.models.metadata("slow").revision == summary["revision"]
     assert worker.proc.poll() is None  # the worker itself lives on
     wait_for(lambda: len(worker.children()) == 2, "the pool to replace the killed process")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [[0, 1, 1], {"model": "m", "revision": "abc"}, 1.5, None, "text", [], [{"a": 1}]],
+)
+def test_results_travel_packed_and_come_back_unchanged(value: object) -> None:
+    """Celery reprs each result for its log line item by item: it gets one string."""
+    from omops.runtime.celery_executor import _pack, _unpack
+
+    packed = _pack(value)
+    assert list(packed) == ["omops.json"] and isinstance(packed["omops.json"], str)
+    assert _unpack(packed) == value
+    assert _unpack([packed, _pack(2)]) == [value, 2]  # a group's or chord's results
+    assert _unpack(value) == value  # anything not packed passes through

@@ -117,6 +117,21 @@ def test_predict_returns_a_list(rt, stats, fitted_forecast):
     assert values == fitted(stats).predict(stats[["a", "b"]]).tolist()
 
 
+def test_repeated_predictions_keep_their_answers(om, rt, stats, fitted_forecast):
+    """From the second call on a model may get an array (the array lane): same answers."""
+    expected = fitted(stats)
+    X = stats[["a", "b"]]  # noqa: N806
+    for _ in range(3):
+        values = rt.model("forecast").predict("stats[^sales]").get(timeout=TIMEOUT)
+        assert values == expected.predict(X).tolist()
+        proba = rt.model("forecast").predict_proba("stats[^sales]").get(timeout=TIMEOUT)
+        np.testing.assert_allclose(proba, expected.predict_proba(X))
+    om.datasets.put(stats[["b", "a"]], "swapped")  # columns out of the fitted order
+    for _ in range(2):
+        with pytest.raises(TaskFailed, match="feature names"):
+            rt.model("forecast").predict("swapped").get(timeout=TIMEOUT)
+
+
 def test_predict_with_rname_stores_a_dataset(om, rt, stats, fitted_forecast):
     summary = rt.model("forecast").predict("stats[^sales]", rName="preds").get(timeout=TIMEOUT)
 

@@ -204,7 +204,7 @@ class Calls:
         return "the frame", self.usual_result
 
     def answer(self, lane: ArrayLane, rows: NumericRows, key: tuple[Any, ...] = ("m", 1)) -> Any:
-        return lane.answer(key, rows, self.takes_arrays, self.by_array, self.usual)
+        return lane.answer(key, rows.array, self.takes_arrays, self.by_array, self.usual)
 
 
 def test_the_first_answer_is_the_usual_one_then_the_array_one() -> None:

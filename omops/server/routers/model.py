@@ -12,9 +12,10 @@ from starlette.concurrency import run_in_threadpool
 from omops.errors import InvalidData, InvalidQuery, OmopsError
 from omops.names import parse_reference
 from omops.omega import Omega
+from omops.runtime._arrays import ARRAY_ACTIONS, ARRAYS
 from omops.runtime._tracking import PREDICT_ACTIONS, log_prediction
 from omops.runtime.tasks import MODELS, to_json
-from omops.server._arrays import ARRAY_ACTIONS, ArrayLane, numeric_rows
+from omops.server._arrays import numeric_rows
 from omops.server._auth import Scope
 from omops.server._deps import ASYNC_ACTIONS, SYNC_ACTIONS, action_scope, reader
 from omops.server._errors import omops_error
@@ -165,10 +166,6 @@ def _align(X: Any, kind_meta: dict[str, Any]) -> Any:  # noqa: N803
     return X[expected]
 
 
-#: Which model revisions may be served from arrays (see omops.server._arrays).
-ARRAYS = ArrayLane()
-
-
 class _NotLoaded(Exception):
     """The model revision is not in the cache: load it off the event loop."""
 
@@ -212,7 +209,7 @@ def run_sync(
     else:
         X, outcome = ARRAYS.answer(  # noqa: N806
             (*key, action),
-            rows,
+            rows.array,
             lambda: plugin.takes_arrays(model),
             lambda array: _perform(plugin.perform_array, model, action, array),
             lambda: _usual(om, plugin, model, action, payload, None, None, rev.kind_meta),
