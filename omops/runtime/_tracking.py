@@ -144,6 +144,11 @@ def _inputs(X: Any, columns: Sequence[str] | None = None) -> dict[str, Any]:  # 
     """The input of a prediction: whole up to 100 rows, else 10 rows and a SHA-256 of all."""
     import pandas as pd
 
+    if columns is not None and getattr(X, "ndim", 0) == 2 and len(X) <= FULL_ROWS:
+        # An array from the array lane: the same record without building a frame.
+        rows = len(X)
+        data = {"index": list(range(rows)), "columns": list(columns), "data": X.tolist()}
+        return {"rows": rows, "data": data}
     frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X, columns=columns)
     rows = len(frame)
     if rows <= FULL_ROWS:

@@ -212,3 +212,39 @@ def test_results_travel_packed_and_come_back_unchanged(value: object) -> None:
     assert _unpack(packed) == value
     assert _unpack([packed, _pack(2)]) == [value, 2]  # a group's or chord's results
     assert _unpack(value) == value  # anything not packed passes through
+
+
+def test_replies_come_back_in_any_order_of_waiting(rabbitmq_cluster):
+    """The reply queue is consumed between results: no reply is lost, early or late."""
+    runtime = rabbitmq_cluster.base.runtime.require(QUEUE)
+    first = [runtime.ping(i) for i in range(5)]
+    assert first[2].get(timeout=TIMEOUT)["pong"] == 2  # the others' replies arrive meanwhile
+    later = [runtime.ping(i) for i in range(5, 10)]
+    for result in reversed(first + later):
+        assert result.get(timeout=TIMEOUT)["pong"] == (first + later).index(result)
+    unawaited = runtime.ping("never awaited")
+    wait_for(lambda: unawaited.ready(), "a reply nobody waited for")
+    assert runtime.ping("after").get(timeout=TIMEOUT)["pong"] == "after"
+    assert runtime.result(unawaited.id).get(timeout=TIMEOUT)["pong"] == "never awaited"
+
+
+def test_the_reply_queue_is_declared_once_while_it_is_consumed(rabbitmq_cluster, monkeypatch):
+    """Celery's rpc backend declares it before every send; omops only while not consuming."""
+    from celery.backends.rpc import RPCBackend
+
+    declared: list[str] = []
+    original = RPCBackend.on_task_call
+    monkeypatch.setattr(
+        RPCBackend,
+        "on_task_call",
+        lambda self, producer, task_id: (
+            declared.append(task_id),
+            original(self, producer, task_id),
+        ),
+    )
+    runtime = rabbitmq_cluster.base.runtime.require(QUEUE)
+    runtime.ping("warm").get(timeout=TIMEOUT)
+    declared.clear()
+    for i in range(5):
+        assert runtime.ping(i).get(timeout=TIMEOUT)["pong"] == i
+    assert declared == []

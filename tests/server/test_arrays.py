@@ -577,6 +577,8 @@ def test_a_laned_prediction_is_tracked_with_the_column_names(
         assert value["input"]["data"]["columns"] == ["a", "b"]
         assert value["input"]["data"]["data"] == [[0.7, -0.4], [-1.25, 0.3]]
         assert value["output"] == answer
+    first, laned = predictions["value"]
+    assert laned["input"] == first["input"]  # the same record as from the DataFrame
 
 
 def kept_pipeline() -> Pipeline:
