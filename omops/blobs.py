@@ -7,10 +7,12 @@ never a half-written blob under its key.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -301,6 +303,42 @@ class Blobs:
         except FileNotFoundError:
             pass
 
+    def temporaries(self, older_than: float) -> list[tuple[str, int]]:
+        """``(path, size)`` of files under ``tmp/`` not modified for ``older_than`` seconds.
+
+        A put writes there first and renames into ``objects/``; a put that
+        was killed leaves its file behind.
+        """
+        return self._old_files(f"{self.root}/tmp", older_than)
+
+    def stored(self, older_than: float) -> list[tuple[str, int]]:
+        """``(key, size)`` of blobs under ``objects/`` not modified for ``older_than`` seconds."""
+        found = []
+        for path, size in self._old_files(f"{self.root}/objects", older_than):
+            folder, _, name = path.rpartition("/")
+            key = folder.rpartition("/")[2] + name
+            if len(key) == 64 and all(c in "0123456789abcdef" for c in key):
+                found.append((key, size))
+        return found
+
+    def remove(self, path: str) -> None:
+        """Remove one file found by :meth:`temporaries`; a missing one is not an error."""
+        if not path.startswith(f"{self.root}/tmp/"):
+            raise StorageError(f"{path!r} is not a temporary file of {self.url}")
+        self._discard(path)
+
+    def _old_files(self, folder: str, older_than: float) -> list[tuple[str, int]]:
+        try:
+            listing = self.fs.find(folder, detail=True)
+        except FileNotFoundError:
+            return []
+        now = time.time()
+        return [
+            (path, int(info.get("size") or 0))
+            for path, info in sorted(listing.items())
+            if info.get("type", "file") == "file" and now - _mtime(info, now) >= older_than
+        ]
+
     def copy_from(self, other: Blobs, key: str) -> None:
         """Copy one blob from another store (no-op if it is here already)."""
         if other.url == self.url or self.exists(key):
@@ -310,3 +348,20 @@ class Blobs:
                 out.write(chunk)
         if out.hexdigest() != key:
             raise StorageError(f"blob {key} in {other.url} does not match its hash; it is corrupt")
+
+
+def _mtime(info: dict[str, Any], default: float) -> float:
+    """Modification time (epoch seconds) from an fsspec ``info`` dict, whatever the backend."""
+    for field in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        value = info.get(field)
+        if value is None:
+            continue
+        if isinstance(value, (int, float)):
+            return float(value)
+        if hasattr(value, "timestamp"):
+            return float(value.timestamp())
+        try:
+            return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            continue
+    return default  # unknown: counts as just modified, so it is never swept

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from omops.blobs import Blobs
 from omops.catalog import Catalog
 from omops.config import Settings, load_settings
-from omops.errors import InvalidName
+from omops.errors import InvalidData, InvalidName
 from omops.plugins import Registry, default_registry
 from omops.repository import STORES, Repository
 
 __all__ = ["Omega"]
 
+#: Blob keys checked against the catalog per query when sweeping.
+_SWEEP_CHUNK = 500
 _BUCKET = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 
@@ -103,6 +106,53 @@ class Omega:
         from omops.runtime import Runtime
 
         return Runtime(self)
+
+    def sweep(self, *, older_than: float = 24 * 3600, dry_run: bool = False) -> dict[str, Any]:
+        """Remove what crashed or killed writers left in the blob store.
+
+        Two kinds of leftovers, each only when not modified for ``older_than``
+        seconds (so that no write in progress is touched):
+
+        * files under ``tmp/``: a put killed while writing;
+        * blobs no revision refers to: a put killed after writing its blob but
+          before its catalog commit. They are deleted under the catalog's blob
+          lock, so a put committing the same blob at that moment either keeps
+          it or writes it again.
+
+        The blob store must belong to this catalog alone (the default: each
+        ``OMOPS_HOME`` has its own); blobs of another catalog sharing the
+        folder would look unused. Buckets share the store and are all covered.
+
+        Returns ``{"temporaries": n, "orphans": n, "bytes": n, "dry_run": bool}``.
+
+        Examples
+        --------
+        >>> import omops, tempfile
+        >>> omops.Omega(home=tempfile.mkdtemp()).sweep()
+        {'temporaries': 0, 'orphans': 0, 'bytes': 0, 'dry_run': False}
+        """
+        if older_than < 0:
+            raise InvalidData(f"older_than must be >= 0 seconds, got {older_than}")
+        temporaries = self.blobs.temporaries(older_than)
+        stored = dict(self.blobs.stored(older_than))
+        keys = sorted(stored)
+        orphans: list[str] = []
+        for start in range(0, len(keys), _SWEEP_CHUNK):  # bounded IN (...) lists
+            chunk = keys[start : start + _SWEEP_CHUNK]
+            unused = sorted(set(chunk) - self.catalog.blobs_in_use(chunk))
+            if unused and not dry_run:
+                unused = self.catalog.delete_unused(unused, self.blobs.delete)
+            orphans += unused
+        if not dry_run:
+            for path, _ in temporaries:
+                self.blobs.remove(path)
+        size = sum(n for _, n in temporaries) + sum(stored[key] for key in orphans)
+        return {
+            "temporaries": len(temporaries),
+            "orphans": len(orphans),
+            "bytes": size,
+            "dry_run": dry_run,
+        }
 
     def __getitem__(self, bucket: str) -> Omega:
         """The same instance family in another bucket: ``om['dev']``."""

@@ -14,7 +14,15 @@ from typer.core import TyperGroup
 
 import omops
 from omops.cli import _auth, _config, _datasets, _experiments, _models, _runtime
-from omops.cli._common import CliError, print_error
+from omops.cli._common import (
+    CliError,
+    JsonOption,
+    examples,
+    human_size,
+    print_done,
+    print_error,
+    print_json,
+)
 from omops.errors import OmopsError
 
 __all__ = ["app"]
@@ -83,3 +91,36 @@ def _main(
     ] = False,
 ) -> None:
     del version
+
+
+@app.command(
+    epilog=examples(
+        "  om sweep --dry-run              # what would go",
+        "  om sweep --older-than 1 --json  # leftovers untouched for an hour",
+    )
+)
+def sweep(
+    older_than: Annotated[
+        float,
+        typer.Option(
+            "--older-than",
+            min=0,
+            help="Hours a leftover must be untouched (writes in progress are younger).",
+        ),
+    ] = 24.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, remove nothing.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove what killed writers left in the blob store: temporary files, unused blobs.
+
+    The blob store must belong to this catalog alone (each OMOPS_HOME has its own).
+    """
+    done = omops.get_omega().sweep(older_than=older_than * 3600, dry_run=dry_run)
+    if as_json:
+        print_json(done)
+        return
+    verb = "would remove" if dry_run else "removed"
+    print_done(
+        f"{verb} {done['temporaries']} temporary file(s) and {done['orphans']} unused blob(s),"
+        f" {human_size(done['bytes'])}"
+    )
