@@ -79,6 +79,18 @@ class Experiment:
             self._id = self.om.catalog.tracking.experiment(self.om.bucket, self.name).id
         return self._id
 
+    def _existing_id(self) -> int | None:
+        """The experiment's id, or None when it was never written: reading creates nothing."""
+        if self._id is None:
+            try:
+                record = self.om.catalog.tracking.experiment(
+                    self.om.bucket, self.name, create=False
+                )
+            except NotFound:
+                return None
+            self._id = record.id
+        return self._id
+
     @property
     def run(self) -> int | None:
         """The current run; the latest (or a new first one) outside a ``with`` block.
@@ -223,8 +235,13 @@ class Experiment:
 
     def restore_artifact(self, name: str, *, run: int | None = None) -> Any:
         """The object logged with :meth:`log_artifact` (latest run that has it, or ``run``)."""
-        rows = self.om.catalog.tracking.events(
-            self.id, runs_=None if run is None else [run], event="artifact", key=name
+        experiment_id = self._existing_id()
+        rows = (
+            []
+            if experiment_id is None
+            else self.om.catalog.tracking.events(
+                experiment_id, runs_=None if run is None else [run], event="artifact", key=name
+            )
         )
         if not rows:
             raise NotFound(
@@ -248,23 +265,26 @@ class Experiment:
         """Stop logging predictions of ``model``."""
         from omops.runtime._tracking import forget_trackers
 
-        self.om.catalog.tracking.untrack(self.om.bucket, model, self.id)
+        experiment_id = self._existing_id()
+        if experiment_id is not None:
+            self.om.catalog.tracking.untrack(self.om.bucket, model, experiment_id)
         forget_trackers()
 
     # -- reading -----------------------------------------------------------
 
     def runs(self) -> list[dict[str, Any]]:
         """Runs with provider, start and stop times."""
-        return self.om.catalog.tracking.runs(self.id)
+        experiment_id = self._existing_id()
+        return [] if experiment_id is None else self.om.catalog.tracking.runs(experiment_id)
 
-    def _select_runs(self, run: str | int | Sequence[int]) -> list[int] | None:
+    def _select_runs(self, run: str | int | Sequence[int], experiment_id: int) -> list[int] | None:
         if run == "all":
             return None
         if run == "latest":
             from omops.runtime._tracking import flush_events
 
             flush_events(self.om)
-            latest = self.om.catalog.tracking.latest_run(self.id)
+            latest = self.om.catalog.tracking.latest_run(experiment_id)
             return [latest] if latest is not None else []
         if isinstance(run, int) and not isinstance(run, bool):
             return [run]
@@ -308,9 +328,12 @@ class Experiment:
         from omops.runtime._tracking import flush_events
 
         flush_events(self.om)
+        # An experiment never written to reads as no events (and is not created).
+        experiment_id = self._existing_id()
+        experiment_id = -1 if experiment_id is None else experiment_id
         columns = self.om.catalog.tracking.columns(
-            self.id,
-            runs_=self._select_runs(run),
+            experiment_id,
+            runs_=self._select_runs(run, experiment_id),
             event=event,
             key=key,
             since=None if since is None else _epoch(since),
@@ -350,8 +373,10 @@ class Experiment:
         return fig
 
     def drop(self) -> None:
-        """Delete the experiment with all runs and events."""
-        self.om.catalog.tracking.drop(self.id)
+        """Delete the experiment with all runs and events (nothing, if it was never written)."""
+        experiment_id = self._existing_id()
+        if experiment_id is not None:
+            self.om.catalog.tracking.drop(experiment_id)
         self._id = self._run = None
 
 

@@ -752,3 +752,27 @@ def test_event_row_matches_the_frame_columns(om: Omega):
         "k",
         1.0,
     ]
+
+
+def test_reading_an_experiment_never_written_creates_nothing(om) -> None:
+    written = om.runtime.experiment("written")
+    written.log_metric("a", 1.0)
+    exp = om.runtime.experiment("typo")
+    data = exp.data()
+    assert data.empty
+    assert list(data.columns) == list(written.data().columns)
+    assert exp.data(run="all").empty and exp.data(run=3).empty
+    assert exp.runs() == []
+    with pytest.raises(NotFound, match="no artifact 'model'"):
+        exp.restore_artifact("model")
+    exp.untrack("anything")
+    exp.drop()
+    assert [e["name"] for e in om.runtime.experiments()] == ["written"]
+
+
+def test_reading_first_then_writing_uses_one_experiment(om) -> None:
+    exp = om.runtime.experiment("later")
+    assert exp.data().empty
+    exp.log_metric("loss", 0.5)
+    assert exp.data(event="metric")["value"].tolist() == [0.5]
+    assert [e["name"] for e in om.runtime.experiments()] == ["later"]
