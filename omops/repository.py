@@ -335,7 +335,7 @@ class Repository:
             if force:
                 return False
             self.catalog.get(self.bucket, self.store, name)  # raises NotFound
-        self.catalog.delete_unused(self.catalog.drop(record.id), self.blobs.delete)
+        self.catalog.delete_unused(self.catalog.drop(record), self.blobs.delete)
         return True
 
     def tag(self, name: str, revision: str, tag: str) -> None:
@@ -351,13 +351,13 @@ class Repository:
             raise InvalidName("'latest' cannot be removed; it always names the newest revision")
         record = self._record(name)
         self.catalog.resolve(record.id, tag)  # NotFound for an unknown tag
-        self.catalog.remove_tag(record.id, tag)
+        self.catalog.remove_tag(record, tag)
 
     def set_attributes(self, name: str, attributes: Mapping[str, Any]) -> None:
         """Replace the user attributes of ``name``."""
         if not isinstance(attributes, Mapping):
             raise InvalidData(f"attributes must be a dict, got {type(attributes).__name__}")
-        self.catalog.set_attributes(self._record(name).id, attributes)
+        self.catalog.set_attributes(self._record(name), attributes)
 
     def promote(self, name: str, target: Repository, *, asname: str | None = None) -> Metadata:
         """Copy ``name`` (its latest or given revision) into ``target``.

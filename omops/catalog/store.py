@@ -173,6 +173,22 @@ _LOOKUP = (
 )
 
 
+def _identity(obj: ObjectRecord | int) -> tuple[int, list[Any]]:
+    """An object's id, and conditions that hold only for that very object.
+
+    SQLite may give a dropped object's id to the next new one; the name and
+    creation time tell them apart.
+    """
+    if isinstance(obj, ObjectRecord):
+        return obj.id, [
+            objects.c.bucket == obj.bucket,
+            objects.c.store == obj.store,
+            objects.c.name == obj.name,
+            objects.c.created == obj.created,
+        ]
+    return obj, []
+
+
 def _object(row: sa.Row) -> ObjectRecord:
     return ObjectRecord(**row._mapping)
 
@@ -300,19 +316,26 @@ class Catalog:
             found = [o for o in found if fnmatch.fnmatchcase(o.name, pattern)]
         return found
 
-    def set_attributes(self, object_id: int, attributes: Mapping[str, Any]) -> None:
-        """Replace the user attributes of an object."""
+    def set_attributes(self, obj: ObjectRecord | int, attributes: Mapping[str, Any]) -> None:
+        """Replace the user attributes of an object (an ObjectRecord, or its id)."""
+        object_id, same = _identity(obj)
         with self._write() as conn:
             conn.execute(
                 objects.update()
-                .where(objects.c.id == object_id)
+                .where(objects.c.id == object_id, *same)
                 .values(attributes=dict(attributes), modified=_now())
             )
 
-    def drop(self, object_id: int) -> list[str]:
-        """Delete an object with all revisions; return blobs nothing refers to now."""
+    def drop(self, obj: ObjectRecord | int) -> list[str]:
+        """Delete an object with all revisions; return blobs nothing refers to now.
+
+        Given the ObjectRecord that was read (rather than its id), nothing
+        happens when that object is gone meanwhile, even if SQLite has given
+        its id to a new object since.
+        """
+        object_id, same = _identity(obj)
         with self._write() as conn:
-            if not self._lock_id(conn, object_id):
+            if not self._lock_id(conn, object_id, same):
                 return []  # dropped by someone else meanwhile
             revision_ids = sa.select(revisions.c.id).where(revisions.c.object_id == object_id)
             blobs = set(
@@ -481,9 +504,12 @@ class Catalog:
                 )
             self._set_tags(conn, object_id, revision.id, [tag])
 
-    def remove_tag(self, object_id: int, tag: str) -> None:
+    def remove_tag(self, obj: ObjectRecord | int, tag: str) -> None:
         """Remove a tag; ``latest`` cannot be removed."""
+        object_id, same = _identity(obj)
         with self._write() as conn:
+            if not self._lock_id(conn, object_id, same):
+                return  # the object is gone: so is the tag
             conn.execute(tags.delete().where(tags.c.object_id == object_id, tags.c.tag == tag))
 
     def _set_tags(
@@ -496,7 +522,7 @@ class Catalog:
             )
 
     @staticmethod
-    def _lock_id(conn: Connection, object_id: int) -> bool:
+    def _lock_id(conn: Connection, object_id: int, same: Sequence[Any] = ()) -> bool:
         """Lock an object's row for this transaction; False if there is none.
 
         Every transaction that writes an object's revisions or tags takes this
@@ -504,7 +530,7 @@ class Catalog:
         deadlocking on tag and revision rows taken in different orders
         (SQLite's BEGIN IMMEDIATE serialises all writers anyway).
         """
-        query = sa.select(objects.c.id).where(objects.c.id == object_id).with_for_update()
+        query = sa.select(objects.c.id).where(objects.c.id == object_id, *same).with_for_update()
         return conn.execute(query).first() is not None
 
     def _lock_object(

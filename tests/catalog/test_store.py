@@ -294,6 +294,26 @@ def test_drop_then_recreate_starts_fresh(catalog):
     assert [t for _, t in catalog.revisions(obj2.id)] == [[LATEST]]
 
 
+def test_a_stale_record_never_acts_on_a_new_object_that_got_its_id(catalog, catalog_url):
+    """SQLite gives a dropped object's id (the highest) to the next new object."""
+    old, _ = catalog.commit("b", "datasets", "x", new("p1", tags=["prod"]))
+    catalog.drop(old)  # by someone else, say; we still hold `old`
+    newer, _ = catalog.commit("b", "datasets", "y", new("p2", tags=["prod"]))
+    if catalog_url.startswith("sqlite"):
+        assert newer.id == old.id  # the reuse this guards against
+    assert catalog.drop(old) == []
+    catalog.set_attributes(old, {"stale": True})
+    catalog.remove_tag(old, "prod")
+    found = catalog.get("b", "datasets", "y")
+    assert found.attributes == {}
+    assert [t for _, t in catalog.revisions(found.id)] == [[LATEST, "prod"]]
+    catalog.set_attributes(found, {"fresh": True})  # the record read now still works
+    catalog.remove_tag(found, "prod")
+    assert catalog.get("b", "datasets", "y").attributes == {"fresh": True}
+    assert [t for _, t in catalog.revisions(found.id)] == [[LATEST]]
+    assert catalog.drop(found) == [blob("p2")]
+
+
 def test_a_second_catalog_on_the_same_url_sees_commits(catalog, catalog_url):
     catalog.commit("b", "datasets", "x", new("one"))
     other = Catalog(catalog_url)
