@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -114,3 +115,19 @@ def om(catalog_url: str, tmp_path) -> Iterator[Omega]:
     instance = Omega(catalog=catalog_url, blobs=str(tmp_path / "blobs"))
     yield instance
     instance.catalog.close()
+
+
+@pytest.fixture
+def seen(monkeypatch: pytest.MonkeyPatch) -> list[type]:
+    """The type of ``X`` in each call of ``SklearnPlugin.perform`` (what a model was given)."""
+    from omops.plugins.sklearn import SklearnPlugin
+
+    types: list[type] = []
+    perform = SklearnPlugin.perform
+
+    def recording(self: SklearnPlugin, obj: Any, action: str, X: Any, y: Any, **kw: Any) -> Any:  # noqa: N803
+        types.append(type(X))
+        return perform(self, obj, action, X, y, **kw)
+
+    monkeypatch.setattr(SklearnPlugin, "perform", recording)
+    return types

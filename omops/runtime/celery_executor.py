@@ -89,7 +89,7 @@ def _pack(value: Any) -> dict[str, str]:
 
 def _unpack(value: Any) -> Any:
     """A task's result; a group's or chord's list of results, each unpacked."""
-    if isinstance(value, dict) and len(value) == 1 and _PACKED in value:
+    if _is_packed(value):
         return orjson.loads(value[_PACKED])
     if isinstance(value, list) and value and all(_is_packed(v) for v in value):
         return [orjson.loads(v[_PACKED]) for v in value]

@@ -139,7 +139,7 @@ def model_action(om: Omega, payload: Mapping[str, Any], previous: Any = None) ->
     y = _as_target(_load_data(om, payload.get("Y")))
     kwargs = dict(payload.get("kwargs") or {})
     array = None
-    if action in ARRAY_ACTIONS and y is None and not kwargs and not changes:
+    if action in ARRAY_ACTIONS and y is None and not kwargs:
         array = frame_array(X, meta.kind_meta.get("feature_names"))
     if array is None:
         outcome = plugin.perform(model, action, X, y, **kwargs)

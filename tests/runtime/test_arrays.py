@@ -17,24 +17,9 @@ from sklearn.pipeline import make_pipeline
 
 from omops.errors import TaskFailed
 from omops.omega import Omega
-from omops.plugins.sklearn import SklearnPlugin
 from omops.runtime._arrays import frame_array
 
 from .support import make_stats
-
-
-@pytest.fixture
-def seen(monkeypatch: pytest.MonkeyPatch) -> list[type]:
-    """The type of ``X`` in each call of ``SklearnPlugin.perform``."""
-    types: list[type] = []
-    perform = SklearnPlugin.perform
-
-    def recording(self: SklearnPlugin, obj: Any, action: str, X: Any, y: Any, **kw: Any) -> Any:  # noqa: N803
-        types.append(type(X))
-        return perform(self, obj, action, X, y, **kw)
-
-    monkeypatch.setattr(SklearnPlugin, "perform", recording)
-    return types
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from typer.testing import CliRunner
 import omops
 from omops.cli.app import app as cli
 from omops.omega import Omega
-from omops.plugins.sklearn import SklearnPlugin
 from omops.server import create_app
 from omops.server._arrays import MAX_VALUES, ArrayLane, NumericRows, _same, numeric_rows
 from omops.server.app import app_from_environment
@@ -353,20 +352,6 @@ def pair_frame() -> pd.DataFrame:
 def pair_model() -> LogisticRegression:
     frame = pair_frame()
     return LogisticRegression().fit(frame[["a", "b"]], frame["label"])
-
-
-@pytest.fixture
-def seen(monkeypatch: pytest.MonkeyPatch) -> list[type]:
-    """The type of ``X`` in each call of ``SklearnPlugin.perform``."""
-    types: list[type] = []
-    perform = SklearnPlugin.perform
-
-    def recording(self: SklearnPlugin, obj: Any, action: str, X: Any, y: Any, **kw: Any) -> Any:  # noqa: N803
-        types.append(type(X))
-        return perform(self, obj, action, X, y, **kw)
-
-    monkeypatch.setattr(SklearnPlugin, "perform", recording)
-    return types
 
 
 def post(client: TestClient, name: str, action: str, body: Any) -> dict[str, Any]:
