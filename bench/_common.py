@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import os
+import signal
+import subprocess
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def machine() -> dict[str, str]:
@@ -38,3 +42,36 @@ def version(dist: str) -> str:
         return md.version(dist)
     except md.PackageNotFoundError:
         return "-"
+
+
+def git_commit() -> str:
+    """The short commit id of the checkout (``unknown`` outside git)."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+        )
+    except OSError:
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
+def stop_session(proc: subprocess.Popen | None, timeout: float = 20.0) -> None:
+    """Stop a process started with ``start_new_session=True`` and all it started.
+
+    SIGTERM to its process group (a server and its workers, a Celery worker and
+    its pool), SIGKILL after ``timeout`` seconds.
+    """
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)

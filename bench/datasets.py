@@ -30,7 +30,6 @@ import gc
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +44,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import loadavg, machine  # noqa: E402
+from _common import git_commit, loadavg, machine  # noqa: E402
 
 import omops  # noqa: E402
 
@@ -161,15 +160,7 @@ def bench_filtered(om: omops.Omega, root: Path, rows: int, repeats: int) -> list
 
 def markdown(args: argparse.Namespace, results: list[dict], load: str) -> str:
     host = machine()
-    try:
-        commit = (
-            subprocess.run(
-                ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-            ).stdout.strip()
-            or "unknown"
-        )
-    except OSError:
-        commit = "unknown"
+    commit = git_commit()
     lines = [
         f"## datasets ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC})",
         "",

@@ -38,7 +38,6 @@ import datetime as dt
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -54,7 +53,7 @@ from sklearn.linear_model import LogisticRegression
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _common import loadavg, machine  # noqa: E402
+from _common import git_commit, loadavg, machine, stop_session  # noqa: E402
 from _common import version as _version
 
 import omops  # noqa: E402
@@ -114,16 +113,7 @@ def start_worker(home: Path, broker: str, label: str, log: Path, **extra: str) -
 
 
 def stop_worker(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)  # its own session: the worker and its pool
-        proc.wait(20)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+    stop_session(proc, 20)
 
 
 def wait_worker(
@@ -155,16 +145,7 @@ def report_rows(res: dict[str, dict[str, float]]) -> list[tuple[str, dict, str, 
 
 def markdown(args: argparse.Namespace, res: dict, load: str, broker: str | None) -> str:
     host = machine()
-    commit = (
-        subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=ROOT,
-        ).stdout.strip()
-        or "unknown"
-    )
+    commit = git_commit()
     lines = [
         f"## runtime ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC})",
         "",

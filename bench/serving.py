@@ -52,7 +52,6 @@ import http.client
 import os
 import platform
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -73,7 +72,7 @@ from sklearn.linear_model import LogisticRegression
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _common import loadavg, machine  # noqa: E402
+from _common import git_commit, loadavg, machine, stop_session  # noqa: E402
 from _common import version as _version
 
 import omops  # noqa: E402
@@ -174,17 +173,7 @@ def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
 
 
 def stop(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)  # the server's own session: it and its workers
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+    stop_session(proc, 10)
 
 
 def om_command() -> list[str]:
@@ -432,16 +421,7 @@ def ratios(res: dict[str, dict[str, dict[str, float]]]) -> list[tuple[str, float
 
 def markdown(args: argparse.Namespace, res: dict, load: str, mlflow_info: str) -> str:
     host = machine()
-    commit = (
-        subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=ROOT,
-        ).stdout.strip()
-        or "unknown"
-    )
+    commit = git_commit()
     seq = res["sequential"]
     lines = [
         f"## serving ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC})",

@@ -41,7 +41,6 @@ import datetime as dt
 import http.client
 import os
 import platform
-import signal
 import socket
 import statistics
 import subprocess
@@ -58,7 +57,7 @@ from sklearn.linear_model import LogisticRegression
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _common import loadavg
+from _common import git_commit, loadavg, stop_session
 from _common import machine as machine_info  # noqa: E402
 from _common import version as _version
 
@@ -236,16 +235,7 @@ def wait_ready(proc: subprocess.Popen, port: int, log: Path, timeout: float = 60
 
 
 def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+    stop_session(proc, 10)
 
 
 class Client:
@@ -428,16 +418,7 @@ def report(args: argparse.Namespace, res: dict) -> str:
 
 
 def markdown(args: argparse.Namespace, res: dict, load: str) -> str:
-    commit = (
-        subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=ROOT,
-        ).stdout.strip()
-        or "unknown"
-    )
+    commit = git_commit()
     m = res.get("mlflow", {})
     head = [
         f"## tracking ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC})",
