@@ -6,6 +6,8 @@ import importlib.metadata as md
 import os
 import signal
 import subprocess
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +59,30 @@ def git_commit() -> str:
     except OSError:
         return "unknown"
     return done.stdout.strip() or "unknown"
+
+
+def om_command() -> list[str]:
+    """The ``om`` executable of this interpreter's environment (or its module form)."""
+    om = Path(sys.executable).parent / "om"
+    if om.exists():
+        return [str(om)]
+    return [sys.executable, "-c", "from omops.cli import main; main()"]
+
+
+def start_session(cmd: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen:
+    """Start ``cmd`` in a session of its own (so :func:`stop_session` stops all it starts).
+
+    Its output goes to ``log``, its stdin is closed.
+    """
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            cmd,
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 def stop_session(proc: subprocess.Popen | None, timeout: float = 20.0) -> None:

@@ -53,7 +53,7 @@ from sklearn.linear_model import LogisticRegression
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _common import git_commit, loadavg, machine, stop_session  # noqa: E402
+from _common import git_commit, loadavg, machine, om_command, start_session, stop_session  # noqa: E402
 from _common import version as _version
 
 import omops  # noqa: E402
@@ -89,31 +89,8 @@ def timed(fn: Callable[[], object], n: int, out: list[float]) -> None:
 def start_worker(home: Path, broker: str, label: str, log: Path, **extra: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OMOPS_")}
     env.update(OMOPS_HOME=str(home), OMOPS_BROKER=broker, **extra)
-    om = Path(sys.executable).parent / "om"
-    cmd = [str(om)] if om.exists() else [sys.executable, "-c", "from omops.cli import main; main()"]
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [
-                *cmd,
-                "runtime",
-                "worker",
-                "--label",
-                label,
-                "--concurrency",
-                "1",
-                "--loglevel",
-                "WARNING",
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-
-def stop_worker(proc: subprocess.Popen | None) -> None:
-    stop_session(proc, 20)
+    cmd = [*om_command(), "runtime", "worker", "--label", label, "--concurrency", "1"]
+    return start_session([*cmd, "--loglevel", "WARNING"], env, log)
 
 
 def wait_worker(
@@ -261,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         res = {name: stats(values) for name, values in times.items()}
     finally:
         for worker in workers:
-            stop_worker(worker)
+            stop_session(worker, 20)
         shutil.rmtree(root, ignore_errors=True)
 
     load = f"{load} / {loadavg()}"

@@ -72,7 +72,7 @@ from sklearn.linear_model import LogisticRegression
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _common import git_commit, loadavg, machine, stop_session  # noqa: E402
+from _common import git_commit, loadavg, machine, om_command, start_session, stop_session  # noqa: E402
 from _common import version as _version
 
 import omops  # noqa: E402
@@ -158,29 +158,6 @@ def wait_ready(proc: subprocess.Popen, port: int, path: str, log: Path, timeout:
     raise RuntimeError(
         f"server on port {port} not ready after {timeout}s:\n{log.read_text()[-3000:]}"
     )
-
-
-def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            cmd,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-
-def stop(proc: subprocess.Popen | None) -> None:
-    stop_session(proc, 10)
-
-
-def om_command() -> list[str]:
-    om = Path(sys.executable).parent / "om"
-    if om.exists():
-        return [str(om)]
-    return [sys.executable, "-c", "from omops.cli import main; main()"]
 
 
 # -- client ------------------------------------------------------------------
@@ -515,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         om.catalog.close()
         port = free_port()
         procs.append(
-            start(
+            start_session(
                 [*om_command(), "runtime", "serve", "--port", str(port)],
                 _env(OMOPS_HOME=str(root / "home")),
                 root / "omops.log",
@@ -525,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         targets[0].pid = procs[0].pid
         plain_port = free_port()
         procs.append(
-            start(
+            start_session(
                 [*om_command(), "runtime", "serve", "--port", str(plain_port), "--no-arrays"],
                 _env(OMOPS_HOME=str(root / "home")),
                 root / "omops-no-arrays.log",
@@ -559,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError(f"saving the MLflow model failed:\n{saved.stderr[-3000:]}")
             mport = free_port()
             procs.append(
-                start(
+                start_session(
                     [
                         str(args.mlflow_python),
                         "-m",
@@ -622,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
         res["10k rows"]["in-process"] = in_process(lambda: model.predict(big), args.large_repeats)
     finally:
         for p in procs:
-            stop(p)
+            stop_session(p, 10)
         shutil.rmtree(root, ignore_errors=True)
 
     load = f"{load} / {loadavg()}"

@@ -57,7 +57,7 @@ from sklearn.linear_model import LogisticRegression
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _common import git_commit, loadavg, stop_session
+from _common import git_commit, loadavg, om_command, start_session, stop_session
 from _common import machine as machine_info  # noqa: E402
 from _common import version as _version
 
@@ -209,13 +209,6 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def om_command() -> list[str]:
-    om = Path(sys.executable).parent / "om"
-    return (
-        [str(om)] if om.exists() else [sys.executable, "-c", "from omops.cli import main; main()"]
-    )
-
-
 def wait_ready(proc: subprocess.Popen, port: int, log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -232,10 +225,6 @@ def wait_ready(proc: subprocess.Popen, port: int, log: Path, timeout: float = 60
             pass
         time.sleep(0.2)
     raise RuntimeError(f"server not ready after {timeout}s:\n{log.read_text()[-3000:]}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    stop_session(proc, 10)
 
 
 class Client:
@@ -285,15 +274,9 @@ def rest_overhead(root: Path, requests: int, blocks: int) -> dict:
 
     port = free_port()
     log = root / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*om_command(), "runtime", "serve", "--port", str(port)],
-            env=_env(OMOPS_HOME=str(home)),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    proc = start_session(
+        [*om_command(), "runtime", "serve", "--port", str(port)], _env(OMOPS_HOME=str(home)), log
+    )
     try:
         wait_ready(proc, port, log)
         client = Client(port)
@@ -316,7 +299,7 @@ def rest_overhead(root: Path, requests: int, blocks: int) -> dict:
         time.sleep(1.0)  # let the server's writer flush
         logged = len(exp.data(event="predict", run="all"))
     finally:
-        stop(proc)
+        stop_session(proc, 10)
 
     # The part of a tracked prediction that runs in the request: build the event, queue it.
     exp.track(MODEL)

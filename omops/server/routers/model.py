@@ -359,24 +359,19 @@ _ACTION_DOC = (
     "answer with the result; fit and partial_fit (and any action with ?async=true) answer "
     "202 with a Location to poll."
 )
-router.add_api_route(
-    _ACTION_PATH,
-    model_action,
-    methods=["POST"],
-    summary="Run a model action",
-    description=_ACTION_DOC,
-    operation_id="model_action",
-    openapi_extra=_DATA_BODY,
-)
-router.add_api_route(
-    _ACTION_PATH,
-    model_action,
-    methods=["PUT"],
-    summary="Run a model action (PUT, same as POST)",
-    description=_ACTION_DOC,
-    operation_id="model_action_put",
-    openapi_extra=_DATA_BODY,
-)
+for _method, _operation, _summary in (
+    ("POST", "model_action", "Run a model action"),
+    ("PUT", "model_action_put", "Run a model action (PUT, same as POST)"),
+):
+    router.add_api_route(
+        _ACTION_PATH,
+        model_action,
+        methods=[_method],
+        summary=_summary,
+        description=_ACTION_DOC,
+        operation_id=_operation,
+        openapi_extra=_DATA_BODY,
+    )
 
 
 def _local(om: Omega) -> bool:
