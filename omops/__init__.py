@@ -48,7 +48,7 @@ def reset() -> None:
     global _default
     with _lock:
         if _default is not None:
-            _default.catalog.close()
+            _default.close()
         _default = None
 
 

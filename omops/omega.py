@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from omops._context import Context
 from omops.blobs import Blobs
 from omops.catalog import Catalog
 from omops.config import Settings, load_settings
@@ -44,6 +45,15 @@ class Omega:
     settings : Settings, optional
         A resolved configuration; by default :func:`omops.config.load_settings`.
     plugins : Registry, optional
+        The plugins by kind; by default the built-in kinds and entry points.
+    context : Context, optional
+        State to share (bucket views pass their parent's); a new one by default.
+
+    Notes
+    -----
+    An Omega owns its state: loaded models, cached reads, event writers and
+    executors hang off its :class:`~omops._context.Context`, shared with its
+    bucket views ``om['dev']`` and with nobody else. :meth:`close` releases it.
 
     Examples
     --------
@@ -63,6 +73,7 @@ class Omega:
         home: str | Path | None = None,
         settings: Settings | None = None,
         plugins: Registry | None = None,
+        context: Context | None = None,
     ) -> None:
         if settings is None:
             settings = load_settings({"OMOPS_HOME": str(home)} if home is not None else None)
@@ -74,6 +85,7 @@ class Omega:
         self.broker = broker if broker is not None else settings.broker
         self.bucket = _check_bucket(bucket or settings.bucket)
         self.plugins = plugins or default_registry()
+        self.context = context if context is not None else Context()
         for store in STORES:
             setattr(
                 self,
@@ -84,6 +96,7 @@ class Omega:
                     blobs=self.blobs,
                     bucket=self.bucket,
                     plugins=self.plugins,
+                    reads=self.context.reads,
                 ),
             )
 
@@ -163,4 +176,20 @@ class Omega:
             _check_bucket(bucket),
             settings=self.settings,
             plugins=self.plugins,
+            context=self.context,
         )
+
+    def close(self) -> None:
+        """Release what this Omega (and its bucket views) hold.
+
+        Stops its executors' worker pools, writes queued tracking events,
+        empties its caches and closes the catalog's connections.
+        """
+        self.context.close()
+        self.catalog.close()
+
+    def __enter__(self) -> Omega:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

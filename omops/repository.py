@@ -21,7 +21,7 @@ from omops.errors import ConfigError, InvalidData, InvalidName, InvalidQuery, No
 from omops.names import check_name, check_tag, parse_reference
 from omops.plugins import ReadQuery, Registry, default_registry
 
-__all__ = ["READS", "STORES", "Metadata", "ReadCache", "Repository"]
+__all__ = ["STORES", "Metadata", "ReadCache", "Repository"]
 
 #: Writes of one put when concurrent drops keep deleting its blobs (see Catalog.delete_unused).
 _PUT_ATTEMPTS = 5
@@ -108,10 +108,6 @@ def _read_cache_bytes() -> int:
         )
     return int(megabytes * 2**20)
 
-
-#: The read cache of this process, shared by every Omega and repository; its
-#: size is ``OMOPS_READ_CACHE_MB`` (default 64, 0 turns it off).
-READS = ReadCache(None)
 
 #: The repositories every Omega instance has.
 STORES: tuple[str, ...] = ("datasets", "models", "jobs", "scripts", "streams")
@@ -209,6 +205,9 @@ class Repository:
     bucket : str, default='default'
     plugins : Registry, optional
         Defaults to the built-in kinds plus entry-point plugins.
+    reads : ReadCache, optional
+        Where small reads are kept; an Omega hands all its repositories its
+        own. By default the repository has one of its own.
     """
 
     def __init__(
@@ -219,12 +218,14 @@ class Repository:
         blobs: Blobs,
         bucket: str = "default",
         plugins: Registry | None = None,
+        reads: ReadCache | None = None,
     ) -> None:
         self.store = store
         self.catalog = catalog
         self.blobs = blobs
         self.bucket = bucket
         self.plugins = plugins or default_registry()
+        self.reads = reads if reads is not None else ReadCache(None)
 
     def __repr__(self) -> str:
         return f"Repository({self.store!r}, bucket={self.bucket!r}, catalog={self.catalog!r})"
@@ -483,10 +484,10 @@ class Repository:
             None if query.columns is None else tuple(query.columns),
             query.exclude,
         )
-        return READS.get(
+        return self.reads.get(
             key,
             lambda: plugin.get(self.blobs, self.catalog.parts(rev), rev.kind_meta, query=query),
-            small=rev.size <= READS.max_blob_bytes,
+            small=rev.size <= self.reads.max_blob_bytes,
         )
 
     def exists(self, name: str) -> bool:

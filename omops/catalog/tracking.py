@@ -352,6 +352,7 @@ class EventWriter:
         self.interval = interval
         self.batch = batch
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.closed = False
         self._thread = threading.Thread(target=self._loop, name="omops-events", daemon=True)
         self._thread.start()
 
@@ -376,7 +377,7 @@ class EventWriter:
         return items
 
     def _loop(self) -> None:
-        while True:
+        while not self.closed:
             items = self._collect()
             rows = [item for item in items if isinstance(item, tuple)]
             try:
@@ -394,6 +395,12 @@ class EventWriter:
         marker = threading.Event()
         self._queue.put(marker)
         marker.wait(timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued, then stop the thread."""
+        self.closed = True
+        self.flush(timeout)
+        self._thread.join(timeout)
 
 
 def _folding_sql(conn: sa.Connection, selection: sa.Select, raw: bool) -> tuple[str, Any]:

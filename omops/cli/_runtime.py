@@ -14,17 +14,12 @@ from omops.names import check_tag
 
 __all__ = ["app"]
 
-ACTIONS = (
-    "fit",
-    "partial_fit",
-    "predict",
-    "predict_proba",
-    "decision_function",
-    "transform",
-    "fit_transform",
-    "score",
-    "gridsearch",
-)
+
+def _actions() -> tuple[str, ...]:
+    from omops.runtime.actions import ACTIONS  # the one table of actions
+
+    return tuple(ACTIONS)
+
 
 app = typer.Typer(
     name="runtime",
@@ -98,7 +93,7 @@ def status(
 )
 def model(
     name: Annotated[str, typer.Argument(help="Model name, NAME@TAG for a revision.")],
-    action: Annotated[str, typer.Argument(help=f"One of {', '.join(ACTIONS)}.")],
+    action: Annotated[str, typer.Argument(help="fit, predict, predict_proba, score, ...")],
     x: Annotated[str | None, typer.Argument(metavar="[X]", help="Input dataset reference.")] = None,
     y: Annotated[
         str | None, typer.Argument(metavar="[Y]", help="Target dataset reference.")
@@ -118,25 +113,23 @@ def model(
     ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the result.")] = 3600.0,
 ) -> None:
-    """Run a model action and print its result as JSON."""
-    if action not in ACTIONS:
+    """Run a model action and print its result as JSON (actions: fit, partial_fit, predict,
+    predict_proba, decision_function, transform, fit_transform, score, gridsearch)."""
+    from omops.runtime.actions import ACTIONS
+
+    spec = ACTIONS.get(action)
+    if spec is None:
         raise typer.BadParameter(
-            f"{action!r} is not one of {', '.join(ACTIONS)}", param_hint="ACTION"
+            f"{action!r} is not one of {', '.join(_actions())}", param_hint="ACTION"
         )
-    runtime = omops.get_omega().runtime.mode(local=local).require(label)
-    kwargs = {k: parse_value(v) for k, v in parse_attributes(param or []).items()}
-    proxy = runtime.model(name)
-    method = getattr(proxy, action)
-    if action in ("predict", "predict_proba", "decision_function", "transform", "fit_transform"):
-        kwargs["rName"] = rname
-    elif rname:
+    if rname and spec.result not in ("values",):
         raise typer.BadParameter(f"--rname does not apply to {action}", param_hint="--rname")
-    args = (
-        [v for v in (x, y) if v is not None]
-        if action not in ("predict", "predict_proba", "decision_function", "transform")
-        else [x]
-    )
-    print_json(method(*args, **kwargs).get(timeout=timeout))
+    runtime = omops.get_omega().runtime.mode(local=local)
+    if not local:  # --local runs here: a queue label means nothing then
+        runtime = runtime.require(label)
+    kwargs = {k: parse_value(v) for k, v in parse_attributes(param or []).items()}
+    call = runtime.model(name).call(action, x, y, result_name=rname, **kwargs)
+    print_json(runtime.submit(call).get(timeout=timeout))
 
 
 def _is_loopback(host: str) -> bool:

@@ -126,8 +126,21 @@ class Plugin:
         """
         return False
 
+    def array_view(self, obj: Any) -> Any:
+        """The object :meth:`perform_array` is called with, made once per loaded revision.
+
+        By default ``obj`` itself. A plugin may return a view of the model
+        that expects arrays (e.g. without its fitted column names, so that
+        the framework does not warn about an array it is sent on purpose);
+        it must share the model's fitted state, not copy it.
+        """
+        return obj
+
     def perform_array(self, obj: Any, action: str, X: Any) -> ActionOutcome:  # noqa: N803
-        """``perform`` on an array that stands for a DataFrame (see :meth:`takes_arrays`)."""
+        """``perform`` on an array that stands for a DataFrame (see :meth:`takes_arrays`).
+
+        ``obj`` is what :meth:`array_view` returned for the model.
+        """
         return self.perform(obj, action, X, None)
 
     # -- helpers for subclasses --------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -91,10 +92,15 @@ class SklearnPlugin(Plugin):
         """
         return _array_safe(obj)
 
-    def perform_array(self, obj: Any, action: str, X: Any) -> ActionOutcome:  # noqa: N803
-        """``perform`` on an array, without the "no feature names" warning."""
-        _quiet_missing_names()
-        return self.perform(obj, action, X, None)
+    def array_view(self, obj: Any) -> Any:
+        """``obj`` without its fitted column names, sharing everything else.
+
+        scikit-learn warns "X does not have valid feature names" when a model
+        fitted on a DataFrame is given an array; the lane sends it the array on
+        purpose (columns in the fitted order), so it calls a shallow copy that
+        does not know the names. Fitted arrays (coefficients, trees) are shared.
+        """
+        return _unnamed(obj, 0)
 
     def perform(self, obj: Any, action: str, X: Any, y: Any, **kwargs: Any) -> ActionOutcome:  # noqa: N803
         """Run a scikit-learn verb; fitting verbs return the changed model."""
@@ -199,23 +205,30 @@ def _walk(obj: Any, depth: int, seen: set[int], named: list[bool]) -> bool:
     )
 
 
-_MISSING_NAMES = "X does not have valid feature names"
-
-
-def _quiet_missing_names() -> None:
-    """Silence "X does not have valid feature names": the array is sent on purpose.
-
-    Checked before every array call (a look at the first filter) and put back
-    in front when something replaced the filters since, e.g. a
-    ``warnings.catch_warnings`` block or an ``error`` filter added later. It is
-    installed only by processes that serve models through arrays.
-    """
-    import warnings
-
-    first = warnings.filters[0] if warnings.filters else None
-    if (
-        first is None
-        or first[0] != "ignore"
-        or getattr(first[1], "pattern", None) != _MISSING_NAMES
-    ):
-        warnings.filterwarnings("ignore", message=_MISSING_NAMES, category=UserWarning)
+def _unnamed(obj: Any, depth: int) -> Any:
+    """``obj`` with ``feature_names_in_`` removed from every estimator in it (shallow copies)."""
+    if depth > _MAX_DEPTH:
+        return obj
+    if isinstance(obj, (list, tuple)):
+        items = [_unnamed(item, depth + 1) for item in obj]
+        if all(new is old for new, old in zip(items, obj, strict=True)):
+            return obj
+        return type(obj)(items) if type(obj) in (list, tuple) else obj
+    if isinstance(obj, dict):
+        changed = {k: v for k, v in ((k, _unnamed(v, depth + 1)) for k, v in obj.items())}
+        if all(changed[k] is obj[k] for k in obj):
+            return obj
+        copied = copy.copy(obj)  # keeps dict subclasses such as Bunch
+        copied.update(changed)
+        return copied
+    base = sys.modules.get("sklearn.base")
+    if base is None or not isinstance(obj, base.BaseEstimator):
+        return obj
+    state = vars(obj)
+    changed = {k: new for k, v in state.items() if (new := _unnamed(v, depth + 1)) is not v}
+    if "feature_names_in_" not in state and not changed:
+        return obj
+    view = copy.copy(obj)
+    vars(view).update(changed)
+    vars(view).pop("feature_names_in_", None)
+    return view

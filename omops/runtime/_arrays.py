@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ARRAYS", "ARRAY_ACTIONS", "ArrayLane", "frame_array"]
+__all__ = ["MAX_VALUES", "ArrayLane", "Rows", "arrow_rows", "frame_array", "numeric_rows"]
 
-ARRAY_ACTIONS = frozenset({"predict", "predict_proba", "decision_function", "transform"})
 _NUMBERS = frozenset({"float64", "int64"})
 
 
@@ -112,5 +112,153 @@ def _same(a: Any, b: Any) -> bool:
     return bool(np.array_equal(a, b))
 
 
-#: The lane of this process: which model revisions take arrays, learnt once each.
-ARRAYS = ArrayLane()
+#: Up to this many values each one's type is checked in Python; larger bodies are
+#: converted by NumPy at once (a bool among numbers then counts as a number, as
+#: scikit-learn would count it).
+MAX_VALUES = 4096
+#: Integers beyond this do not convert to float64 exactly.
+_EXACT_INT = 2**53
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Numbers laid out as an array, with their column names (the model's order)."""
+
+    array: np.ndarray
+    columns: list[str]
+
+    def frame(self) -> Any:
+        """The same values as the DataFrame a JSON body of them would give."""
+        import pandas as pd
+
+        return pd.DataFrame(self.array, columns=pd.Index(self.columns, dtype=object))
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+
+def numeric_rows(payload: Any, expected: list[str] | None) -> Rows | None:
+    """An array from a body of numbers in any accepted shape, else None.
+
+    Split ``{"columns": [...], "data": [[...], ...]}``, columns ``{"data":
+    {"col": [...]}}`` and records ``[{"col": v}, ...]`` (or ``{"data":
+    [...]}``, every record with the same keys). The dtype is what pandas
+    gives the same values: int64 when every value is an integer, float64
+    otherwise. ``expected`` (the fitted column names) orders the columns;
+    when some are missing the usual path explains.
+    """
+    table = _table(payload)
+    if table is None:
+        return None
+    columns, data = table
+    if not columns or not data or not all(type(c) is str for c in columns):
+        return None
+    order = _order(columns, expected)
+    if order is None:
+        return None
+    array = _array(data) if len(columns) * len(data) <= MAX_VALUES else _bulk_array(data)
+    if array is None:
+        return None
+    if order != list(range(len(columns))):
+        array = array[:, order]
+        columns = list(expected or columns)
+    return Rows(array, columns)
+
+
+def _table(payload: Any) -> tuple[list[Any], list[list[Any]]] | None:
+    """``(columns, rows)`` of a body, each row a list as long as ``columns``; else None."""
+    if isinstance(payload, list):
+        return _records(payload)
+    if not isinstance(payload, Mapping):
+        return None
+    keys = payload.keys()
+    if keys == {"columns", "data"}:
+        columns, data = payload["columns"], payload["data"]
+        if not isinstance(columns, list) or not isinstance(data, list):
+            return None
+        width = len(columns)
+        if not all(type(row) is list and len(row) == width for row in data):
+            return None
+        return columns, data
+    if keys != {"data"}:
+        return None
+    data = payload["data"]
+    if isinstance(data, list):
+        return _records(data)
+    if not isinstance(data, Mapping):
+        return None
+    values = list(data.values())
+    if not all(type(v) is list for v in values) or len({len(v) for v in values}) != 1:
+        return None
+    return list(data), [list(row) for row in zip(*values, strict=True)]
+
+
+def _records(records: list[Any]) -> tuple[list[Any], list[list[Any]]] | None:
+    if not records or not all(type(r) is dict for r in records):
+        return None
+    columns = list(records[0])
+    names = set(columns)
+    if not all(r.keys() == names for r in records):
+        return None  # pandas fills what a record lacks with NaN: the usual path
+    return columns, [[r[c] for c in columns] for r in records]
+
+
+def _order(columns: list[str], expected: list[str] | None) -> list[int] | None:
+    """Column positions in fitted order (all of them, as sent, without names); None when unsure."""
+    if len(set(columns)) != len(columns):
+        return None
+    if not expected or columns == expected:
+        return list(range(len(columns)))
+    position = {c: i for i, c in enumerate(columns)}
+    if any(c not in position for c in expected):
+        return None
+    return [position[c] for c in expected]
+
+
+def _array(data: list[list[Any]]) -> np.ndarray | None:
+    kinds = {type(v) for row in data for v in row}
+    if kinds == {float}:
+        array = np.array(data, dtype=np.float64)
+    elif kinds == {int}:
+        try:
+            return np.array(data, dtype=np.int64)
+        except OverflowError:
+            return None
+    elif kinds == {float, int}:
+        if any(type(v) is int and abs(v) > _EXACT_INT for row in data for v in row):
+            return None
+        array = np.array(data, dtype=np.float64)
+    else:  # strings, booleans, nulls, nested values: pandas decides
+        return None
+    return array if np.isfinite(array).all() else None
+
+
+def _bulk_array(data: list[list[Any]]) -> np.ndarray | None:
+    """A large body's values in one NumPy conversion: float64 or int64, else None."""
+    try:
+        array = np.array(data)
+    except (ValueError, OverflowError):  # ragged rows, huge ints
+        return None
+    if array.ndim != 2 or array.dtype not in (np.float64, np.int64):
+        return None  # strings, nulls, booleans only, unsigned or object values
+    return array if array.dtype == np.int64 or np.isfinite(array).all() else None
+
+
+def arrow_rows(table: Any, expected: list[str] | None) -> Rows | None:
+    """The columns of an Arrow table as one array, in fitted order, when all are float64
+    (or all int64) without nulls; else None (the usual path converts with pandas)."""
+    import pyarrow as pa
+
+    names = list(expected or table.column_names)
+    if not names or table.num_rows == 0 or not set(names) <= set(table.column_names):
+        return None
+    if len(set(table.column_names)) != len(table.column_names):
+        return None
+    columns = [table.column(name) for name in names]
+    types = {column.type for column in columns}
+    if types not in ({pa.float64()}, {pa.int64()}) or any(c.null_count for c in columns):
+        return None
+    array = np.column_stack([c.to_numpy() for c in columns])
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        return None
+    return Rows(array, names)

@@ -8,51 +8,34 @@ task logs ``task_call``, ``task_success`` or ``task_failure`` (and, with the
 
 from __future__ import annotations
 
-import atexit
 import hashlib
-import os
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from omops._system import Sampler
 from omops.catalog.tracking import EventWriter, event_row
 from omops.omega import Omega
+from omops.runtime._state import state_of
 
-__all__ = ["PREDICT_ACTIONS", "TaskTracking", "flush_events", "log_prediction", "writer_for"]
+__all__ = ["TaskTracking", "flush_events", "log_prediction", "writer_for"]
 
-PREDICT_ACTIONS = frozenset({"predict", "predict_proba", "decision_function", "transform"})
 #: Inputs up to this many rows are logged whole; larger ones as a sample and a hash.
 SAMPLE_ROWS = 10
 FULL_ROWS = 100
-_TRACKERS_TTL = 2.0
-
-_writers: dict[tuple[str, int], EventWriter] = {}
-_tracker_cache: dict[tuple[str, str, str], tuple[float, list[tuple[int, int]]]] = {}
-_lock = threading.Lock()
 
 
 def writer_for(om: Omega) -> EventWriter:
-    """The write-behind event writer of ``om``'s catalog (one per process).
+    """The write-behind event writer of ``om`` in this process.
 
-    A forked child (Celery pool, process pool) gets its own: the parent's
-    thread does not exist there. Queued events are written at exit.
+    A forked child (Celery pool) gets its own: the parent's thread does not
+    exist there. Queued events are written at exit and by ``om.close()``.
     """
-    key = (om.catalog.url, os.getpid())
-    with _lock:
-        writer = _writers.get(key)
-        if writer is None:
-            writer = _writers[key] = EventWriter(om.catalog)
-            atexit.register(writer.flush, 10.0)
-    return writer
+    return state_of(om).writer(om)
 
 
 def flush_events(om: Omega) -> None:
-    """Write the events this process queued for ``om``'s catalog (if it queued any)."""
-    writer = _writers.get((om.catalog.url, os.getpid()))
-    if writer is not None:
-        writer.flush()
+    """Write the events this process queued for ``om`` (if it queued any)."""
+    state_of(om).flush()
 
 
 def _summary(value: Any, limit: int = 2000) -> Any:
@@ -112,23 +95,21 @@ class TaskTracking:
 
 def _trackers(om: Omega, model: str) -> list[tuple[int, int]]:
     """(experiment id, run) of experiments tracking ``model``, cached for 2 s."""
-    key = (om.catalog.url, om.bucket, model)
-    now = time.monotonic()
-    cached = _tracker_cache.get(key)
-    if cached is not None and now - cached[0] < _TRACKERS_TTL:
-        return cached[1]
-    tracking = om.catalog.tracking
-    found = []
-    for experiment_id, _name in tracking.trackers(om.bucket, model):
-        run = tracking.latest_run(experiment_id) or tracking.start_run(experiment_id, "simple")
-        found.append((experiment_id, run))
-    _tracker_cache[key] = (now, found)
-    return found
+
+    def load() -> list[tuple[int, int]]:
+        tracking = om.catalog.tracking
+        found = []
+        for experiment_id, _name in tracking.trackers(om.bucket, model):
+            run = tracking.latest_run(experiment_id) or tracking.start_run(experiment_id, "simple")
+            found.append((experiment_id, run))
+        return found
+
+    return state_of(om).trackers_of((om.bucket, model), load)
 
 
-def forget_trackers() -> None:
-    """Drop the cache of tracked models (after track/untrack in this process)."""
-    _tracker_cache.clear()
+def forget_trackers(om: Omega) -> None:
+    """Drop ``om``'s cache of tracked models (after track/untrack)."""
+    state_of(om).trackers.clear()
 
 
 def _split(frame: Any) -> dict[str, Any]:
@@ -169,12 +150,9 @@ def log_prediction(
 ) -> None:
     """Queue a ``predict`` event for every experiment tracking ``model`` (write-behind).
 
-    Only predicting actions (:data:`PREDICT_ACTIONS`) are logged; for any
-    other (``score``, ``fit`` ...) this does nothing, so callers need not check.
+    Called for the predicting actions (see :data:`omops.runtime.actions.ACTIONS`).
     ``columns`` names the columns of an array ``X``.
     """
-    if action not in PREDICT_ACTIONS:
-        return
     trackers = _trackers(om, model)
     if not trackers:
         return

@@ -15,8 +15,10 @@ from typing import Any
 import orjson
 
 from omops.config import load_settings
-from omops.errors import ConfigError, NotFound, TaskFailed, TaskTimeout
+from omops.errors import NotFound, TaskFailed, TaskTimeout
 from omops.omega import Omega
+from omops.runtime._celery_rpc import close_app, drain_replies, kept_replies_backend
+from omops.runtime.executors import mask_url
 from omops.runtime.plan import Batch, TaskCall
 from omops.runtime.results import FAILURE, PENDING, STARTED, SUCCESS, TaskResult, failure_of
 from omops.runtime.tasks import execute
@@ -25,10 +27,6 @@ __all__ = ["CeleryExecutor", "CeleryResult", "make_app", "run_worker"]
 
 TASK_NAME = "omops.run"
 _KEPT_RESULTS = 1000
-_apps: dict[str, Any] = {}
-_apps_lock = threading.Lock()
-_worker_omegas: dict[str, Omega] = {}
-_worker_lock = threading.Lock()
 
 
 def _backend_for(broker: str) -> str:
@@ -37,44 +35,22 @@ def _backend_for(broker: str) -> str:
     return broker if broker.startswith(("redis://", "rediss://")) else "rpc://"
 
 
-def _kept_replies_backend() -> type:
-    """Celery's ``rpc://`` backend, minus three broker round trips per task.
+class _WorkerOmegas:
+    """The worker process's Omega, and its bucket views (kept on the Celery app)."""
 
-    Celery stops consuming the reply queue after each result, so the broker
-    deletes that auto-delete queue, and it declares the queue again before
-    the next send: a declare, a consume and a cancel per task, each waiting
-    for the broker (about 1 ms of a round trip here, bench/runtime.py). This
-    backend keeps consuming; while it does, the queue exists and is not
-    declared again. Replies nobody waits for yet are buffered as Celery
-    buffers them (bounded), and handed to a later ``get()``.
-    """
-    from celery.backends.rpc import RPCBackend
+    def __init__(self, om: Omega) -> None:
+        self.root = om
+        self._views: dict[str, Omega] = {om.bucket: om}
+        self._lock = threading.Lock()
 
-    class KeptRepliesBackend(RPCBackend):
-        def on_result_fulfilled(self, result: Any) -> None:
-            pass  # keep consuming: the reply queue lives on for the next task
-
-        def on_task_call(self, producer: Any, task_id: str) -> None:
-            consumer = self.result_consumer._consumer
-            if consumer is not None and consumer.consuming_from(self.binding):
-                return
-            super().on_task_call(producer, task_id)
-
-    return KeptRepliesBackend
-
-
-def _worker_omega(bucket: str) -> Omega:
-    """The worker's Omega for ``bucket``: one catalog and blob store for all buckets.
-
-    (An Omega per bucket would open a catalog engine, with its pool of
-    database connections, for every bucket a worker ever served.)
-    """
-    with _worker_lock:
-        om = _worker_omegas.get(bucket)
-        if om is None:
-            base = next(iter(_worker_omegas.values()), None) or Omega(settings=load_settings())
-            om = _worker_omegas[bucket] = base if base.bucket == bucket else base[bucket]
-        return om
+    def __call__(self, bucket: str) -> Omega:
+        with self._lock:
+            found = self._views.get(bucket)
+            if found is None:
+                if len(self._views) > 1024:  # bounded: views are cheap to make again
+                    self._views = {self.root.bucket: self.root}
+                found = self._views[bucket] = self.root[bucket]
+            return found
 
 
 #: A task's result travels as one JSON text under this key. Celery makes a
@@ -103,7 +79,10 @@ def _is_packed(value: Any) -> bool:
 def _run(self: Any, *args: Any) -> Any:
     """The one Celery task: ``(message)`` or, in a chain/chord, ``(previous, message)``."""
     previous, message = (None, args[0]) if len(args) == 1 else (_unpack(args[0]), args[1])
-    om = _worker_omega(message.get("bucket") or "default")
+    omegas = getattr(self.app, "omops_omegas", None)
+    if omegas is None:  # the worker's Omega: its own configuration, built on first task
+        omegas = self.app.omops_omegas = _WorkerOmegas(Omega(settings=load_settings()))
+    om = omegas(message.get("bucket") or omegas.root.bucket)
     try:
         return _pack(execute(om, message["task"], message["payload"], previous))
     except Exception as exc:
@@ -111,43 +90,34 @@ def _run(self: Any, *args: Any) -> Any:
 
 
 def make_app(broker: str) -> Any:
-    """The Celery app for a broker URL (one per URL and process)."""
-    try:
-        from celery import Celery
-    except ImportError:
-        raise ConfigError(
-            "OMOPS_BROKER is set but Celery is not installed: pip install 'omops[celery]'"
-        ) from None
-    with _apps_lock:
-        app = _apps.get(broker)
-        if app is not None:
-            return app
-        backend = _backend_for(broker)
-        app = Celery(
-            "omops",
-            broker=broker,
-            backend=_kept_replies_backend() if backend == "rpc://" else backend,
-            set_as_current=False,
-        )
-        app.conf.update(
-            task_serializer="json",
-            result_serializer="json",
-            accept_content=["json"],
-            result_accept_content=["json"],
-            task_acks_late=True,
-            task_reject_on_worker_lost=True,
-            worker_prefetch_multiplier=1,
-            task_default_queue="default",
-            task_create_missing_queues=True,
-            task_track_started=True,
-            result_expires=24 * 3600,
-            broker_connection_retry_on_startup=True,
-            worker_hijack_root_logger=False,
-            worker_send_task_events=False,
-        )
-        app.task(name=TASK_NAME, bind=True)(_run)
-        _apps[broker] = app
-        return app
+    """A Celery app for a broker URL, with the omops task registered."""
+    from celery import Celery
+
+    backend = _backend_for(broker)
+    app = Celery(
+        "omops",
+        broker=broker,
+        backend=kept_replies_backend() if backend == "rpc://" else backend,
+        set_as_current=False,
+    )
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue="default",
+        task_create_missing_queues=True,
+        task_track_started=True,
+        result_expires=24 * 3600,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+    )
+    app.task(name=TASK_NAME, bind=True)(_run)
+    return app
 
 
 def _message(call: TaskCall) -> dict[str, Any]:
@@ -160,67 +130,48 @@ def _raise_failure(exc: BaseException) -> None:
     raise failure_of(exc)
 
 
-_progress: OrderedDict[str, str] = OrderedDict()  # task id -> last state short of ready
-_progress_lock = threading.Lock()
+class _Progress:
+    """STARTED/RETRY states that arrive as rpc:// replies (Celery drops them), by task id."""
 
+    def __init__(self) -> None:
+        self._states: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
 
-def _record_progress(meta: dict[str, Any]) -> None:
-    """Keep STARTED/RETRY states that arrive as rpc:// replies (Celery drops them)."""
-    task_id, state = meta.get("task_id"), meta.get("status")
-    if not task_id or not state:
-        return
-    with _progress_lock:
-        if state in ("SUCCESS", "FAILURE", "REVOKED"):
-            _progress.pop(task_id, None)
+    def record(self, meta: dict[str, Any]) -> None:
+        task_id, state = meta.get("task_id"), meta.get("status")
+        if not task_id or not state:
             return
-        _progress[task_id] = state
-        while len(_progress) > _KEPT_RESULTS:
-            _progress.popitem(last=False)
+        with self._lock:
+            if state in ("SUCCESS", "FAILURE", "REVOKED"):
+                self._states.pop(task_id, None)
+                return
+            self._states[task_id] = state
+            while len(self._states) > _KEPT_RESULTS:
+                self._states.popitem(last=False)
 
-
-def _drain_replies(async_result: Any) -> None:
-    """rpc://: handle the reply messages that arrived, without waiting for more.
-
-    Once a process has waited for any result, its reply queue is consumed and
-    replies sit in that connection until drained; reading ``state`` alone
-    would then say PENDING for ever, even for a finished task.
-    """
-    backend = async_result.backend
-    consumer = getattr(backend, "result_consumer", None)
-    if backend.as_uri() != "rpc://" or getattr(consumer, "_connection", None) is None:
-        return
-    previous, consumer.on_message = consumer.on_message, _record_progress
-    try:
-        for _ in range(10_000):  # each call handles what one read brings
-            consumer.drain_events(timeout=0.001)
-    except TimeoutError:  # nothing more has arrived
-        pass
-    finally:
-        consumer.on_message = previous
-
-
-def _state_of(async_result: Any) -> str:
-    state = async_result.state
-    if state == PENDING:
-        with _progress_lock:
-            state = _progress.get(async_result.id, PENDING)
-    return {"RETRY": STARTED, "RECEIVED": PENDING, "REVOKED": FAILURE}.get(state, state)
+    def state_of(self, async_result: Any) -> str:
+        state = async_result.state
+        if state == PENDING:
+            with self._lock:
+                state = self._states.get(async_result.id, PENDING)
+        return {"RETRY": STARTED, "RECEIVED": PENDING, "REVOKED": FAILURE}.get(state, state)
 
 
 class CeleryResult(TaskResult):
     """A task (or group, or chain) running on Celery workers."""
 
-    def __init__(self, async_result: Any) -> None:
+    def __init__(self, async_result: Any, progress: _Progress) -> None:
         self._result = async_result
+        self._progress = progress
         self.id = async_result.id
 
     @property
     def status(self) -> str:
-        _drain_replies(self._result)
+        drain_replies(self._result, self._progress.record)
         if not hasattr(self._result, "results"):
-            return _state_of(self._result)
+            return self._progress.state_of(self._result)
         # A group: failed as soon as one call failed (get() raises then), done when all are.
-        states = [_state_of(r) for r in self._result.results]
+        states = [self._progress.state_of(r) for r in self._result.results]
         if FAILURE in states:
             return FAILURE
         if all(state == SUCCESS for state in states):
@@ -236,7 +187,7 @@ class CeleryResult(TaskResult):
                     timeout=timeout,
                     propagate=True,
                     disable_sync_subtasks=False,
-                    on_message=_record_progress,
+                    on_message=self._progress.record,
                 )
             )
         except CeleryTimeout:
@@ -270,13 +221,26 @@ class _ReduceAfter(TaskResult):
 
 
 class CeleryExecutor:
-    """Sends tasks to Celery workers through ``broker``."""
+    """Sends tasks to Celery workers through the broker at ``url``.
 
-    def __init__(self, broker: str) -> None:
-        self.broker = broker
-        self.app = make_app(broker)
+    Parameters
+    ----------
+    om : Omega
+        The Omega whose tasks these are (workers use their own configuration).
+    url : str
+        Broker URL, ``amqp://...`` (RabbitMQ) or ``redis://...``.
+    """
+
+    def __init__(self, om: Omega | None, url: str) -> None:
+        self.broker = url
+        self.app = make_app(url)
         self._lock = threading.Lock()
         self._sent: OrderedDict[str, TaskResult] = OrderedDict()
+        self._progress = _Progress()
+        self._backends: dict[int, Any] = {}  # result backends in use (one per thread)
+
+    def __repr__(self) -> str:
+        return f"<CeleryExecutor {mask_url(self.broker)}>"
 
     def _keep(self, result: TaskResult) -> TaskResult:
         # result(id) must hand back the very handle that was returned: with
@@ -288,6 +252,13 @@ class CeleryExecutor:
             while len(self._sent) > _KEPT_RESULTS:
                 self._sent.popitem(last=False)
         return result
+
+    def _wrap(self, async_result: Any) -> CeleryResult:
+        backend = async_result.backend
+        if id(backend) not in self._backends:
+            with self._lock:
+                self._backends[id(backend)] = backend
+        return CeleryResult(async_result, self._progress)
 
     def _signature(self, call: TaskCall, *args: Any) -> Any:
         # argsrepr/kwargsrepr: Celery would otherwise repr the message for its logs on
@@ -304,28 +275,26 @@ class CeleryExecutor:
 
     def send(self, call: TaskCall, *, previous: Any = None) -> CeleryResult:
         args = () if previous is None else (previous,)
-        return CeleryResult(self._signature(call, *args).apply_async())
+        return self._wrap(self._signature(call, *args).apply_async())
 
-    def submit_background(self, call: TaskCall, *, task_id: str | None = None) -> TaskResult:
-        """Send a call under a chosen task id (Celery tasks never block the caller)."""
-        return self._keep(CeleryResult(self._signature(call).apply_async(task_id=task_id)))
-
-    def submit(self, work: TaskCall | Batch) -> TaskResult:
-        """Send a call, or a batch as a Celery group, chain or chord."""
+    def submit(
+        self, work: TaskCall | Batch, *, task_id: str | None = None, background: bool = False
+    ) -> TaskResult:
+        """Send a call, or a batch as a Celery group, chain or chord (never blocks)."""
         from celery import chain, chord, group
 
         if isinstance(work, TaskCall):
-            return self._keep(self.send(work))
+            return self._keep(self._wrap(self._signature(work).apply_async(task_id=task_id)))
         signatures = [self._signature(c) for c in work.calls]
         if work.mode == "parallel":
-            return self._keep(CeleryResult(group(signatures).apply_async()))
+            return self._keep(self._wrap(group(signatures).apply_async()))
         if work.mode == "sequence":
-            return self._keep(CeleryResult(chain(signatures).apply_async()))
+            return self._keep(self._wrap(chain(signatures).apply_async()))
         mapped, reducer = signatures[:-1], signatures[-1]
         if _backend_for(self.broker) != "rpc://":
-            return self._keep(CeleryResult(chord(mapped)(reducer)))
+            return self._keep(self._wrap(chord(mapped)(reducer)))
         return self._keep(
-            _ReduceAfter(CeleryResult(group(mapped).apply_async()), self, work.calls[-1])
+            _ReduceAfter(self._wrap(group(mapped).apply_async()), self, work.calls[-1])
         )
 
     def result(self, task_id: str) -> TaskResult:
@@ -334,7 +303,7 @@ class CeleryExecutor:
             raise NotFound("empty task id")
         with self._lock:
             kept = self._sent.get(task_id)
-        return kept if kept is not None else CeleryResult(self.app.AsyncResult(task_id))
+        return kept if kept is not None else self._wrap(self.app.AsyncResult(task_id))
 
     def status(self, timeout: float = 1.0) -> dict[str, Any]:
         """Workers that answer, with their queues and pool sizes."""
@@ -347,7 +316,7 @@ class CeleryExecutor:
         )
         stats = (known.stats() if known else None) or {}
         active = (known.active() if known else None) or {}
-        return {
+        workers = {
             worker: {
                 "queues": sorted(q["name"] for q in queues.get(worker, [])),
                 "concurrency": stats.get(worker, {}).get("pool", {}).get("max-concurrency"),
@@ -355,6 +324,13 @@ class CeleryExecutor:
             }
             for worker in sorted(set(queues) | set(stats))
         }
+        return {"executor": "celery", "broker": mask_url(self.broker), "workers": workers}
+
+    def shutdown(self) -> None:
+        """Close the broker connections of this executor's Celery app."""
+        with self._lock:
+            backends, self._backends = list(self._backends.values()), {}
+        close_app(self.app, backends)
 
 
 def run_worker(

@@ -1,113 +1,89 @@
-"""The local executor: single tasks in this process, parallel work in a process pool."""
+"""The local executor: single tasks in this process, parallel work in worker processes."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import contextmanager
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 from omops.errors import NotFound
-from omops.omega import Omega
+from omops.runtime._pool import ProcessPool
 from omops.runtime.plan import Batch, TaskCall
-from omops.runtime.results import DoneResult, FutureResult, TaskResult, failure_of, gather
+from omops.runtime.results import DoneResult, FutureResult, TaskResult, gather
 from omops.runtime.tasks import execute
+
+if TYPE_CHECKING:
+    from omops.omega import Omega
 
 __all__ = ["LocalExecutor"]
 
 _KEPT_RESULTS = 1000
-_worker_omegas: dict[tuple[str, str, str], Omega] = {}
-
-
-def _pool_omega(spec: tuple[str, str, str]) -> Omega:
-    """The pool process's Omega by URLs; buckets share one catalog and blob store."""
-    om = _worker_omegas.get(spec)
-    if om is None:
-        catalog, blobs, bucket = spec
-        base = next(
-            (o for (c, b, _), o in _worker_omegas.items() if (c, b) == (catalog, blobs)), None
-        )
-        if base is None:
-            om = Omega(catalog=catalog, blobs=blobs, bucket=bucket)
-        else:
-            om = base[bucket]
-        _worker_omegas[spec] = om
-    return om
-
-
-def _run_in_pool(
-    spec: tuple[str, str, str], task: str, payload: dict[str, Any], previous: Any
-) -> Any:
-    """Entry point in a pool process: rebuild the Omega by URLs, run the task."""
-    om = _pool_omega(spec)
-    try:
-        return execute(om, task, payload, previous)
-    except Exception as exc:
-        # Exceptions of arbitrary types may not unpickle in the parent: send text.
-        raise failure_of(exc) from None
-
-
-@contextmanager
-def _without_main() -> Iterator[None]:
-    """Hide ``__main__`` while pool processes start.
-
-    spawn re-imports the caller's main script in each new process, running its
-    top-level code again (or failing for stdin and notebooks). Pool processes
-    only need omops, so they start without it.
-    """
-    main = sys.modules.get("__main__")
-    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main and k in main.__dict__}
-    try:
-        for key in saved:
-            setattr(main, key, None) if key == "__spec__" else delattr(main, key)
-        yield
-    finally:
-        for key, value in saved.items():
-            setattr(main, key, value)
 
 
 class LocalExecutor:
     """Runs tasks where the caller is.
 
     A single task runs in this process when submitted (the cheapest path: no
-    serialization). ``parallel()`` and ``mapreduce()`` spread calls over a
-    process pool of ``max_workers`` processes, started on first use.
+    serialization), with this Omega's plugins and caches. ``parallel()`` and
+    ``mapreduce()`` spread calls over ``max_workers`` worker processes
+    (:class:`~omops.runtime._pool.ProcessPool`), started on first use; they
+    read the same catalog and blobs by URL and use the installed plugins.
+
+    Parameters
+    ----------
+    om : Omega
+    url : str, optional
+        Unused (the local executor has no broker).
+    max_workers : int, optional
+        Worker processes for batches; the number of CPUs by default.
     """
 
-    def __init__(self, om: Omega, *, max_workers: int | None = None) -> None:
+    def __init__(
+        self, om: Omega, url: str | None = None, *, max_workers: int | None = None
+    ) -> None:
         self.om = om
         self.max_workers = max_workers or os.cpu_count() or 1
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: ProcessPool | None = None
         self._threads: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._results: OrderedDict[str, TaskResult] = OrderedDict()
 
-    def _spec(self, call: TaskCall) -> tuple[str, str, str]:
-        return (self.om.catalog.url, self.om.blobs.url, call.bucket or self.om.bucket)
+    def __repr__(self) -> str:
+        return f"<LocalExecutor {self.om.catalog!r} workers={self.max_workers}>"
 
     def _omega(self, call: TaskCall) -> Omega:
         bucket = call.bucket or self.om.bucket
         return self.om if bucket == self.om.bucket else self.om[bucket]
 
-    def pool(self) -> ProcessPoolExecutor:
+    def pool(self) -> ProcessPool:
+        """The worker processes for batches (started on first use)."""
         with self._lock:
             if self._pool is None:
-                # spawn: forking a process that holds DuckDB/BLAS threads is unsafe.
-                context = multiprocessing.get_context("spawn")
-                self._pool = ProcessPoolExecutor(self.max_workers, mp_context=context)
+                env = {
+                    **os.environ,
+                    # What this process can import, the workers can (a model's class
+                    # from a module on a path a notebook added, say), as with spawn.
+                    "PYTHONPATH": os.pathsep.join(os.path.abspath(p) for p in sys.path if p != ""),
+                    "OMOPS_CATALOG": self.om.catalog.url,
+                    "OMOPS_BLOBS": self.om.blobs.url,
+                    "OMOPS_BUCKET": self.om.bucket,
+                }
+                env.pop("OMOPS_BROKER", None)  # workers run what they are sent, here
+                self._pool = ProcessPool(env, self.max_workers)
             return self._pool
 
     def shutdown(self) -> None:
-        """Stop the process pool, if one was started."""
+        """Stop the worker processes and background threads, if any were started."""
         with self._lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True, cancel_futures=True)
-                self._pool = None
+            pool, self._pool = self._pool, None
+            threads, self._threads = self._threads, None
+        if pool is not None:
+            pool.shutdown()
+        if threads is not None:
+            threads.shutdown(wait=True)
 
     def _keep(self, result: TaskResult) -> TaskResult:
         with self._lock:
@@ -116,37 +92,39 @@ class LocalExecutor:
                 self._results.popitem(last=False)
         return result
 
-    def submit(self, work: TaskCall | Batch) -> TaskResult:
-        """Run a call or a batch; the result is kept for :meth:`result`."""
-        if isinstance(work, TaskCall):
-            return self._keep(DoneResult.run(lambda: self._run_here(work, None)))
-        return self._keep(self._submit_batch(work))
+    def submit(
+        self, work: TaskCall | Batch, *, task_id: str | None = None, background: bool = False
+    ) -> TaskResult:
+        """Run a call or a batch; the result is kept for :meth:`result`.
 
-    def submit_background(self, call: TaskCall, *, task_id: str | None = None) -> TaskResult:
-        """Run a call in a background thread of this process; returns at once."""
+        A single call runs now, in this process, unless ``background``: then
+        in a thread of this process, and this returns at once.
+        """
+        if isinstance(work, Batch):
+            return self._keep(self._submit_batch(work, task_id))
+        if background:
+            future = self._background().submit(self._run_here, work, None)
+            return self._keep(FutureResult(future, task_id=task_id))
+        return self._keep(DoneResult.run(lambda: self._run_here(work, None), task_id=task_id))
+
+    def _background(self) -> ThreadPoolExecutor:
         with self._lock:
             if self._threads is None:
                 self._threads = ThreadPoolExecutor(
                     self.max_workers, thread_name_prefix="omops-task"
                 )
-            threads = self._threads
-        future = threads.submit(self._run_here, call, None)
-        return self._keep(FutureResult(future, task_id=task_id))
+            return self._threads
 
     def _run_here(self, call: TaskCall, previous: Any) -> Any:
         return execute(self._omega(call), call.task, call.payload, previous)
 
     def _in_pool(self, call: TaskCall, previous: Any = None) -> FutureResult:
-        pool = self.pool()
-        with self._lock, _without_main():  # submit() may start a process
-            future: Future = pool.submit(
-                _run_in_pool, self._spec(call), call.task, dict(call.payload), previous
-            )
-        return FutureResult(future)
+        bucket = call.bucket or self.om.bucket
+        return FutureResult(self.pool().submit(call.task, bucket, dict(call.payload), previous))
 
-    def _submit_batch(self, batch: Batch) -> TaskResult:
+    def _submit_batch(self, batch: Batch, task_id: str | None) -> TaskResult:
         if batch.mode == "parallel":
-            return FutureResult(gather([self._in_pool(c) for c in batch.calls]))
+            return FutureResult(gather([self._in_pool(c) for c in batch.calls]), task_id=task_id)
         if batch.mode == "sequence":
 
             def chain() -> Any:
@@ -155,10 +133,11 @@ class LocalExecutor:
                     previous = self._run_here(call, previous)
                 return previous
 
-            return DoneResult.run(chain)
+            return DoneResult.run(chain, task_id=task_id)
         mapped, reducer = batch.calls[:-1], batch.calls[-1]
         futures = [self._in_pool(c) for c in mapped]
-        return FutureResult(gather(futures, then=lambda values: self._run_here(reducer, values)))
+        reduced = gather(futures, then=lambda values: self._run_here(reducer, values))
+        return FutureResult(reduced, task_id=task_id)
 
     def result(self, task_id: str) -> TaskResult:
         """A result submitted through this executor, by id."""
@@ -170,3 +149,13 @@ class LocalExecutor:
                 f"{_KEPT_RESULTS} results of the process that ran them"
             )
         return found
+
+    def status(self) -> dict[str, Any]:
+        """Where work runs: here, and in how many worker processes for batches."""
+        with self._lock:
+            pool = self._pool
+        return {
+            "executor": "local",
+            "workers": {},
+            "pool": {"size": self.max_workers, "started": pool is not None and bool(pool.started)},
+        }

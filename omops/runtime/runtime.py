@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from omops.errors import InvalidData, InvalidName
 from omops.names import check_tag, parse_reference
+from omops.runtime._state import state_of
+from omops.runtime.actions import action as action_spec
+from omops.runtime.executors import Executor, executor_for, mask_url
 from omops.runtime.plan import Batch, TaskCall
 from omops.runtime.results import TaskResult
 from omops.runtime.tasks import temp_name
@@ -19,27 +22,6 @@ if TYPE_CHECKING:
     from omops.omega import Omega
 
 __all__ = ["ModelProxy", "Runtime"]
-
-_executors: dict[Any, Any] = {}
-_executors_lock = threading.Lock()
-
-
-def _executor_for(om: Omega, local: bool) -> Any:
-    """One executor per (catalog, blobs) locally, per broker URL on Celery."""
-    if local or not om.broker:
-        from omops.runtime.local import LocalExecutor
-
-        key: Any = ("local", om.catalog.url, om.blobs.url)
-        factory = lambda: LocalExecutor(om)  # noqa: E731
-    else:
-        from omops.runtime.celery_executor import CeleryExecutor
-
-        key = ("celery", om.broker)
-        factory = lambda: CeleryExecutor(om.broker)  # noqa: E731
-    with _executors_lock:
-        if key not in _executors:
-            _executors[key] = factory()
-        return _executors[key]
 
 
 class Runtime:
@@ -77,20 +59,39 @@ class Runtime:
         self._batch = batch
 
     def __repr__(self) -> str:
-        where = "local" if self.local or not self.om.broker else f"celery queue {self.label!r}"
+        where = (
+            "local"
+            if self.local or not self.om.broker
+            else f"{mask_url(self.om.broker)} queue {self.label!r}"
+        )
         return f"<Runtime {where}, bucket {self.om.bucket!r}>"
 
     @property
-    def executor(self) -> Any:
-        return _executor_for(self.om, self.local)
+    def executor(self) -> Executor:
+        """The executor this runtime submits to (see :mod:`omops.runtime.executors`)."""
+        return executor_for(self.om, local=self.local)
 
     def mode(self, local: bool = True) -> Runtime:
         """Force local execution (``local=True``) or use the configured executor."""
         return Runtime(self.om, local=local, label=self.label, batch=self._batch)
 
     def require(self, label: str) -> Runtime:
-        """Send work to workers started with ``--label LABEL`` (queue ``LABEL``)."""
-        return Runtime(self.om, local=self.local, label=check_tag(label), batch=self._batch)
+        """Send work to workers started with ``--label LABEL`` (queue ``LABEL``).
+
+        Without a broker every task runs locally and the label has no effect;
+        that is said once per Omega (a ``UserWarning``).
+        """
+        label = check_tag(label)
+        if (self.local or not self.om.broker) and label != "default":
+            if state_of(self.om).warn_once(f"label:{label}"):
+                warnings.warn(
+                    f"require({label!r}) has no effect on the local executor: tasks run in "
+                    "this process. Set OMOPS_BROKER to send them to workers started with "
+                    f"`om runtime worker --label {label}`",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        return Runtime(self.om, local=self.local, label=label, batch=self._batch)
 
     def model(self, name: str) -> ModelProxy:
         """Actions on the stored model ``name`` (``name@tag`` for a revision)."""
@@ -125,7 +126,7 @@ class Runtime:
         task_id = uuid.uuid4().hex
         self.om.catalog.task_log.submitted(task_id, bucket=self.om.bucket, task=call.task)
         recorded = replace(call, payload={**call.payload, "record": task_id})
-        self.executor.submit_background(recorded, task_id=task_id)
+        self.executor.submit(recorded, task_id=task_id, background=True)
         return task_id
 
     def experiment(self, name: str, provider: str = "simple", **options: Any) -> Any:
@@ -142,14 +143,8 @@ class Runtime:
         return self.om.catalog.tracking.list(self.om.bucket)
 
     def status(self) -> dict[str, Any]:
-        """Workers and queues (Celery), or a note that tasks run locally."""
-        if self.local or not self.om.broker:
-            return {"executor": "local", "workers": {}}
-        return {
-            "executor": "celery",
-            "broker": _mask(self.om.broker),
-            "workers": self.executor.status(),
-        }
+        """Where tasks run: the executor, and its workers and queues (Celery)."""
+        return self.executor.status()
 
     # -- submitting and batching ------------------------------------------
 
@@ -230,12 +225,6 @@ def _current_tracking() -> dict[str, Any] | None:
     return module.CURRENT.get() if module is not None else None
 
 
-def _mask(url: str) -> str:
-    import re
-
-    return re.sub(r"://([^:/@]+):[^@/]+@", r"://\1:***@", url)
-
-
 class ModelProxy:
     """The actions of one stored model. Each returns a :class:`TaskResult`.
 
@@ -277,6 +266,7 @@ class ModelProxy:
         **kwargs: Any,
     ) -> TaskCall:
         """The task call for ``action``; in-memory X/Y are stored as temporary datasets."""
+        action_spec(action)  # an unknown action fails here, not on a worker
         if result_name is not None:
             parse_reference(result_name)
         temp: list[str] = []

@@ -58,7 +58,6 @@ def create_app(
     install_error_handlers(app)
     for router in (meta.router, model.router, dataset.router, task.router, auth.router):
         app.include_router(router)
-    app.add_middleware(model.PredictLane)  # innermost: behind the body limit and metrics
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

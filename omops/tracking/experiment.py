@@ -259,7 +259,7 @@ class Experiment:
 
         self.om.models.metadata(model)  # NotFound for a typo, now
         self.om.catalog.tracking.track(self.om.bucket, model, self.id)
-        forget_trackers()
+        forget_trackers(self.om)
 
     def untrack(self, model: str) -> None:
         """Stop logging predictions of ``model``."""
@@ -268,7 +268,7 @@ class Experiment:
         experiment_id = self._existing_id()
         if experiment_id is not None:
             self.om.catalog.tracking.untrack(self.om.bucket, model, experiment_id)
-        forget_trackers()
+        forget_trackers(self.om)
 
     # -- reading -----------------------------------------------------------
 

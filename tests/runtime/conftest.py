@@ -128,8 +128,8 @@ def om(cluster: Cluster) -> Omega:
 
 @pytest.fixture
 def rt(om: Omega, cluster: Cluster) -> Runtime:
-    """``om.runtime`` on the queue the cluster's workers consume."""
-    return om.runtime.require(cluster.queue)
+    """``om.runtime`` on the queue the cluster's workers consume (locally: no label)."""
+    return om.runtime if cluster.broker is None else om.runtime.require(cluster.queue)
 
 
 @pytest.fixture

@@ -161,17 +161,14 @@ class Cluster:
             worker.kill()
         if self.broker:
             _delete_queues(self.broker, self.extra_queues | {self.queue, self.gpu})
-        else:
-            self.base.runtime.executor.shutdown()
-        self.base.catalog.close()
+        self.base.close()
 
 
 def _delete_queues(broker: str, names: set[str]) -> None:
     """Remove this session's queues, their exchanges and any message left in them."""
     from omops.runtime.celery_executor import make_app
 
-    app = make_app(broker)
-    with app.connection_for_write() as conn:
+    with make_app(broker) as app, app.connection_for_write() as conn:
         channel = conn.default_channel
         for name in sorted(names):
             queue = app.amqp.queues[name](channel)  # Celery's own definition of the queue

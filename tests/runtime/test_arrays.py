@@ -58,13 +58,16 @@ def test_a_model_that_selects_columns_by_name_always_gets_the_frame(
     assert set(seen) == {pd.DataFrame}
 
 
-def test_wrong_columns_still_fail_after_learning(om: Omega) -> None:
+def test_wrong_columns_still_fail_after_learning(om: Omega, seen: list[type]) -> None:
     local = om.runtime.mode(local=True)
+    expected = local.model("forecast").predict("stats[^sales]").get()
     local.model("forecast").predict("stats[^sales]").get()
-    local.model("forecast").predict("stats[^sales]").get()
-    om.datasets.put(make_stats()[["b", "a"]], "swapped")
-    with pytest.raises(TaskFailed, match="feature names"):
-        local.model("forecast").predict("swapped").get()
+    om.datasets.put(make_stats()[["b", "a"]], "swapped")  # aligned by name: the same answer
+    assert local.model("forecast").predict("swapped").get() == expected
+    om.datasets.put(make_stats()[["b"]], "partial")
+    with pytest.raises(TaskFailed, match=r"input lacks column\(s\) \['a'\]"):
+        local.model("forecast").predict("partial").get()
+    assert seen == [pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]  # first one: both ways
 
 
 def test_fitting_and_scoring_never_take_the_lane(om: Omega, seen: list[type]) -> None:

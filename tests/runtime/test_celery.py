@@ -59,7 +59,9 @@ def test_status_lists_workers_and_their_queues(celery):
 
 
 def test_local_mode_reports_no_workers(celery):
-    assert celery.base.runtime.mode(local=True).status() == {"executor": "local", "workers": {}}
+    status = celery.base.runtime.mode(local=True).status()
+    assert status["executor"] == "local" and status["workers"] == {}
+    assert status["pool"]["size"] >= 1
 
 
 @pytest.mark.slow  # starts a worker of its own

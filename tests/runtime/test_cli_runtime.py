@@ -7,6 +7,7 @@ bucket.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 
@@ -37,6 +38,11 @@ def om_shell(cluster: Cluster, *args: str, bucket: str = "default") -> subproces
 def om_here(cluster: Cluster, *args: str, bucket: str = "default") -> Result:
     """``om ARGS`` in this process (the autouse fixture forgets the default Omega after)."""
     return CliRunner().invoke(app, list(args), env=cluster.env(OMOPS_BUCKET=bucket))
+
+
+def labelled(cluster: Cluster) -> list[str]:
+    """``--label <queue>`` for a cluster with workers (the local executor has no queues)."""
+    return ["--label", cluster.queue] if cluster.broker else []
 
 
 @pytest.fixture
@@ -73,7 +79,9 @@ def test_status_without_a_broker(local_cluster):
     as_json = om_here(local_cluster, "runtime", "status", "--json")
 
     assert table.exit_code == 0 and "executor: local" in table.output
-    assert orjson.loads(as_json.stdout) == {"executor": "local", "workers": {}}
+    status = orjson.loads(as_json.stdout)
+    assert status["executor"] == "local" and status["workers"] == {}
+    assert status["pool"] == {"size": os.cpu_count(), "started": False}
 
 
 @pytest.mark.slow  # an `om` process of its own
@@ -121,7 +129,7 @@ def test_model_fit_from_the_shell_then_predict(rabbitmq_cluster):
 
 def test_model_actions(cluster, forecast):
     om = forecast
-    label = ["--label", cluster.queue]
+    label = labelled(cluster)
 
     search = om_here(
         cluster,
@@ -202,8 +210,7 @@ def test_a_failed_task_is_one_error_line(cluster, forecast):
         "forecast",
         "predict",
         "nosuch",
-        "--label",
-        cluster.queue,
+        *labelled(cluster),
         bucket=forecast.bucket,
     )
 

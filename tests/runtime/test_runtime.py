@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from omops.errors import InvalidData, InvalidName, OmopsError, TaskFailed, TaskTimeout
+from omops.omega import Omega
 from omops.runtime import TaskResult
 
 from .slow_models import Sleepy
@@ -126,10 +128,16 @@ def test_repeated_predictions_keep_their_answers(om, rt, stats, fitted_forecast)
         assert values == expected.predict(X).tolist()
         proba = rt.model("forecast").predict_proba("stats[^sales]").get(timeout=TIMEOUT)
         np.testing.assert_allclose(proba, expected.predict_proba(X))
-    om.datasets.put(stats[["b", "a"]], "swapped")  # columns out of the fitted order
+    om.datasets.put(stats[["b", "a"]], "swapped")  # columns out of the fitted order: aligned
+    om.datasets.put(stats[["b"]], "partial")
     for _ in range(2):
-        with pytest.raises(TaskFailed, match="feature names"):
+        assert (
             rt.model("forecast").predict("swapped").get(timeout=TIMEOUT)
+            == expected.predict(X).tolist()
+        )
+        with pytest.raises(TaskFailed, match=r"input lacks column\(s\) \['a'\]") as failed:
+            rt.model("forecast").predict("partial").get(timeout=TIMEOUT)
+        assert failed.value.exc_type == "InvalidData"
 
 
 def test_predict_with_rname_stores_a_dataset(om, rt, stats, fitted_forecast):
@@ -284,11 +292,11 @@ def test_in_memory_ndarray_and_list(om, rt, stats):
 
 def test_temporary_datasets_are_removed_after_a_failure(om, rt, stats, fitted_forecast):
     with pytest.raises(TaskFailed) as wrong_columns:
-        rt.model("forecast").predict(stats).get(timeout=TIMEOUT)  # 'sales' was not a feature
+        rt.model("forecast").predict(stats[["a"]]).get(timeout=TIMEOUT)  # 'b' is missing
     with pytest.raises(TaskFailed) as no_model:
         rt.model("nosuch").fit(stats[["a", "b"]], stats["sales"].to_numpy()).get(timeout=TIMEOUT)
 
-    assert wrong_columns.value.exc_type == "ValueError"
+    assert wrong_columns.value.exc_type == "InvalidData"
     assert no_model.value.exc_type == "NotFound"
     assert temporaries(om) == []
 
@@ -388,7 +396,11 @@ def test_mode_local_runs_in_this_process(cluster, om, rt, stats, forecast):
 
 
 def test_require_a_label(cluster, rt, stats, fitted_forecast):
-    gpu = rt.require(cluster.gpu)
+    if cluster.broker is None:
+        with pytest.warns(UserWarning, match="no effect on the local executor"):
+            gpu = rt.require(cluster.gpu)
+    else:
+        gpu = rt.require(cluster.gpu)
 
     values = gpu.model("forecast").predict("stats[^sales]").get(timeout=TIMEOUT)
 
@@ -398,6 +410,17 @@ def test_require_a_label(cluster, rt, stats, fitted_forecast):
 
 def test_the_default_label_is_default(om):
     assert om.runtime.label == "default"
+
+
+def test_a_label_without_a_broker_is_said_to_do_nothing_once(tmp_path):
+    om = Omega(home=str(tmp_path))
+    with pytest.warns(UserWarning, match=r"require\('gpu'\) has no effect.*OMOPS_BROKER"):
+        om.runtime.require("gpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        om.runtime.require("gpu")  # said once per Omega
+        om["dev"].runtime.require("gpu")  # and its bucket views
+        om.runtime.mode(local=True).require("default")
     with pytest.raises(InvalidName):
         om.runtime.require("no spaces")
 

@@ -3,31 +3,28 @@
 from __future__ import annotations
 
 from functools import partial
-from types import SimpleNamespace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, QueryParams
+from starlette.exceptions import HTTPException
 
-from omops.errors import InvalidData, InvalidQuery, OmopsError
+from omops.errors import InvalidData, NotFound
 from omops.names import parse_reference
 from omops.omega import Omega
-from omops.runtime._arrays import ARRAY_ACTIONS, ARRAYS
-from omops.runtime._tracking import PREDICT_ACTIONS, log_prediction
-from omops.runtime.tasks import MODELS, to_json
-from omops.server._arrays import numeric_rows
+from omops.runtime.actions import ACTIONS, Action, Performed, action, perform
+from omops.runtime.inputs import JsonBody, parse_json, read_input, targets
 from omops.server._auth import Scope
-from omops.server._deps import ASYNC_ACTIONS, SYNC_ACTIONS, action_scope, reader
-from omops.server._errors import omops_error
-from omops.server._payload import frame_from_json, parse_json, to_json_bytes
+from omops.server._deps import reader
+from omops.server._payload import to_json_bytes
 
-__all__ = ["ASYNC_ACTIONS", "SYNC_ACTIONS", "PredictLane", "router"]
+__all__ = ["ARROW_STREAM", "router"]
 
 router = APIRouter(prefix="/api/v1/model", tags=["model"])
 
-#: Bodies up to this size run on the event loop when the model is loaded already
-#: and the catalog is local: the rest (loads, datasets, PostgreSQL) in the thread pool.
-INLINE_BODY = 64 * 1024
+#: The media type of Arrow IPC stream bodies and answers (bulk predictions).
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
 _SCALAR = {"type": ["number", "string", "boolean", "null"]}
 _TARGETS = {"type": "array", "items": _SCALAR, "description": "Targets, one per row (fit, score)"}
@@ -102,7 +99,18 @@ def list_models(scope: Annotated[Scope, Depends(reader)]) -> Response:
 
 @router.get("/{name:path}", summary="Describe a model: kind, revisions, tags, input columns")
 def describe_model(name: str, scope: Annotated[Scope, Depends(reader)]) -> Response:
-    meta = scope.om.models.metadata(name)
+    try:
+        meta = scope.om.models.metadata(name)
+    except NotFound:
+        model, _, last = name.rpartition("/")
+        if model and last in ACTIONS:  # GET /api/v1/model/m/predict: a POST meant
+            raise HTTPException(
+                405,
+                f"{last} is an action: send it with POST (or PUT) /api/v1/model/{model}/{last} "
+                "and the input as a JSON body or ?datax=<dataset>",
+                headers={"Allow": "POST, PUT"},
+            ) from None
+        raise
     revisions = scope.om.models.revisions(parse_reference(name).name)
     return _json(
         {
@@ -110,255 +118,197 @@ def describe_model(name: str, scope: Annotated[Scope, Depends(reader)]) -> Respo
             "revisions": [{"revision": r, "tags": t} for r, t in revisions],
             "input_columns": meta.kind_meta.get("feature_names"),
             "n_features": meta.kind_meta.get("n_features"),
-            "actions": sorted(scope.om.plugins.get(meta.kind).actions),
+            "actions": sorted(scope.om.plugins.get(meta.kind).actions & ACTIONS.keys()),
         }
     )
 
 
-def _targets(payload: Any) -> Any:
-    """``"y"`` of the body as a 1-D array of scalars, or None."""
-    if not isinstance(payload, dict) or payload.get("y") is None:
-        return None
-    import numpy as np
-
-    y = payload["y"]
-    if not isinstance(y, list) or any(isinstance(v, (list, dict)) for v in y):
-        raise InvalidData('"y" must be a list of target values, one per row, like "y": [0, 1]')
-    try:
-        return np.asarray(y)
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise InvalidData(f'"y" is not a list of target values: {exc}') from None
-
-
-def _inputs(om: Omega, payload: Any, datax: str | None, datay: str | None) -> tuple[Any, Any]:
-    if datax is not None:
-        X = om.datasets.get(datax)  # noqa: N806
-    elif payload is None:
-        raise InvalidData("send the input as the JSON body, or name a dataset with ?datax=")
-    else:
-        X = frame_from_json(payload, plain_names=True)  # noqa: N806
-    y = None
-    if datay is not None:
-        y = om.datasets.get(datay)
-        if getattr(y, "ndim", 1) == 2 and y.shape[1] == 1:
-            y = y.iloc[:, 0]
-    else:
-        y = _targets(payload)
-    if y is not None and hasattr(X, "__len__") and len(y) != len(X):
-        raise InvalidData(f"there are {len(X)} input rows but {len(y)} targets")
-    return X, y
-
-
-def _align(X: Any, kind_meta: dict[str, Any]) -> Any:  # noqa: N803
-    """Columns in the order the model was fitted with; a clear 400 when some are missing."""
-    expected = kind_meta.get("feature_names")
-    if not expected or not hasattr(X, "columns"):
-        return X
-    columns = list(X.columns)  # once: probing a pandas 3 string Index name by name is slow
-    if columns == expected:
-        return X
-    present = set(columns)
-    missing = [c for c in expected if c not in present]
-    if missing:
-        raise InvalidData(
-            f"input lacks column(s) {missing}; the model expects {expected}, got {columns}"
-        )
-    return X[expected]
+_ACTION_PARAMETERS = [
+    {
+        "name": "datax",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "Input dataset instead of a body (`?data=` is the same)",
+    },
+    {
+        "name": "data",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "Alias of `datax`",
+    },
+    {
+        "name": "datay",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "Target dataset (fit, score)",
+    },
+    {
+        "name": "async",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "boolean"},
+        "description": "Answer 202 with a task to poll (the default for actions that "
+        "change the model: fit, partial_fit, fit_transform, gridsearch); `false` waits",
+    },
+]
 
 
-class _NotLoaded(Exception):
-    """The model revision is not in the cache: load it off the event loop."""
-
-
-def _not_loaded() -> Any:
-    raise _NotLoaded
-
-
-def run_sync(
-    om: Omega,
-    name: str,
-    action: str,
-    payload: Any,
-    datax: str | None,
-    datay: str | None,
-    *,
-    loaded_only: bool = False,
-    arrays: bool = True,
-) -> dict[str, Any]:
-    """Load (or reuse) the model revision and run the action in this process.
-
-    ``loaded_only``: raise ``_NotLoaded`` rather than load the model.
-    ``arrays``: small numeric inputs may reach the model as an array
-    (see :mod:`omops.server._arrays`).
-    """
-    ref = parse_reference(name)
-    # One indexed query per request finds the revision to serve (a new one at once);
-    # the model itself is loaded once per revision.
-    rev = om.catalog.lookup(om.bucket, "models", ref.name, ref.ref)
-    plugin = om.plugins.get(rev.kind)
-    if action not in plugin.actions:
-        raise InvalidQuery(f"model {ref.name!r} has no action {action!r}")
-    key = (om.catalog.url, om.bucket, ref.name, rev.revision)
-    load = _not_loaded if loaded_only else lambda: om.models.get(f"{ref.name}@{rev.revision}")
-    model = MODELS.get(key, load)
-    rows = None
-    if arrays and action in ARRAY_ACTIONS and datax is None and datay is None:
-        rows = numeric_rows(payload, rev.kind_meta.get("feature_names"))
-    if rows is None:
-        X, outcome = _usual(om, plugin, model, action, payload, datax, datay, rev.kind_meta)  # noqa: N806
-    else:
-        X, outcome = ARRAYS.answer(  # noqa: N806
-            (*key, action),
-            rows.array,
-            lambda: plugin.takes_arrays(model),
-            lambda array: _perform(plugin.perform_array, model, action, array),
-            lambda: _usual(om, plugin, model, action, payload, None, None, rev.kind_meta),
-        )
-    result = to_json(outcome)
-    if action in PREDICT_ACTIONS:
-        # Queued for experiments tracking this model; a cached check when none does.
-        columns = rows.columns if rows is not None and X is rows.array else None
-        log_prediction(om, ref.name, rev.revision, X, result, action=action, columns=columns)
-    return {
-        "model": ref.name,
-        "revision": rev.revision,
-        "rows": len(X),
-        "result": result,
-    }
-
-
-def _usual(
-    om: Omega,
-    plugin: Any,
-    model: Any,
-    action: str,
-    payload: Any,
-    datax: str | None,
-    datay: str | None,
-    kind_meta: dict[str, Any],
-) -> tuple[Any, Any]:
-    """The input as a DataFrame (columns checked and ordered), and the action's result."""
-    X, y = _inputs(om, payload, datax, datay)  # noqa: N806
-    X = _align(X, kind_meta)  # noqa: N806
-    if action == "score" and y is None:
-        raise InvalidData('score needs targets: add "y": [...] to the body or ?datay=<dataset>')
-    return X, _perform(plugin.perform, model, action, X, y)
-
-
-def _perform(perform: Any, model: Any, action: str, *inputs: Any) -> Any:
-    try:
-        return perform(model, action, *inputs).result
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
-        raise InvalidData(f"the model could not {action} this input: {exc}") from None
-
-
-async def model_action(
-    name: str,
-    action: str,
-    request: Request,
-    scope: Annotated[Scope, Depends(action_scope)],
-    datax: Annotated[str | None, Query(description="Input dataset instead of a body")] = None,
-    datay: Annotated[str | None, Query(description="Target dataset (fit, score)")] = None,
-    run_async: Annotated[bool, Query(alias="async", description="Answer 202 with a task")] = False,
-) -> Response:
-    if action not in SYNC_ACTIONS + ASYNC_ACTIONS:
-        raise InvalidQuery(
-            f"action {action!r} is not one of {', '.join(SYNC_ACTIONS + ASYNC_ACTIONS)}"
-        )
-    parse_reference(name)
+async def model_action(request: Request) -> Response:
+    """Run an action of a stored model: see ``_ACTION_DOC``."""
+    name, action_name = request.path_params["name"], request.path_params["action"]
     body = await request.body()
-    payload = parse_json(body) if body.strip() else None
-    if run_async or action in ASYNC_ACTIONS:
-        task_id = await run_in_threadpool(_submit, scope.om, name, action, payload, datax, datay)
-        location = f"/api/v1/task/{task_id}/result"
-        return _json(
-            {"task": task_id, "status": "PENDING", "location": location},
-            202,
-            {"Location": location},
-        )
-    return await _answer(request, scope.om, name, action, body, payload, datax, datay)
+    answer = partial(
+        _answer,
+        request,
+        name,
+        action(action_name),
+        body,
+        request.headers,
+        request.query_params,
+    )
+    # Everything after reading the body (keys, the catalog, parsing, the model)
+    # runs in the thread pool: the event loop only moves bytes.
+    return await run_in_threadpool(answer)
 
 
-async def _answer(
+def _answer(
     request: Request,
-    om: Omega,
     name: str,
-    action: str,
+    spec: Action,
     body: bytes,
-    payload: Any,
-    datax: str | None,
-    datay: str | None,
+    headers: Headers,
+    query: QueryParams,
 ) -> Response:
-    """Run a synchronous action and answer with its result."""
-    answer = None
-    arrays = request.app.state.arrays
-    if datax is None and datay is None and len(body) <= INLINE_BODY and _local(om):
-        # A small body for a loaded model: ~1 ms of CPU, cheaper to run right here
-        # than to hand to the thread pool and back.
+    state = request.app.state
+    om = state.access.scope(request, spec.role).om
+    parse_reference(name)
+    x, y = _body(body, headers.get("content-type"))
+    datax = query.get("datax") or query.get("data")
+    datay = query.get("datay")
+    if datax is not None and x is not None:
+        raise InvalidData("send the input either as the body or as ?datax=, not both")
+    if datax is not None:
+        x = datax
+    if datay is not None:
+        y = datay
+    if _flag(query.get("async"), default=spec.runs_async):
+        return _submitted(om, name, spec, x, y)
+    performed = perform(om, name, spec.name, x, y, arrays=state.arrays)
+    if spec.prediction:
+        state.metrics.predicted(performed.model, performed.rows or 0)
+    return _result(performed, headers.get("accept"))
+
+
+def _body(body: bytes, content_type: str | None) -> tuple[Any, Any]:
+    """The input and targets sent as the body: JSON rows (with "y") or an Arrow stream."""
+    if not body.strip():
+        return None, None
+    if (content_type or "").split(";")[0].strip().lower() == ARROW_STREAM:
+        import pyarrow as pa
+
         try:
-            answer = run_sync(
-                om, name, action, payload, None, None, loaded_only=True, arrays=arrays
+            return pa.ipc.open_stream(body).read_all(), None
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InvalidData(f"the body is not an Arrow IPC stream: {exc}") from None
+    payload = parse_json(body)
+    return JsonBody(payload), targets(payload)
+
+
+def _flag(text: str | None, *, default: bool) -> bool:
+    if text is None or text == "":
+        return default
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise InvalidData(f"async takes true or false, got {text!r}")
+
+
+def _result(performed: Performed, accept: str | None) -> Response:
+    """The answer as JSON, or as an Arrow stream when asked for one and the result is a table."""
+    result = performed.result
+    if accept and ARROW_STREAM in accept and performed.stored is None:
+        table = _arrow_table(result)
+        if table is not None:
+            return Response(
+                table,
+                media_type=ARROW_STREAM,
+                headers={
+                    "Omops-Model": performed.model,
+                    "Omops-Revision": performed.revision,
+                    "Omops-Rows": str(performed.rows),
+                },
             )
-        except _NotLoaded:
-            pass
-    if answer is None:
-        answer = await run_in_threadpool(
-            partial(run_sync, arrays=arrays), om, name, action, payload, datax, datay
-        )
-    request.app.state.metrics.predicted(answer["model"], answer["rows"])
-    return _json(answer)
+    head = {"model": performed.model, "revision": performed.revision, "rows": performed.rows}
+    if performed.stored is None and _plain_array(result):
+        # orjson writes a numeric array itself: no list of Python numbers in between
+        return _json({**head, "result": result})
+    return _json({**head, "result": performed.value()})
 
 
-class PredictLane:
-    """Pure ASGI: a synchronous action without a query string, past FastAPI's routing.
+def _plain_array(value: Any) -> bool:
+    numpy = __import__("sys").modules.get("numpy")
+    return (
+        numpy is not None
+        and isinstance(value, numpy.ndarray)
+        and value.dtype.kind in "biuf"
+        and value.flags.c_contiguous
+    )
 
-    ``POST|PUT /api/v1/model/<name>/<predict|predict_proba|...>`` is answered
-    exactly as :func:`model_action` answers it (same scope check, code and
-    errors), minus the route matching and dependency solving that cost about a
-    third of a 1-row prediction's server time. Anything else (a query string,
-    another path or method, dependency overrides) goes on to the app.
-    """
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
+def _arrow_table(result: Any) -> bytes | None:
+    """An Arrow IPC stream of a 1-D (column ``result``) or 2-D (columns ``0``...) array."""
+    if not _plain_array(result) or result.ndim not in (1, 2):
+        return None
+    import pyarrow as pa
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        path = scope.get("path", "")
-        if (
-            scope["type"] != "http"
-            or scope["method"] not in ("POST", "PUT")
-            or not path.startswith(_LANE_PREFIX)
-            or scope.get("query_string")
-            or scope.get("root_path")
-        ):
-            await self.app(scope, receive, send)
-            return
-        name, _, action = path[len(_LANE_PREFIX) :].rpartition("/")
-        app = scope.get("app")
-        if not name or action not in SYNC_ACTIONS or app is None or app.dependency_overrides:
-            await self.app(scope, receive, send)
-            return
-        scope["route"] = _LANE_ROUTE  # metrics label it by this template, as FastAPI's route
-        request = Request(scope, receive)
-        try:
-            om = (await action_scope(request, action)).om
-            parse_reference(name)
-            body = await request.body()
-            payload = parse_json(body) if body.strip() else None
-            response = await _answer(request, om, name, action, body, payload, None, None)
-        except OmopsError as exc:
-            response = await omops_error(request, exc)
-        await response(scope, receive, send)
+    columns = (
+        {"result": result}
+        if result.ndim == 1
+        else {str(i): result[:, i] for i in range(result.shape[1])}
+    )
+    table = pa.table(columns)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _submitted(om: Omega, name: str, spec: Action, x: Any, y: Any) -> Response:
+    """Start the action as a task; 202 with where to find its result."""
+    ref = parse_reference(name)
+    om.catalog.lookup(om.bucket, "models", ref.name, ref.ref)  # 404 now, not a failed task
+    for dataset in (x, y):
+        if isinstance(dataset, str):
+            om.datasets.metadata(dataset)
+    task_id = om.runtime.submit_model_action(
+        name,
+        spec.name,
+        x if isinstance(x, (str, type(None))) else read_input(om, x),
+        y if isinstance(y, (str, type(None))) else read_input(om, y, target=True),
+    )
+    location = f"/api/v1/task/{task_id}/result"
+    return _json(
+        {"task": task_id, "status": "PENDING", "location": location},
+        202,
+        {"Location": location},
+    )
 
 
 _ACTION_PATH = "/{name:path}/{action}"
-_LANE_PREFIX = "/api/v1/model/"
-_LANE_ROUTE = SimpleNamespace(path=router.prefix + _ACTION_PATH)
 _ACTION_DOC = (
-    "Synchronous actions (predict, predict_proba, decision_function, transform, score) "
-    "answer with the result; fit and partial_fit (and any action with ?async=true) answer "
-    "202 with a Location to poll."
+    "Runs one of the model's actions. Predicting actions (predict, predict_proba, "
+    "decision_function, transform) and score answer with the result; actions that change "
+    "the model (fit, partial_fit, fit_transform, gridsearch) answer 202 with a Location to "
+    "poll, unless ?async=false. The input is a JSON body (split, columns or records), an "
+    f"Arrow IPC stream (Content-Type: {ARROW_STREAM}) or ?datax=<dataset>; targets are "
+    '"y": [...] in a JSON body or ?datay=<dataset>. Send Accept: ' + ARROW_STREAM + " to get "
+    "an array result as an Arrow stream."
 )
+_ARROW_BODY = {"schema": {"type": "string", "format": "binary"}}
 for _method, _operation, _summary in (
     ("POST", "model_action", "Run a model action"),
     ("PUT", "model_action_put", "Run a model action (PUT, same as POST)"),
@@ -370,26 +320,20 @@ for _method, _operation, _summary in (
         summary=_summary,
         description=_ACTION_DOC,
         operation_id=_operation,
-        openapi_extra=_DATA_BODY,
+        openapi_extra={
+            "parameters": [
+                {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                {
+                    "name": "action",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "enum": list(ACTIONS)},
+                },
+                *_ACTION_PARAMETERS,
+            ],
+            "requestBody": {
+                **_DATA_BODY["requestBody"],
+                "content": {**_DATA_BODY["requestBody"]["content"], ARROW_STREAM: _ARROW_BODY},
+            },
+        },
     )
-
-
-def _local(om: Omega) -> bool:
-    """Whether the catalog is a local SQLite file (a lookup is a fast local read)."""
-    return om.catalog.url.startswith("sqlite")
-
-
-def _submit(
-    om: Omega, name: str, action: str, payload: Any, datax: str | None, datay: str | None
-) -> str:
-    om.models.metadata(name)  # 400/404 now rather than a failed task later
-    for dataset in (datax, datay):
-        if dataset is not None:
-            om.datasets.metadata(dataset)
-    X: Any = datax  # noqa: N806
-    y: Any = datay
-    if datax is None:
-        X, y = _inputs(om, payload, None, datay)  # noqa: N806
-    elif datay is None:
-        y = _targets(payload)
-    return om.runtime.submit_model_action(name, action, X, y)
