@@ -53,4 +53,3 @@ def test_switching_to_wal_gives_up_with_the_sqlite_error_after_its_timeout(held)
         assert 0.2 <= time.monotonic() - start < 5
     finally:
         waiting.close()
-
