@@ -8,7 +8,6 @@ import sqlalchemy as sa
 from typer.testing import CliRunner, Result
 
 from omops.catalog import Catalog, NewRevision, PartRecord, _migrate
-from omops.catalog._engine import create_engine
 from omops.cli.app import app
 
 NEW = NewRevision(kind="k", kind_meta={}, parts=[PartRecord(blob="0" * 64, size=1)])
@@ -112,7 +111,6 @@ def test_status_masks_the_password(postgres_url):
     # The test server trusts local connections (scripts/services.sh), so any
     # password connects.
     url = sa.make_url(postgres_url).set(password="s3cret").render_as_string(hide_password=False)
-    create_engine(url).dispose()
     for args in (("db", "status"), ("db", "status", "--json"), ("db", "upgrade")):
         result = om(url, *args)
         assert result.exit_code == 0, result.output
