@@ -55,7 +55,7 @@ def stored(catalog):
         NewRevision(
             kind="k",
             kind_meta={},
-            parts=[PartRecord(blob="b" * 64, size=2 ** 40)],
+            parts=[PartRecord(blob="b" * 64, size=2**40)],
             append=True,
             tags=["v2"],
             origin={"from": "elsewhere"},
@@ -69,7 +69,10 @@ def queries(first, second):
     """Every statement the fast path runs, and whole rows of every table it reads."""
     chain = {"revision_id": second.id, "revision": second.revision}
     return {
-        "LOOKUP latest": (LOOKUP, {"bucket": "b", "store": "datasets", "name": "x", "tag": "latest"}),
+        "LOOKUP latest": (
+            LOOKUP,
+            {"bucket": "b", "store": "datasets", "name": "x", "tag": "latest"},
+        ),
         "LOOKUP missing": (LOOKUP, {"bucket": "b", "store": "datasets", "name": "x", "tag": "no"}),
         "PARTS": (PARTS, chain),
         "REVISION_EXISTS": (REVISION_EXISTS, chain),
