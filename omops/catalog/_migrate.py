@@ -102,8 +102,12 @@ def current_revision(connection: Connection) -> str | None:
     return connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
 
 
-def _omops_tables(connection: Connection) -> list[str]:
-    return sorted(set(sa.inspect(connection).get_table_names()) & set(metadata.tables))
+def _found(connection: Connection) -> tuple[str | None, list[str]]:
+    """The stored revision, and when there is none, which omops tables exist."""
+    current = current_revision(connection)
+    if current is not None:
+        return current, []
+    return None, sorted(set(sa.inspect(connection).get_table_names()) & set(metadata.tables))
 
 
 def _alembic_config(connection: Connection | None = None):  # noqa: ANN202
@@ -186,8 +190,7 @@ def _where(engine: Engine) -> str:
 def ensure(engine: Engine) -> None:
     """Create the schema at head in an empty database; raise SchemaError unless it is at head."""
     with engine.connect() as probe:
-        current = current_revision(probe)
-        tables = [] if current is not None else _omops_tables(probe)
+        current, tables = _found(probe)
         probe.rollback()
     if current == HEAD:
         return
@@ -197,8 +200,7 @@ def ensure(engine: Engine) -> None:
 
     with _write_connection(engine) as connection, connection.begin():
         _locked(connection)
-        current = current_revision(connection)  # another process may have been first
-        tables = [] if current is not None else _omops_tables(connection)
+        current, tables = _found(connection)  # another process may have been first
         if current is None and not tables:
             command.upgrade(_alembic_config(connection), "head")
             return
@@ -211,8 +213,7 @@ def status(engine: Engine | None, *, where: str, dialect: str) -> SchemaStatus:
     current, tables = None, []
     if engine is not None:
         with engine.connect() as connection:
-            current = current_revision(connection)
-            tables = [] if current is not None else _omops_tables(connection)
+            current, tables = _found(connection)
     state = _state(current, tables)
     pending = _pending(current) if state in ("empty", "behind") else ()
     return SchemaStatus(where, dialect, current, HEAD, pending, state)
@@ -239,8 +240,7 @@ def upgrade(engine: Engine, target: str = "head") -> list[Migration]:
 
     with _write_connection(engine) as connection, connection.begin():
         _locked(connection)
-        current = current_revision(connection)
-        tables = [] if current is not None else _omops_tables(connection)
+        current, tables = _found(connection)
         if _state(current, tables) in ("ahead", "unversioned"):
             raise _refusal(_where(engine), current, tables)
         revision = _target(target, current, _where(engine))

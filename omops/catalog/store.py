@@ -112,7 +112,6 @@ class Catalog:
                         engine.dispose()
                         raise
                     self._engine_obj, self._engine_pid = engine, pid
-                    self._reader = FastReader(engine)
         return self._engine_obj
 
     def _checked(self, call: Callable[[], Any]) -> Any:
@@ -148,9 +147,10 @@ class Catalog:
 
     def _fetch(self, *queries: Query) -> list[list[dict[str, Any]]]:
         """Rows of the hot-path SELECTs, through :mod:`omops.catalog._fastpath`."""
-        self.engine()
+        engine = self.engine()
         reader = self._reader
-        assert reader is not None
+        if reader is None or reader.engine is not engine:  # closed or forked meanwhile
+            reader = self._reader = FastReader(engine)
         return reader.fetch(*queries)
 
     # -- schema ------------------------------------------------------------
