@@ -11,6 +11,7 @@ builtin exception a caller would naturally catch, so ``except KeyError`` or
     ├── InvalidQuery (ValueError)         a filter, selector or column is wrong
     ├── InvalidData (ValueError)          the object cannot be stored as asked
     ├── ConfigError (ValueError)          a setting is missing or malformed
+    │   └── SchemaError                   the catalog's schema is not the one omops needs
     ├── PluginError (RuntimeError)        no plugin fits, or its extra is missing
     ├── StorageError (OSError)            the catalog or blob store failed
     ├── TaskFailed (RuntimeError)         a runtime task raised remotely
@@ -33,6 +34,7 @@ __all__ = [
     "NotFound",
     "OmopsError",
     "PluginError",
+    "SchemaError",
     "StorageError",
     "TaskFailed",
     "TaskTimeout",
@@ -70,6 +72,15 @@ class InvalidData(OmopsError, ValueError):
 
 class ConfigError(OmopsError, ValueError):
     """A configuration value is missing or malformed."""
+
+
+class SchemaError(ConfigError):
+    """The catalog's schema revision is not the one this omops needs.
+
+    Older: run ``om db upgrade``. Newer: upgrade omops. omops creates the
+    schema of a new, empty catalog itself but never migrates an existing one
+    implicitly.
+    """
 
 
 class PluginError(OmopsError, RuntimeError):

@@ -24,6 +24,7 @@ __all__ = [
     "Reference",
     "check_name",
     "check_tag",
+    "is_hidden",
     "parse_reference",
 ]
 
@@ -66,6 +67,22 @@ def check_name(name: object) -> str:
                 f"invalid name {shown!r}: character(s) {''.join(bad)!r} not allowed; {_NAME_RULE}"
             )
     return name
+
+
+def is_hidden(name: str) -> bool:
+    """Whether ``name`` is internal: its first path segment starts with ``_``.
+
+    Internal objects (``_temp/...``, ``_experiments/...``) are left out of
+    listings unless they are asked for.
+
+    Examples
+    --------
+    >>> is_hidden('_temp/upload')
+    True
+    >>> is_hidden('prod/_draft')
+    False
+    """
+    return name.startswith("_")
 
 
 def check_tag(tag: object) -> str:

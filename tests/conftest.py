@@ -74,7 +74,7 @@ def postgres_template(postgres_admin_url: str) -> Iterator[str]:
     """A database migrated once per session, copied for each test (much faster)."""
     with _database(postgres_admin_url) as url:
         catalog = Catalog(url)
-        catalog.engine()  # migrates to head
+        catalog.engine()  # an empty database: creates the schema at head
         catalog.close()
         yield url.rpartition("/")[2]
 

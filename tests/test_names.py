@@ -1,7 +1,14 @@
 import pytest
 
 from omops.errors import InvalidName, OmopsError
-from omops.names import MAX_NAME_LENGTH, Reference, check_name, check_tag, parse_reference
+from omops.names import (
+    MAX_NAME_LENGTH,
+    Reference,
+    check_name,
+    check_tag,
+    is_hidden,
+    parse_reference,
+)
 
 
 @pytest.mark.parametrize(
@@ -147,3 +154,19 @@ def test_long_reference_is_shortened_in_the_message():
     with pytest.raises(InvalidName) as info:
         parse_reference("[" * 5000)
     assert len(str(info.value)) < 400
+
+
+@pytest.mark.parametrize(
+    ("name", "hidden"),
+    [
+        ("_temp/upload", True),
+        ("_experiments/exp1/artifact", True),
+        ("_x", True),
+        ("stats", False),
+        ("prod/_draft", False),
+        ("a_b/c", False),
+        ("x_", False),
+    ],
+)
+def test_is_hidden_looks_at_the_first_segment_only(name, hidden):
+    assert is_hidden(name) is hidden

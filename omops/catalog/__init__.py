@@ -1,5 +1,6 @@
 """Catalog: metadata, revisions and tags of stored objects in SQLite or PostgreSQL."""
 
+from omops.catalog._migrate import Migration, SchemaStatus
 from omops.catalog.store import (
     LATEST,
     Catalog,
@@ -14,10 +15,12 @@ from omops.catalog.store import (
 __all__ = [
     "LATEST",
     "Catalog",
+    "Migration",
     "MissingBlobs",
     "NewPart",
     "NewRevision",
     "ObjectRecord",
     "PartRecord",
     "RevisionRecord",
+    "SchemaStatus",
 ]

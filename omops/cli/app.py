@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 import omops
-from omops.cli import _auth, _config, _datasets, _experiments, _models, _runtime
+from omops.cli import _auth, _config, _datasets, _db, _experiments, _models, _runtime
 from omops.cli._common import (
     CliError,
     JsonOption,
@@ -69,6 +69,7 @@ app.add_typer(_config.app)
 app.add_typer(_runtime.app)
 app.add_typer(_auth.app)
 app.add_typer(_experiments.app)
+app.add_typer(_db.app)
 
 
 def _print_version(value: bool) -> None:

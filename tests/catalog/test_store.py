@@ -334,3 +334,22 @@ def test_repr_hides_password():
 def test_unsupported_urls_raise_config_error(url):
     with pytest.raises(ConfigError):
         Catalog(url)
+
+
+def test_list_leaves_out_hidden_names_unless_asked(catalog):
+    # '_' is a LIKE wildcard: only a leading underscore hides a name.
+    for name in ("a", "_temp/upload", "_experiments/e1/model", "b/_draft", "c_d"):
+        catalog.commit("b", "datasets", name, new(name))
+    assert [o.name for o in catalog.list("b", "datasets")] == ["a", "b/_draft", "c_d"]
+    assert sorted(o.name for o in catalog.list("b", "datasets", hidden=True)) == [
+        "_experiments/e1/model",
+        "_temp/upload",
+        "a",
+        "b/_draft",
+        "c_d",
+    ]
+    assert [o.name for o in catalog.list("b", "datasets", pattern="_temp/*")] == []
+    assert [o.name for o in catalog.list("b", "datasets", pattern="_temp/*", hidden=True)] == [
+        "_temp/upload"
+    ]
+    assert [o.name for o in catalog.list("b", "datasets", kind="nope", hidden=True)] == []
