@@ -8,11 +8,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
+# Runs started together take turns here: pip must not install into one venv twice at once.
+exec 9<scripts/test.sh
+flock 9
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test]"
+flock -u 9
+exec 9<&-
 
 # A run dir of our own, even in a shell that loaded another run's env.
 unset OMOPS_SERVICES_DIR
