@@ -136,23 +136,28 @@ _svc_alive() {  # service [run-dir]
 # The child records its own pid before it execs the server (setsid, setpriv,
 # env and the server scripts all exec, so that pid is the server's): a starter
 # interrupted right after the fork still leaves a record for stop_services.
-# Launched from a command substitution, so no job control (setsid would fork)
-# and no child of the calling shell.
+# Launched from a subshell: no job control noise, no child of the calling shell.
 _svc_launch() {  # service user log cmd...
-  local svc="$1" user="$2" log="$3" pid
+  (_svc_launch_here "$@")
+}
+
+_svc_launch_here() {
+  local svc="$1" user="$2" log="$3" pid=
   shift 3
   if [ "$(id -u)" = "0" ] && [ "$user" != root ]; then
     set -- setpriv --reuid="$user" --regid="$user" --init-groups -- "$@"
   fi
   rm -f "$OMOPS_SERVICES_DIR/$svc.pid"
   # shellcheck disable=SC2016  # expanded by the child
-  pid=$(setsid bash -c 'echo "$$" >"$0"; exec "$@"' "$OMOPS_SERVICES_DIR/$svc.pid" "$@" \
-    </dev/null >>"$log" 2>&1 & echo $!)
-  # Add the start time once the child has written its record.
-  for _ in $(seq 1 100); do
-    [ -s "$OMOPS_SERVICES_DIR/$svc.pid" ] && break
+  setsid bash -c 'echo "$$" >"$0"; exec "$@"' "$OMOPS_SERVICES_DIR/$svc.pid" "$@" \
+    </dev/null >>"$log" 2>&1 &
+  # Add the start time once the child has written its record (its own pid,
+  # right even if setsid had to fork).
+  for _ in $(seq 1 250); do
+    read -r pid 2>/dev/null <"$OMOPS_SERVICES_DIR/$svc.pid" && break
     sleep 0.02
   done
+  [ -n "$pid" ] || { _svc_die "$svc did not launch"; return 1; }
   _svc_record "$svc" "$pid"
 }
 
@@ -415,17 +420,17 @@ services_env() {
 # Stop everything this run started (starters still running first, so none
 # launches a server after we looked), then remove the run dir.
 stop_services() {
-  local pid svc stoppers=()
+  local pid svc
   for pid in "${_OMOPS_STARTERS[@]}"; do
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
   _OMOPS_STARTERS=()
-  for svc in redis postgres rabbitmq; do
-    _svc_stop "$svc" 30 &
-    stoppers+=($!)
-  done
-  for pid in "${stoppers[@]}"; do wait "$pid" || true; done
+  # In parallel, in a subshell: no job control chatter, no waiting on other jobs.
+  (
+    for svc in redis postgres rabbitmq; do _svc_stop "$svc" 30 & done
+    wait
+  )
   # Only what a run creates: a mistaken OMOPS_SERVICES_DIR loses nothing else.
   for svc in postgres rabbitmq redis; do
     rm -rf "${OMOPS_SERVICES_DIR:?}/$svc"
@@ -464,12 +469,13 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
         for dir in "$_OMOPS_ROOT"/.omops-test/run-*/; do
           lines=$(services_env "${dir%/}")
           # Only runs with a live service (the first line names the dir).
-          [ "$(echo "$lines" | wc -l)" -gt 1 ] && printf '%s\n\n' "$lines"
+          [ "$(echo "$lines" | wc -l)" -le 1 ] || printf '%s\n\n' "$lines"
         done
       fi
       ;;
     stop)
-      [ -n "${2:-}" ] && [ -d "$2" ] || { echo "usage: bash $0 stop RUN_DIR" >&2; exit 2; }
+      [ -n "${2:-}" ] || { echo "usage: bash $0 stop RUN_DIR" >&2; exit 2; }
+      [ -d "$2" ] || { echo "services.sh: no run dir $2 (already stopped?)" >&2; exit 1; }
       OMOPS_SERVICES_DIR="$(cd "$2" && pwd)"
       stop_services
       ;;
