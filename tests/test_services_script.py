@@ -124,12 +124,13 @@ def _start(*services: str, env: dict[str, str] | None = None) -> subprocess.Pope
     )
 
 
-def _finish(proc: subprocess.Popen) -> Run:
+def _finish(proc: subprocess.Popen, cleanup: list[Run]) -> Run:
+    """Wait for a start; what it started is stopped at the end of the test."""
     out, err = proc.communicate(timeout=180)
-    run = Run(out) if "OMOPS_SERVICES_DIR=" in out else None
+    if "OMOPS_SERVICES_DIR=" in out:
+        cleanup.append(Run(out))
     assert proc.returncode == 0, f"start failed (rc {proc.returncode}):\n{out}\n{err}"
-    assert run is not None
-    return run
+    return cleanup[-1]
 
 
 def _alive(proc: psutil.Process) -> bool:
@@ -177,8 +178,9 @@ def cleanup() -> Iterator[list[Run]]:
 def test_two_runs_get_their_own_ports_and_stop_only_their_own(cleanup: list[Run]) -> None:
     # Started at the same moment, as two test commands on one machine would.
     starting = [_start(*SERVICES), _start(*SERVICES)]
-    a, b = [_finish(proc) for proc in starting]
-    cleanup += [a, b]
+    for proc in starting:  # both done before either may fail the test (small outputs)
+        proc.wait(timeout=180)
+    a, b = [_finish(proc, cleanup) for proc in starting]
 
     assert a.dir != b.dir
     ports = [run.port(svc) for run in (a, b) for svc in SERVICES]
@@ -211,8 +213,7 @@ def test_two_runs_get_their_own_ports_and_stop_only_their_own(cleanup: list[Run]
 
 
 def test_a_port_in_use_is_an_error_never_a_service_to_reuse(cleanup: list[Run]) -> None:
-    a = _finish(_start("redis"))
-    cleanup.append(a)
+    a = _finish(_start("redis"), cleanup)
     # Pinned to the port a's Redis answers on: the old script reused that Redis
     # (and stopped it at exit); now the start fails and says why.
     second = _start("redis", env={**_env(), "OMOPS_REDIS_PORT": str(a.port("redis"))})
