@@ -437,8 +437,8 @@ stop_services() {
     rm -f "$OMOPS_SERVICES_DIR/$svc".{pid,env,start.log}
   done
   rm -f "$OMOPS_SERVICES_DIR/env"
+  # (.omops-test/ itself stays: another run may be creating its dir in it.)
   rmdir "$OMOPS_SERVICES_DIR" 2>/dev/null || true
-  rmdir "$_OMOPS_ROOT/.omops-test" 2>/dev/null || true
 }
 
 # Stop this run's services whenever the shell exits: normally, on an error
