@@ -1,130 +1,487 @@
 #!/usr/bin/env bash
-# Start the real services the tests use, each private to this checkout, on
-# loopback only. Source it: `source scripts/services.sh; start_postgres`.
-# Installs missing Debian packages with apt-get when running as root.
-set -euo pipefail
+# Private PostgreSQL, RabbitMQ and Redis instances for the tests, on loopback,
+# each run with its own free ports, its own directory and its own RabbitMQ node
+# name, so that any number of runs can share a machine. A run only ever stops
+# the processes it started itself (recorded by pid and start time), never one
+# that merely answers on a port. Missing Debian packages are installed with
+# apt-get when running as root.
+#
+# Sourced (what scripts/test.sh does, and what developers can do):
+#   source scripts/services.sh
+#   start_services postgres rabbitmq redis   # in parallel; or start_postgres, ...
+#   services_env                              # the export lines of this run
+#   stop_services                             # stops this run's processes, removes its dir
+#   stop_services_on_exit                     # (scripts/test.sh) stop_services on any exit
+# Executed, for manual use (the services keep running after it returns):
+#   bash scripts/services.sh start [postgres rabbitmq redis]   # prints the run dir and env
+#   bash scripts/services.sh env [RUN_DIR]    # export lines of one run, or of every live run
+#   bash scripts/services.sh stop RUN_DIR
+#
+# The run directory is $OMOPS_SERVICES_DIR, by default
+# .omops-test/run-<pid>-<random> in this checkout. It holds <service>/ (data and
+# logs), <service>.pid ("pid start-time"), <service>.env (export line) and env.
+# OMOPS_PG_PORT, OMOPS_AMQP_PORT, OMOPS_AMQP_DIST_PORT, OMOPS_REDIS_PORT pin a
+# port instead of picking a free one (a pinned port in use is an error).
 
-OMOPS_SERVICES_DIR="${OMOPS_SERVICES_DIR:-$(pwd)/.omops-test/services}"
-OMOPS_PG_PORT="${OMOPS_PG_PORT:-54329}"
+_OMOPS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OMOPS_SERVICES_DIR="${OMOPS_SERVICES_DIR:-$_OMOPS_ROOT/.omops-test/run-$$-$RANDOM$RANDOM}"
+_OMOPS_STARTERS=()
 
-_apt_install() {
-  if [ "$(id -u)" != "0" ]; then
-    echo "missing Debian package(s) $*; install them (sudo apt-get install $*)" >&2
-    return 1
-  fi
-  if [ -z "${_APT_UPDATED:-}" ]; then
-    apt-get update -qq >/dev/null
-    _APT_UPDATED=1
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+_svc_die() {
+  echo "services.sh: $*" >&2
+  return 1
 }
+
+# ---------------------------------------------------------------- packages
 
 _pg_bin() {
-  local dir
-  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
-  echo "$dir"
+  local dirs=(/usr/lib/postgresql/*/bin)
+  [ -d "${dirs[0]}" ] && printf '%s\n' "${dirs[@]}" | sort -V | tail -n 1
 }
 
-# Run a command as the unprivileged owner of the service data (postgres
-# refuses to run as root).
-_as_service_user() {
-  local user="$1"; shift
-  if [ "$(id -u)" = "0" ]; then
-    runuser -u "$user" -- "$@"
-  else
-    "$@"
+_svc_missing_package() {
+  case "$1" in
+    postgres) local bin; bin=$(_pg_bin); [ -n "$bin" ] && [ -x "$bin/initdb" ] || echo postgresql ;;
+    rabbitmq) [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || echo rabbitmq-server ;;
+    redis) command -v redis-server >/dev/null 2>&1 || echo redis-server ;;
+    *) _svc_die "unknown service '$1' (known: postgres rabbitmq redis)" ;;
+  esac
+}
+
+# Install the Debian packages the given services need, in one apt-get call
+# (parallel starters must not race for the dpkg lock).
+ensure_packages() {
+  local svc pkg missing=()
+  for svc in "$@"; do
+    pkg=$(_svc_missing_package "$svc") || return 1
+    [ -n "$pkg" ] && missing+=("$pkg")
+  done
+  [ "${#missing[@]}" = 0 ] && return 0
+  if [ "$(id -u)" != "0" ]; then
+    _svc_die "missing Debian package(s) ${missing[*]}: install them (sudo apt-get install ${missing[*]}) or run as root"
+    return 1
   fi
+  echo "installing ${missing[*]} with apt-get" >&2
+  if ! { apt-get update -qq >/dev/null &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }; then
+    _svc_die "apt-get install ${missing[*]} failed"
+  fi
+}
+
+# ---------------------------------------------------------------- ports
+
+# Print N distinct ports that are free on 127.0.0.1 now. They are drawn at
+# random below the kernel's ephemeral range (so outgoing connections never take
+# them) and checked by binding; a port taken in the moment before the service
+# binds it makes the service fail with "address in use", and its start retries.
+_free_ports() {
+  python3 - "$1" <<'EOF'
+import random, socket, sys
+n = int(sys.argv[1])
+try:
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except OSError:
+    low = 32768
+top = low - 1 if low > 21000 else 65535
+held, ports = [], []
+while len(ports) < n:
+    port = random.randint(20000, top)
+    if port in ports:
+        continue
+    sock = socket.socket()
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        continue
+    held.append(sock)
+    ports.append(port)
+print(" ".join(map(str, ports)))
+EOF
+}
+
+# ---------------------------------------------------------------- processes
+
+# "pid start-time": the start time (clock ticks since boot) tells a recycled
+# pid from ours.
+_proc_start() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  # shellcheck disable=SC2086
+  set -- $stat
+  [ "$1" != Z ] || return 1  # a zombie has exited already
+  echo "${20}"
+}
+
+_svc_record() {  # service pid
+  local start
+  start=$(_proc_start "$2") || start=gone
+  echo "$2 $start" >"$OMOPS_SERVICES_DIR/$1.pid"
+}
+
+# Is the process recorded for a service alive and still the one we started?
+# (A record without a start time was written by the child itself, moments ago.)
+_svc_alive() {  # service [run-dir]
+  local file="${2:-$OMOPS_SERVICES_DIR}/$1.pid" pid start now
+  [ -f "$file" ] || return 1
+  read -r pid start <"$file" || [ -n "$pid" ] || return 1
+  now=$(_proc_start "$pid") || return 1
+  [ -z "$start" ] || [ "$now" = "$start" ]
+}
+
+# Run a command detached from the terminal (its own session: a Ctrl-C in the
+# shell never reaches it) as the unprivileged service user when root
+# (postgres refuses to run as root), stdin closed, output to a log file.
+# The child records its own pid before it execs the server (setsid, setpriv,
+# env and the server scripts all exec, so that pid is the server's): a starter
+# interrupted right after the fork still leaves a record for stop_services.
+# Launched from a subshell: no job control noise, no child of the calling shell.
+_svc_launch() {  # service user log cmd...
+  (_svc_launch_here "$@")
+}
+
+_svc_launch_here() {
+  local svc="$1" user="$2" log="$3" pid=
+  shift 3
+  if [ "$(id -u)" = "0" ] && [ "$user" != root ]; then
+    set -- setpriv --reuid="$user" --regid="$user" --init-groups -- "$@"
+  fi
+  rm -f "$OMOPS_SERVICES_DIR/$svc.pid"
+  # shellcheck disable=SC2016  # expanded by the child
+  setsid bash -c 'echo "$$" >"$0"; exec "$@"' "$OMOPS_SERVICES_DIR/$svc.pid" "$@" \
+    </dev/null >>"$log" 2>&1 &
+  # Add the start time once the child has written its record (its own pid,
+  # right even if setsid had to fork).
+  for _ in $(seq 1 250); do
+    read -r pid 2>/dev/null <"$OMOPS_SERVICES_DIR/$svc.pid" && break
+    sleep 0.02
+  done
+  [ -n "$pid" ] || { _svc_die "$svc did not launch"; return 1; }
+  _svc_record "$svc" "$pid"
+}
+
+_svc_log_tail() {  # service
+  find "$OMOPS_SERVICES_DIR/$1" -name '*.log' -type f -exec sh -c \
+    'for f; do echo "--- last lines of $f:"; tail -n 25 "$f"; done' _ {} + >&2 2>/dev/null
+}
+
+# Poll a readiness check until it passes; fail early when the server died.
+_svc_wait() {  # service seconds check...
+  local svc="$1" deadline=$((SECONDS + $2))
+  shift 2
+  while ! "$@"; do
+    if ! _svc_alive "$svc"; then
+      return 1
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      _svc_die "$svc did not become ready in time"
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+# Is the listening socket on 127.0.0.1:port our server's? (Then what answers
+# there is ours: a server that failed to bind must never look ready because
+# another one answers on its port.)
+_svc_listens() {  # service port
+  local pid inode
+  read -r pid _ <"$OMOPS_SERVICES_DIR/$1.pid" || [ -n "$pid" ] || return 1
+  inode=$(awk -v addr="$(printf '0100007F:%04X' "$2")" \
+    '$2 == addr && $4 == "0A" {print $10; exit}' /proc/net/tcp)
+  [ -n "$inode" ] && [ "$inode" != 0 ] || return 1
+  # shellcheck disable=SC2010  # fd names are numbers; one ls beats a readlink per fd
+  ls -l "/proc/$pid/fd" 2>/dev/null | grep -qF "socket:[$inode]"
+}
+
+# Did the server exit because its port was taken (worth another port)?
+_svc_port_clash() {
+  grep -rqiE 'address already in use|eaddrinuse' "$OMOPS_SERVICES_DIR/$1" 2>/dev/null
+}
+
+_svc_failed() {  # service
+  echo "services.sh: $1 failed to start (run dir $OMOPS_SERVICES_DIR)" >&2
+  _svc_log_tail "$1"
+  _svc_stop "$1" 5
+  return 1
+}
+
+# Stop the recorded process of a service and wait until it is gone: INT for
+# PostgreSQL (its fast shutdown), TERM for Redis, KILL for RabbitMQ (its data is
+# thrown away, and a graceful stop takes a second); KILL after the grace period.
+# Never touches a process it did not start.
+_svc_stop() {  # service grace-seconds
+  local file="$OMOPS_SERVICES_DIR/$1.pid" pid start deadline sig=TERM
+  [ -f "$file" ] || return 0
+  read -r pid start <"$file" || true
+  case "$1" in postgres) sig=INT ;; rabbitmq) sig=KILL ;; esac
+  if _svc_alive "$1"; then
+    kill -"$sig" "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + $2))
+    while _svc_alive "$1" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+    if _svc_alive "$1"; then
+      echo "services.sh: $1 (pid $pid) ignored SIG$sig for $2 s; killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+      while _svc_alive "$1"; do sleep 0.1; done
+    fi
+  fi
+  rm -f "$file" "$OMOPS_SERVICES_DIR/$1.env"
+}
+
+_svc_export() {  # service VAR url
+  export "$2=$3"
+  echo "export $2=$3" >"$OMOPS_SERVICES_DIR/$1.env"
+  echo "$1 ready: $3"
+}
+
+_svc_prepare() {  # service
+  pkg=$(_svc_missing_package "$1") || return 1
+  [ -z "$pkg" ] || ensure_packages "$1" || return 1
+  mkdir -p "$OMOPS_SERVICES_DIR" || return 1
+  if _svc_alive "$1"; then
+    _svc_die "$1 already runs for $OMOPS_SERVICES_DIR; stop_$1 first"
+    return 1
+  fi
+  rm -rf "${OMOPS_SERVICES_DIR:?}/$1"
+  mkdir -p "$OMOPS_SERVICES_DIR/$1"
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+
+_svc_user() {  # the user a service runs as when we are root
+  if [ "$(id -u)" = "0" ]; then echo "$1"; else id -un; fi
+}
+
+_pg_ready() {  # bin port
+  _svc_listens postgres "$2" && "$1/pg_isready" -q -h 127.0.0.1 -p "$2" -U omops -d postgres
 }
 
 start_postgres() {
-  local bin
+  local pkg bin data port user try
+  _svc_prepare postgres || return 1
   bin=$(_pg_bin)
-  if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
-    _apt_install postgresql
-    bin=$(_pg_bin)
-  fi
-  local data="$OMOPS_SERVICES_DIR/postgres"
-  local user
-  user=$([ "$(id -u)" = "0" ] && echo postgres || id -un)
-  mkdir -p "$OMOPS_SERVICES_DIR"
-  if [ ! -f "$data/PG_VERSION" ]; then
-    rm -rf "$data"
-    mkdir -p "$data"
-    [ "$(id -u)" = "0" ] && chown -R postgres: "$data"
-    _as_service_user "$user" "$bin/initdb" -D "$data" -U omops --auth=trust -E UTF8 >/dev/null
-  fi
-  [ "$(id -u)" = "0" ] && chown -R postgres: "$data"
-  if ! _as_service_user "$user" "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
-    _as_service_user "$user" "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
-      -o "-p $OMOPS_PG_PORT -c listen_addresses=127.0.0.1 -k /tmp -c max_connections=200 -c fsync=off" \
-      start >/dev/null
-  fi
-  "$bin/psql" -h 127.0.0.1 -p "$OMOPS_PG_PORT" -U omops -d postgres -tAc \
-    "SELECT 1 FROM pg_database WHERE datname='omops_test'" | grep -q 1 ||
-    "$bin/createdb" -h 127.0.0.1 -p "$OMOPS_PG_PORT" -U omops omops_test
-  export OMOPS_TEST_POSTGRES="postgresql://omops@127.0.0.1:$OMOPS_PG_PORT/omops_test"
-  echo "PostgreSQL ready: $OMOPS_TEST_POSTGRES"
+  data="$OMOPS_SERVICES_DIR/postgres/data"
+  user=$(_svc_user postgres)
+  mkdir -p "$data" && chmod 700 "$data" && chown "$user" "$data" || return 1
+  (cd / && if [ "$(id -u)" = "0" ]; then runuser -u "$user" -- "$bin/initdb" -D "$data" \
+    -U omops --auth=trust -E UTF8 --no-sync; else "$bin/initdb" -D "$data" -U omops \
+    --auth=trust -E UTF8 --no-sync; fi) >"$OMOPS_SERVICES_DIR/postgres/initdb.log" 2>&1 ||
+    { _svc_failed postgres; return 1; }
+  touch "$OMOPS_SERVICES_DIR/postgres/server.log"
+  chown "$user" "$OMOPS_SERVICES_DIR/postgres/server.log"
+  for try in 1 2 3; do
+    port="${OMOPS_PG_PORT:-$(_free_ports 1)}"
+    # No unix socket (-k ''): nothing shared in /tmp, TCP on loopback only.
+    _svc_launch postgres "$user" "$OMOPS_SERVICES_DIR/postgres/server.log" \
+      "$bin/postgres" -D "$data" -p "$port" -k '' -c listen_addresses=127.0.0.1 \
+      -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off
+    _svc_wait postgres 60 _pg_ready "$bin" "$port" && break
+    if [ -n "${OMOPS_PG_PORT:-}" ] || [ "$try" = 3 ] || ! _svc_port_clash postgres; then
+      _svc_failed postgres
+      return 1
+    fi
+    _svc_stop postgres 5
+    : >"$OMOPS_SERVICES_DIR/postgres/server.log"
+  done
+  "$bin/createdb" -h 127.0.0.1 -p "$port" -U omops omops_test || { _svc_failed postgres; return 1; }
+  _svc_export postgres OMOPS_TEST_POSTGRES "postgresql://omops@127.0.0.1:$port/omops_test"
 }
 
 stop_postgres() {
-  local bin data="$OMOPS_SERVICES_DIR/postgres"
-  bin=$(_pg_bin)
-  local user
-  user=$([ "$(id -u)" = "0" ] && echo postgres || id -un)
-  [ -f "$data/PG_VERSION" ] && _as_service_user "$user" "$bin/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1 || true
+  _svc_stop postgres 30
+  rm -rf "${OMOPS_SERVICES_DIR:?}/postgres"
 }
 
-OMOPS_AMQP_PORT="${OMOPS_AMQP_PORT:-56729}"
-OMOPS_REDIS_PORT="${OMOPS_REDIS_PORT:-63799}"
-
-_port_open() {
-  (echo > "/dev/tcp/127.0.0.1/$1") >/dev/null 2>&1
-}
+# ---------------------------------------------------------------- RabbitMQ
 
 start_rabbitmq() {
-  [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || _apt_install rabbitmq-server
-  local base="$OMOPS_SERVICES_DIR/rabbitmq"
-  if ! _port_open "$OMOPS_AMQP_PORT"; then
-    mkdir -p "$base"
-    echo "[]." > "$base/enabled_plugins"
-    printf 'loopback_users = none\nlisteners.tcp.default = 127.0.0.1:%s\n' "$OMOPS_AMQP_PORT" \
-      > "$base/rabbitmq.conf"
-    [ "$(id -u)" = "0" ] && chown -R rabbitmq: "$base"
-    # The server binary directly: Debian's rabbitmq-server wrapper resets HOME.
-    _as_service_user rabbitmq env HOME="$base" RABBITMQ_NODENAME="omops-test@localhost" \
-      RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$OMOPS_AMQP_PORT" \
-      RABBITMQ_DIST_PORT=$((OMOPS_AMQP_PORT - 10000)) RABBITMQ_MNESIA_BASE="$base/mnesia" \
-      RABBITMQ_LOG_BASE="$base/log" RABBITMQ_PID_FILE="$base/rabbitmq.pid" \
-      RABBITMQ_ENABLED_PLUGINS_FILE="$base/enabled_plugins" RABBITMQ_CONFIG_FILE="$base/rabbitmq" \
-      /usr/lib/rabbitmq/bin/rabbitmq-server -detached >/dev/null 2>&1
-    for _ in $(seq 1 240); do _port_open "$OMOPS_AMQP_PORT" && break; sleep 0.5; done
-    _port_open "$OMOPS_AMQP_PORT" || { echo "RabbitMQ did not start; see $base/log" >&2; return 1; }
-  fi
-  export OMOPS_TEST_BROKER="amqp://guest:guest@127.0.0.1:$OMOPS_AMQP_PORT//"
-  echo "RabbitMQ ready: $OMOPS_TEST_BROKER"
+  local pkg base user node ports amqp dist try
+  _svc_prepare rabbitmq || return 1
+  base="$OMOPS_SERVICES_DIR/rabbitmq"
+  user=$(_svc_user rabbitmq)
+  # A node name of its own: two nodes named alike on one host refuse to start.
+  node="omops-test-$$-$RANDOM$RANDOM@localhost"
+  echo "[]." >"$base/enabled_plugins"
+  echo "loopback_users = none" >"$base/rabbitmq.conf"
+  touch "$base/stdout.log"
+  chown -R "$user" "$base" || return 1
+  for try in 1 2 3; do
+    ports=$(_free_ports 2)
+    amqp="${OMOPS_AMQP_PORT:-${ports% *}}"
+    dist="${OMOPS_AMQP_DIST_PORT:-${ports#* }}"
+    # The server script itself, not Debian's wrapper (it resets HOME, where the
+    # Erlang cookie goes). ALLOW_INPUT makes it exec the VM (so the recorded pid
+    # is the VM's) instead of staying as a signal-forwarding parent; -noinput
+    # and +B i put back what that mode drops. epmd is started on demand and
+    # shared by every Erlang node of the machine: it is never ours to stop.
+    _svc_launch rabbitmq "$user" "$base/stdout.log" env HOME="$base" \
+      RABBITMQ_NODENAME="$node" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+      RABBITMQ_NODE_PORT="$amqp" RABBITMQ_DIST_PORT="$dist" \
+      RABBITMQ_MNESIA_BASE="$base/mnesia" RABBITMQ_LOG_BASE="$base/log" \
+      RABBITMQ_PID_FILE="$base/rabbitmq.pid" RABBITMQ_ENABLED_PLUGINS_FILE="$base/enabled_plugins" \
+      RABBITMQ_CONFIG_FILE="$base/rabbitmq" RABBITMQ_ADVANCED_CONFIG_FILE="$base/advanced.config" \
+      RABBITMQ_ALLOW_INPUT=1 \
+      RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-noinput +B i -kernel inet_dist_use_interface {127,0,0,1}" \
+      /usr/lib/rabbitmq/bin/rabbitmq-server
+    # The AMQP listener opens last in RabbitMQ's boot.
+    _svc_wait rabbitmq 120 _svc_listens rabbitmq "$amqp" && break
+    if [ -n "${OMOPS_AMQP_PORT:-}${OMOPS_AMQP_DIST_PORT:-}" ] || [ "$try" = 3 ] ||
+      ! _svc_port_clash rabbitmq; then
+      _svc_failed rabbitmq
+      return 1
+    fi
+    _svc_stop rabbitmq 10
+    rm -rf "$base/mnesia" "$base/log"
+  done
+  echo "$node $dist" >"$base/node"
+  _svc_export rabbitmq OMOPS_TEST_BROKER "amqp://guest:guest@127.0.0.1:$amqp//"
 }
 
 stop_rabbitmq() {
-  local pidfile="$OMOPS_SERVICES_DIR/rabbitmq/rabbitmq.pid"
-  if [ -f "$pidfile" ]; then
-    kill "$(cat "$pidfile")" >/dev/null 2>&1 || true
-    rm -f "$pidfile"
-  fi
+  _svc_stop rabbitmq 30
+  rm -rf "${OMOPS_SERVICES_DIR:?}/rabbitmq"
+}
+
+# ---------------------------------------------------------------- Redis
+
+_redis_ready() {  # port
+  _svc_listens redis "$1" && redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null | grep -q PONG
 }
 
 start_redis() {
-  command -v redis-server >/dev/null 2>&1 || _apt_install redis-server
-  local base="$OMOPS_SERVICES_DIR/redis"
-  mkdir -p "$base"
-  if ! redis-cli -p "$OMOPS_REDIS_PORT" ping >/dev/null 2>&1; then
-    redis-server --port "$OMOPS_REDIS_PORT" --bind 127.0.0.1 --daemonize yes --dir "$base" \
-      --save "" --appendonly no --logfile "$base/redis.log" --pidfile "$base/redis.pid" >/dev/null
-    for _ in $(seq 1 50); do redis-cli -p "$OMOPS_REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-  fi
-  export OMOPS_TEST_REDIS="redis://127.0.0.1:$OMOPS_REDIS_PORT/0"
-  echo "Redis ready: $OMOPS_TEST_REDIS"
+  local pkg base port try
+  _svc_prepare redis || return 1
+  base="$OMOPS_SERVICES_DIR/redis"
+  for try in 1 2 3; do
+    port="${OMOPS_REDIS_PORT:-$(_free_ports 1)}"
+    : >"$base/redis.log"
+    _svc_launch redis root "$base/redis.log" redis-server --port "$port" --bind 127.0.0.1 \
+      --daemonize no --dir "$base" --save "" --appendonly no --logfile "$base/redis.log"
+    _svc_wait redis 20 _redis_ready "$port" && break
+    if [ -n "${OMOPS_REDIS_PORT:-}" ] || [ "$try" = 3 ] || ! _svc_port_clash redis; then
+      _svc_failed redis
+      return 1
+    fi
+    _svc_stop redis 5
+  done
+  _svc_export redis OMOPS_TEST_REDIS "redis://127.0.0.1:$port/0"
 }
 
 stop_redis() {
-  redis-cli -p "$OMOPS_REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+  _svc_stop redis 10
+  rm -rf "${OMOPS_SERVICES_DIR:?}/redis"
 }
+
+# ---------------------------------------------------------------- together
+
+# Start services in parallel (RabbitMQ's ~5 s boot dominates), export their
+# variables here, write $OMOPS_SERVICES_DIR/env. On any failure print what
+# failed, with its log tail, and return non-zero (stop_services cleans up).
+start_services() {
+  local svc i rc=0 pids=()
+  [ "$#" -gt 0 ] || set -- postgres rabbitmq redis
+  ensure_packages "$@" || return 1
+  mkdir -p "$OMOPS_SERVICES_DIR" || return 1
+  for svc in "$@"; do
+    ("start_$svc") >"$OMOPS_SERVICES_DIR/$svc.start.log" 2>&1 &
+    pids+=($!)
+    _OMOPS_STARTERS+=($!)
+  done
+  for i in "${!pids[@]}"; do
+    svc=${*:i+1:1}
+    if wait "${pids[$i]}"; then
+      cat "$OMOPS_SERVICES_DIR/$svc.start.log"
+      # shellcheck disable=SC1090
+      source "$OMOPS_SERVICES_DIR/$svc.env"
+    else
+      cat "$OMOPS_SERVICES_DIR/$svc.start.log" >&2
+      rc=1
+    fi
+    rm -f "$OMOPS_SERVICES_DIR/$svc.start.log"
+  done
+  _OMOPS_STARTERS=()
+  services_env >"$OMOPS_SERVICES_DIR/env"
+  return "$rc"
+}
+
+# The export lines of the services running for $OMOPS_SERVICES_DIR (or the
+# given run dir), to paste into another shell or `source <run dir>/env`.
+services_env() {
+  local dir="${1:-$OMOPS_SERVICES_DIR}" svc
+  echo "export OMOPS_SERVICES_DIR=$dir"
+  for svc in postgres rabbitmq redis; do
+    if _svc_alive "$svc" "$dir" && [ -f "$dir/$svc.env" ]; then
+      cat "$dir/$svc.env"
+    fi
+  done
+}
+
+# Stop everything this run started (starters still running first, so none
+# launches a server after we looked), then remove the run dir.
+stop_services() {
+  local pid svc
+  for pid in "${_OMOPS_STARTERS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  _OMOPS_STARTERS=()
+  # In parallel, in a subshell: no job control chatter, no waiting on other jobs.
+  (
+    for svc in redis postgres rabbitmq; do _svc_stop "$svc" 30 & done
+    wait
+  )
+  # Only what a run creates: a mistaken OMOPS_SERVICES_DIR loses nothing else.
+  for svc in postgres rabbitmq redis; do
+    rm -rf "${OMOPS_SERVICES_DIR:?}/$svc"
+    rm -f "$OMOPS_SERVICES_DIR/$svc".{pid,env,start.log}
+  done
+  rm -f "$OMOPS_SERVICES_DIR/env"
+  # (.omops-test/ itself stays: another run may be creating its dir in it.)
+  rmdir "$OMOPS_SERVICES_DIR" 2>/dev/null || true
+}
+
+# Stop this run's services whenever the shell exits: normally, on an error
+# under `set -e`, on Ctrl-C, SIGTERM or SIGHUP.
+stop_services_on_exit() {
+  trap stop_services EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  trap 'exit 129' HUP
+}
+
+# ---------------------------------------------------------------- executed
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  set -uo pipefail
+  case "${1:-}" in
+    start)
+      shift
+      start_services "$@" || { stop_services; exit 1; }
+      echo "# services keep running; stop them with: bash $0 stop $OMOPS_SERVICES_DIR"
+      echo "# or load them into a shell with: source $OMOPS_SERVICES_DIR/env"
+      cat "$OMOPS_SERVICES_DIR/env"
+      ;;
+    env)
+      if [ -n "${2:-}" ]; then
+        services_env "$2"
+      else
+        for dir in "$_OMOPS_ROOT"/.omops-test/run-*/; do
+          lines=$(services_env "${dir%/}")
+          # Only runs with a live service (the first line names the dir).
+          [ "$(echo "$lines" | wc -l)" -le 1 ] || printf '%s\n\n' "$lines"
+        done
+      fi
+      ;;
+    stop)
+      [ -n "${2:-}" ] || { echo "usage: bash $0 stop RUN_DIR" >&2; exit 2; }
+      [ -d "$2" ] || { echo "services.sh: no run dir $2 (already stopped?)" >&2; exit 1; }
+      OMOPS_SERVICES_DIR="$(cd "$2" && pwd)"
+      stop_services
+      ;;
+    *)
+      echo "usage: bash $0 start [postgres rabbitmq redis] | env [RUN_DIR] | stop RUN_DIR" >&2
+      exit 2
+      ;;
+  esac
+fi
