@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from omops.errors import InvalidQuery
-from omops.names import parse_reference
+from omops.names import _internal, parse_reference
 from omops.omega import Omega
 from omops.runtime.tasks import to_json
 from omops.server._auth import Scope
@@ -33,14 +33,19 @@ def _json(value: Any, status: int = 200) -> Response:
 
 
 @router.get("", summary="List datasets")
-def list_datasets(scope: Annotated[Scope, Depends(reader)]) -> Response:
+def list_datasets(
+    scope: Annotated[Scope, Depends(reader)],
+    hidden: Annotated[
+        bool, Query(description="Include omops' own objects (_temp/..., _experiments/...)")
+    ] = False,
+) -> Response:
     records = scope.om.catalog.list(scope.om.bucket, "datasets")
     return _json(
         {
             "datasets": [
                 {"name": r.name, "kind": r.kind, "modified": r.modified.isoformat()}
                 for r in records
-                if not r.name.startswith("_temp/")
+                if hidden or not _internal(r.name)
             ]
         }
     )

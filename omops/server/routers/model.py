@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from omops.errors import InvalidData, InvalidQuery, OmopsError
-from omops.names import parse_reference
+from omops.names import _internal, parse_reference
 from omops.omega import Omega
 from omops.runtime._arrays import ARRAY_ACTIONS, ARRAYS
 from omops.runtime._tracking import PREDICT_ACTIONS, log_prediction
@@ -88,13 +88,19 @@ def _json(value: Any, status: int = 200, headers: dict[str, str] | None = None) 
 
 
 @router.get("", summary="List models")
-def list_models(scope: Annotated[Scope, Depends(reader)]) -> Response:
+def list_models(
+    scope: Annotated[Scope, Depends(reader)],
+    hidden: Annotated[
+        bool, Query(description="Include omops' own objects (_experiments/...)")
+    ] = False,
+) -> Response:
     records = scope.om.catalog.list(scope.om.bucket, "models")
     return _json(
         {
             "models": [
                 {"name": r.name, "kind": r.kind, "modified": r.modified.isoformat()}
                 for r in records
+                if hidden or not _internal(r.name)
             ]
         }
     )
