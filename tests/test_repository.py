@@ -275,6 +275,14 @@ def test_experiment_artifacts_stay_out_of_listings(om):
     pd.testing.assert_frame_equal(exp.restore_artifact("train"), frame(0))
 
 
+def test_omega_ml_style_tag_reference_points_to_at(om):
+    om.models.put({"C": 1}, "forecast", tag="testing")
+    for call in (om.models.get, om.models.metadata, om.models.exists):
+        with pytest.raises(InvalidName, match=r"for a tag or revision write name@tag"):
+            call("forecast#testing")
+    assert om.models.get("forecast@testing") == {"C": 1}
+
+
 def test_exists(om):
     meta = om.datasets.put(frame(0), "df", tag="v1")
     assert om.datasets.exists("df")
