@@ -6,7 +6,7 @@ import contextlib
 import io
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
@@ -38,17 +38,17 @@ __all__ = [
     "cli_wording",
     "examples",
     "flags_in_errors",
-    "output_target",
-    "write_bytes",
     "human_size",
     "mapping_table",
-    "print_error",
+    "output_target",
     "print_done",
+    "print_error",
     "print_json",
     "print_note",
     "print_table",
     "repository",
     "summary",
+    "write_bytes",
 ]
 
 #: Files and objects larger than this get a spinner while they are read or written.
@@ -94,7 +94,7 @@ class CliError(Exception):
     """
 
 
-def cli_wording(message: str, flags: tuple[str, ...] | list[str]) -> str:
+def cli_wording(message: str, flags: Iterable[str]) -> str:
     """``message`` with Python arguments replaced by these command-line ``flags``.
 
     pandas' internal ``'__index_level_0__'`` columns are left out of column lists.

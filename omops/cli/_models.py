@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated, Any, BinaryIO
 
 import orjson
@@ -36,7 +37,9 @@ _SUFFIXES = {".joblib": "joblib", ".pkl": "pickle", ".pickle": "pickle", ".json"
 #: Formats whose loading runs code from the file.
 CODE_FORMATS = ("joblib", "pickle")
 #: The format ``--output -`` writes for each kind when ``--format`` is not given.
-_KIND_FORMATS = {"sklearn.joblib": "joblib", "python.pickle": "pickle", "python.json": "json"}
+_KIND_FORMATS = MappingProxyType(
+    {"sklearn.joblib": "joblib", "python.pickle": "pickle", "python.json": "json"}
+)
 
 app = typer.Typer(
     name=STORE,
