@@ -3,6 +3,7 @@
     import omops as om
     om.datasets.put(df, 'stats')
     om.models.put(clf, 'forecast')
+    om.sweep()          # leftovers of killed writers, see Omega.sweep
 
 Importing omops reads no configuration and opens nothing: the default
 :class:`Omega` is built on first use of ``om.datasets``, ``om.models`` ...
@@ -27,7 +28,17 @@ __version__ = "0.1.0"
 # ``catalog`` and ``blobs`` are not delegated: they name submodules, and
 # ``import omops.catalog as c`` must give the module. (``omops.runtime`` does too,
 # but ``om.runtime`` is the API; import the module as ``from omops.runtime import ...``.)
-_DELEGATED = ("datasets", "models", "jobs", "scripts", "streams", "runtime", "settings", "bucket")
+_DELEGATED = (
+    "datasets",
+    "models",
+    "jobs",
+    "scripts",
+    "streams",
+    "runtime",
+    "settings",
+    "bucket",
+    "sweep",
+)
 _default: Omega | None = None
 _lock = threading.Lock()
 

@@ -15,16 +15,20 @@ Nothing is read at import time; :func:`load_settings` does the reading.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from omops.errors import ConfigError
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Settings", "load_settings", "mask_url"]
 
 _KEYS = ("catalog", "blobs", "broker", "bucket")
+_USERINFO = re.compile(r"(://[^:/@]*:)[^@]*@")
+_SECRET_PARAM = re.compile(r"pass(word|wd)?|pwd|secret|token|sig|credential", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -123,3 +127,32 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         bucket=str(values["bucket"]),
         sources=sources,
     )
+
+
+def mask_url(url: str | None) -> str | None:
+    """Hide the password in a URL's user info and secret-looking query parameters.
+
+    Examples
+    --------
+    >>> mask_url('postgresql://ana:s3cret@db:5432/omops')
+    'postgresql://ana:***@db:5432/omops'
+    >>> mask_url('s3://bucket/path?secret=abc&region=eu')
+    's3://bucket/path?secret=***&region=eu'
+    >>> mask_url('sqlite:////home/ana/.omops/catalog.sqlite')
+    'sqlite:////home/ana/.omops/catalog.sqlite'
+    """
+    if not url or "://" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. a broken IPv6 host: mask anything that looks like user:password@
+        return _USERINFO.sub(r"\1***@", url)
+    masked = url
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        masked = masked.replace(parts.netloc, f"{userinfo.split(':', 1)[0]}:***@{hostport}", 1)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if any(_SECRET_PARAM.search(key) for key, _ in pairs):
+        hidden = [(k, "***" if _SECRET_PARAM.search(k) else v) for k, v in pairs]
+        masked = masked.replace(f"?{parts.query}", f"?{urlencode(hidden, safe='*')}", 1)
+    return _USERINFO.sub(r"\1***@", masked)  # also a password with an unescaped '/' in it

@@ -63,8 +63,11 @@ def check_name(name: object) -> str:
             raise InvalidName(f"invalid name {shown!r}: {what} is not allowed; {_NAME_RULE}")
         if not _SEGMENT.fullmatch(segment):
             bad = sorted({c for c in segment if not _SEGMENT.fullmatch(c)})
+            # omega-ml wrote name#tag; here a tag or revision follows '@'
+            hint = "; for a tag or revision write name@tag" if "#" in bad else ""
             raise InvalidName(
-                f"invalid name {shown!r}: character(s) {''.join(bad)!r} not allowed; {_NAME_RULE}"
+                f"invalid name {shown!r}: character(s) {''.join(bad)!r} not allowed; "
+                f"{_NAME_RULE}{hint}"
             )
     return name
 

@@ -502,11 +502,28 @@ class Repository:
             return False
         return True
 
-    def list(self, pattern: str | None = None, *, kind: str | None = None) -> list[str]:
-        """Names in this store, sorted; ``pattern`` is a glob like ``'prod/*'``."""
-        return [
-            r.name for r in self.catalog.list(self.bucket, self.store, pattern=pattern, kind=kind)
-        ]
+    def list(
+        self, pattern: str | None = None, *, kind: str | None = None, hidden: bool = False
+    ) -> list[str]:
+        """Names in this store, sorted; ``pattern`` is a glob like ``'prod/*'``.
+
+        Names whose first segment starts with ``_`` (``_temp/...`` inputs of
+        tasks, ``_experiments/...`` artifacts) are omops' own and left out
+        unless ``hidden=True``, even when ``pattern`` matches them; ``get``,
+        ``exists`` and ``metadata`` read them as any other name.
+
+        Examples
+        --------
+        >>> import omops, tempfile
+        >>> om = omops.Omega(home=tempfile.mkdtemp())
+        >>> _ = om.datasets.put([1], 'x'); _ = om.datasets.put([2], '_temp/y')
+        >>> om.datasets.list(), om.datasets.list(hidden=True)
+        (['x'], ['_temp/y', 'x'])
+        """
+        records = self.catalog.list(
+            self.bucket, self.store, pattern=pattern, kind=kind, hidden=hidden
+        )
+        return [r.name for r in records]
 
     def metadata(self, name: str) -> Metadata:
         """Metadata of ``name`` at its latest (or given, ``name@ref``) revision."""

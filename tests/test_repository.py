@@ -234,6 +234,55 @@ def test_list_with_pattern_and_kind(om):
     assert om.models.list() == ["model"]
 
 
+def test_list_hides_internal_names_unless_asked(om):
+    om.datasets.put(frame(0), "sales")
+    om.datasets.put(frame(0), "_temp/3f2a")
+    om.datasets.put({"a": 1}, "_experiments/exp/1/train")
+    om.datasets.put({"a": 2}, "prod/_draft")  # only the first segment counts
+    om.models.put({"m": 1}, "_experiments/exp/1/clf")
+    assert om.datasets.list() == ["prod/_draft", "sales"]
+    assert om.datasets.list(hidden=True) == [
+        "_experiments/exp/1/train",
+        "_temp/3f2a",
+        "prod/_draft",
+        "sales",
+    ]
+    assert om.datasets.list("_temp/*") == []
+    assert om.datasets.list("_temp/*", hidden=True) == ["_temp/3f2a"]
+    assert om.datasets.list(kind="python.json", hidden=True) == [
+        "_experiments/exp/1/train",
+        "prod/_draft",
+    ]
+    assert om.models.list() == []
+    assert om.models.list(hidden=True) == ["_experiments/exp/1/clf"]
+
+
+def test_internal_names_are_read_like_any_other(om):
+    meta = om.datasets.put(frame(0), "_temp/3f2a", tag="v1")
+    assert om.datasets.exists("_temp/3f2a") and om.datasets.exists("_temp/3f2a@v1")
+    pd.testing.assert_frame_equal(om.datasets.get("_temp/3f2a"), frame(0))
+    assert om.datasets.metadata("_temp/3f2a").revision == meta.revision
+    assert om.datasets.revisions("_temp/3f2a") == [(meta.revision, ["latest", "v1"])]
+    assert om.datasets.drop("_temp/3f2a")
+    assert om.datasets.list(hidden=True) == []
+
+
+def test_experiment_artifacts_stay_out_of_listings(om):
+    with om.runtime.experiment("exp") as exp:
+        exp.log_artifact(frame(0), "train")
+    assert om.datasets.list() == []
+    assert om.datasets.list(hidden=True) == ["_experiments/exp/1/train"]
+    pd.testing.assert_frame_equal(exp.restore_artifact("train"), frame(0))
+
+
+def test_omega_ml_style_tag_reference_points_to_at(om):
+    om.models.put({"C": 1}, "forecast", tag="testing")
+    for call in (om.models.get, om.models.metadata, om.models.exists):
+        with pytest.raises(InvalidName, match=r"for a tag or revision write name@tag"):
+            call("forecast#testing")
+    assert om.models.get("forecast@testing") == {"C": 1}
+
+
 def test_exists(om):
     meta = om.datasets.put(frame(0), "df", tag="v1")
     assert om.datasets.exists("df")

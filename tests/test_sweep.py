@@ -145,3 +145,18 @@ def test_the_command_line(tmp_path: Path) -> None:
         assert not os.path.exists(old)
     finally:
         omops.reset()
+
+
+def test_top_level_sweep_uses_the_default_instance() -> None:
+    om = omops.get_omega()  # OMOPS_HOME is this test's own folder (conftest)
+    old = leftover_tmp(om, "old", 64)
+    age(old, 2 * DAY)
+    assert omops.sweep(dry_run=True) == {
+        "temporaries": 1,
+        "orphans": 0,
+        "bytes": 64,
+        "dry_run": True,
+    }
+    assert omops.sweep()["temporaries"] == 1
+    assert not os.path.exists(old)
+    assert omops.sweep.__doc__ == Omega.sweep.__doc__

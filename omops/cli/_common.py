@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
 import orjson
 import typer
@@ -16,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 import omops
+from omops.errors import OmopsError
 
 if TYPE_CHECKING:
     from omops.repository import Metadata, Repository
@@ -23,28 +27,53 @@ if TYPE_CHECKING:
 __all__ = [
     "BUSY_BYTES",
     "DISPLAY_ROWS",
+    "INDEX_LEVEL",
+    "STDOUT",
     "BucketOption",
     "CliError",
     "JsonOption",
     "atomic_path",
     "busy",
     "cell",
+    "cli_wording",
     "examples",
+    "flags_in_errors",
     "human_size",
     "mapping_table",
-    "print_error",
+    "output_target",
     "print_done",
+    "print_error",
     "print_json",
     "print_note",
     "print_table",
     "repository",
     "summary",
+    "write_bytes",
 ]
 
 #: Files and objects larger than this get a spinner while they are read or written.
 BUSY_BYTES = 4 * 1024 * 1024
 #: Rows shown in a terminal table when ``--limit`` is not given.
 DISPLAY_ROWS = 50
+#: ``--output -``: write to standard output instead of a file.
+STDOUT = Path("-")
+
+#: How omops messages name Python arguments, and how to say it with the flag that
+#: does the same on the command line; each command rewrites only its own flags.
+_FLAG_WORDING: Mapping[str, tuple[tuple[re.Pattern[str], str], ...]] = MappingProxyType(
+    {
+        "--replace": ((re.compile(r"put with append=False(?: to replace)?"), "use --replace"),),
+        "--kind": (
+            (re.compile(r"\bkind='([^'\s]+)'"), r"--kind \1"),
+            (re.compile(r"\bkind=(?=[\s,;)]|$)"), "--kind"),
+        ),
+        "--columns": ((re.compile(r"\bcolumns=(?=[\s,;)]|$)"), "--columns"),),
+    }
+)
+#: pandas' name for an unnamed index level: a stored column no user named or sees.
+INDEX_LEVEL = re.compile(r"__index_level_\d+__")
+#: The same, as an item of a column list in a message.
+_LISTED_INDEX_LEVEL = re.compile(rf"(?:, )?'{INDEX_LEVEL.pattern}'(?:, (?=.))?")
 
 BucketOption = Annotated[
     str | None,
@@ -63,6 +92,43 @@ class CliError(Exception):
 
     Reported like an :class:`omops.OmopsError`: one line, exit status 1.
     """
+
+
+def cli_wording(message: str, flags: Iterable[str]) -> str:
+    """``message`` with Python arguments replaced by these command-line ``flags``.
+
+    pandas' internal ``'__index_level_0__'`` columns are left out of column lists.
+
+    Examples
+    --------
+    >>> cli_wording("columns differ; put with append=False to replace", ["--replace"])
+    'columns differ; use --replace'
+    >>> cli_wording("pass kind= (one of a, b), e.g. kind='python.pickle'", ["--kind"])
+    'pass --kind (one of a, b), e.g. --kind python.pickle'
+    >>> cli_wording("columns ['a', '__index_level_0__'] differ", [])
+    "columns ['a'] differ"
+    """
+    for flag in flags:
+        for pattern, replacement in _FLAG_WORDING[flag]:
+            message = pattern.sub(replacement, message)
+    return _LISTED_INDEX_LEVEL.sub("", message)
+
+
+@contextlib.contextmanager
+def flags_in_errors(*flags: str) -> Iterator[None]:
+    """Report omops errors raised in the block in the words of the command line.
+
+    The Python messages name arguments (``append=False``, ``kind='python.pickle'``);
+    a command that has the flag doing the same (``--replace``, ``--kind``)
+    reports them with the flag instead.
+    """
+    try:
+        yield
+    except OmopsError as exc:
+        text = cli_wording(str(exc), flags)
+        if text == str(exc):
+            raise
+        raise CliError(text) from exc
 
 
 def examples(*lines: str) -> str:
@@ -173,6 +239,29 @@ def busy(message: str, size: int | None) -> Iterator[Status | _Quiet]:
         return
     with stderr().status(f"{message} ({human_size(size)})") as status:
         yield status
+
+
+@contextlib.contextmanager
+def output_target(target: Path) -> Iterator[Path | BinaryIO]:
+    """Where to write ``--output``: a temporary path (see :func:`atomic_path`), or,
+    for ``-``, a buffer copied to standard output once the block succeeds."""
+    if target != STDOUT:
+        with atomic_path(target) as tmp:
+            yield tmp
+        return
+    buffer = io.BytesIO()
+    yield buffer
+    stream = typer.get_binary_stream("stdout")
+    stream.write(buffer.getvalue())
+    stream.flush()
+
+
+def write_bytes(target: Path | BinaryIO, data: bytes) -> None:
+    """Write ``data`` to a path or an open binary file."""
+    if isinstance(target, Path):
+        target.write_bytes(data)
+    else:
+        target.write(data)
 
 
 @contextlib.contextmanager

@@ -6,8 +6,7 @@ import typer
 from rich.table import Table
 
 from omops.cli._common import JsonOption, examples, print_json, print_table
-from omops.cli._parsing import mask_url
-from omops.config import load_settings
+from omops.config import load_settings, mask_url
 
 __all__ = ["app", "settings_report"]
 

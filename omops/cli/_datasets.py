@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import orjson
 import typer
@@ -11,16 +11,19 @@ from rich.table import Table
 
 from omops.cli._common import (
     DISPLAY_ROWS,
+    STDOUT,
     BucketOption,
     CliError,
-    atomic_path,
     busy,
     examples,
+    flags_in_errors,
+    output_target,
     print_done,
     print_json,
     print_note,
     print_table,
     repository,
+    write_bytes,
 )
 from omops.cli._parsing import parse_attributes, parse_columns, parse_filters
 from omops.cli._store import NameArgument, add_list_command, add_object_commands
@@ -118,26 +121,33 @@ def _keeps_index(frame: Any) -> bool:
 
 
 def write_object(obj: Any, path: Path, fmt: str) -> None:
-    """Write what ``get`` returned to ``path`` as ``fmt`` (csv, parquet, json, npy)."""
+    """Write what ``get`` returned to ``path`` (``-``: stdout) as ``fmt`` (csv, parquet, json, npy)."""
     import numpy as np
 
     frame = _frame_like(obj)
     if frame is None and fmt in ("csv", "parquet"):
-        raise CliError(f"a {type(obj).__name__} cannot be written as {fmt}; use a .json file")
+        hint = "--format json" if path == STDOUT else "a .json file"
+        raise CliError(f"a {type(obj).__name__} cannot be written as {fmt}; use {hint}")
     if fmt == "npy" and not isinstance(obj, np.ndarray):
         raise CliError(f"only numpy arrays can be written as npy, not a {type(obj).__name__}")
-    with atomic_path(path) as tmp:
-        if fmt == "csv":
-            frame.to_csv(tmp, index=_keeps_index(frame))
-        elif fmt == "parquet":
-            frame.to_parquet(tmp, index=_keeps_index(frame))
-        elif fmt == "npy":
-            np.save(tmp, obj, allow_pickle=False)
-        elif frame is not None:
-            frame.to_json(tmp, orient="records", date_format="iso", index=False)
-        else:
-            option = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2
-            tmp.write_bytes(orjson.dumps(obj, option=option) + b"\n")
+    with output_target(path) as target:
+        _write(obj, frame, target, fmt)
+
+
+def _write(obj: Any, frame: Any, target: Path | BinaryIO, fmt: str) -> None:
+    import numpy as np
+
+    if fmt == "csv":
+        frame.to_csv(target, index=_keeps_index(frame))
+    elif fmt == "parquet":
+        frame.to_parquet(target, index=_keeps_index(frame))
+    elif fmt == "npy":
+        np.save(target, obj, allow_pickle=False)
+    elif frame is not None:
+        frame.to_json(target, orient="records", date_format="iso", index=False)
+    else:
+        option = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2
+        write_bytes(target, orjson.dumps(obj, option=option) + b"\n")
 
 
 def frame_table(frame: Any, *, title: str) -> Table:
@@ -159,6 +169,10 @@ def _show(obj: Any, name: str, *, limit: int | None, total: int) -> None:
     if frame is None:
         print_json(obj)
         return
+    if not total:
+        columns = ", ".join(str(c) for c in frame.columns)
+        print_done(f"0 rows (columns: {columns})" if columns else "0 rows")
+        return
     shown = frame.head(DISPLAY_ROWS if limit is None else limit)
     print_table(frame_table(shown, title=name))
     if len(shown) < total:
@@ -174,6 +188,7 @@ add_list_command(app, STORE)
         "om datasets get stats --filter sales__gte=100 --columns region,sales",
         "om datasets get stats@v1 --output stats.parquet",
         "om datasets get stats -f region__in=EU,US -f name__startswith=A -o out.csv",
+        "om datasets get stats -o - | head",
     ),
 )
 def get(
@@ -183,7 +198,8 @@ def get(
         typer.Option(
             "--output",
             "-o",
-            help="Write to FILE.csv, .parquet, .json (or .npy for arrays).",
+            help="Write to FILE.csv, .parquet, .json (or .npy for arrays); '-' writes to "
+            "stdout (CSV, or JSON for other kinds, unless --format says otherwise).",
             show_default=False,
             dir_okay=False,
         ),
@@ -218,12 +234,15 @@ def get(
 ) -> None:
     if output is None and fmt is not None:
         raise typer.BadParameter("--format applies to --output FILE", param_hint="--format")
-    fmt = file_format(output, fmt, (*FORMATS, "npy")) if output is not None else None
+    if output is not None and output != STDOUT:
+        fmt = file_format(output, fmt, (*FORMATS, "npy"))
     selected = parse_columns(columns)
     repo = repository(STORE, bucket)
     meta = repo.metadata(name)
+    if output == STDOUT:
+        fmt = _stdout_format(fmt, meta.kind)
     query = parse_filters(filters or [], meta.details.get("dtypes"))
-    with busy(f"reading {name}", meta.size) as status:
+    with busy(f"reading {name}", meta.size) as status, flags_in_errors("--columns"):
         obj = repo.get(name, columns=selected, **query)
         frame = _frame_like(obj)
         total = len(frame) if frame is not None else 0
@@ -234,9 +253,24 @@ def get(
             write_object(obj, output, fmt)
     if output is None:
         _show(obj, name, limit=limit, total=total)
+        return
+    rows = f"{len(obj)} rows of " if frame is not None else ""
+    done = f"wrote {rows}{STORE} {name!r} to "
+    if output == STDOUT:
+        print_note(done + "stdout")  # stdout holds the data
     else:
-        rows = f"{len(obj)} rows " if frame is not None else ""
-        print_done(f"wrote {rows}of {STORE} {name!r} to {output}")
+        print_done(done + str(output))
+
+
+def _stdout_format(given: str | None, kind: str) -> str:
+    """The format of ``--output -``: ``--format``, else CSV for DataFrames, else JSON."""
+    fmt = given.lower() if given else ("csv" if kind.startswith("pandas.") else "json")
+    allowed = (*FORMATS, "npy")
+    if fmt not in allowed:
+        raise typer.BadParameter(
+            f"{fmt!r} is not one of {', '.join(allowed)}", param_hint="--format"
+        )
+    return fmt
 
 
 @app.command(
@@ -283,7 +317,7 @@ def put(
     attrs = parse_attributes(attributes or [])
     fmt = file_format(file, fmt)
     size = file.stat().st_size
-    with busy(f"reading {file}", size) as status:
+    with busy(f"reading {file}", size) as status, flags_in_errors("--replace", "--kind"):
         obj = read_file(file, fmt)
         status.update(f"storing {name}")
         meta = repo.put(

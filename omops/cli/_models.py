@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Annotated, Any
+from types import MappingProxyType
+from typing import Annotated, Any, BinaryIO
 
 import orjson
 import typer
 
 from omops.cli._common import (
+    STDOUT,
     BucketOption,
     CliError,
-    atomic_path,
     busy,
     examples,
+    flags_in_errors,
+    output_target,
     print_done,
+    print_note,
     repository,
+    write_bytes,
 )
 from omops.cli._datasets import AttributeOption, TagOption
 from omops.cli._parsing import parse_attributes
@@ -31,6 +36,10 @@ FORMATS = ("joblib", "pickle", "json")
 _SUFFIXES = {".joblib": "joblib", ".pkl": "pickle", ".pickle": "pickle", ".json": "json"}
 #: Formats whose loading runs code from the file.
 CODE_FORMATS = ("joblib", "pickle")
+#: The format ``--output -`` writes for each kind when ``--format`` is not given.
+_KIND_FORMATS = MappingProxyType(
+    {"sklearn.joblib": "joblib", "python.pickle": "pickle", "python.json": "json"}
+)
 
 app = typer.Typer(
     name=STORE,
@@ -90,22 +99,30 @@ def load_model(path: Path, fmt: str) -> Any:
 
 
 def save_model(obj: Any, path: Path, fmt: str) -> None:
-    """Write a model to ``path`` as joblib, pickle or JSON."""
+    """Write a model to ``path`` (``-``: stdout) as joblib, pickle or JSON."""
     joblib = _joblib() if fmt == "joblib" else None
-    with atomic_path(path) as tmp:
+    with output_target(path) as target:
         if joblib is not None:
-            joblib.dump(obj, tmp)
+            joblib.dump(obj, target)
         elif fmt == "pickle":
-            with tmp.open("wb") as fh:
-                pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            _pickle(obj, target)
         else:
             try:
                 data = orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2)
             except TypeError as exc:
+                hint = "--format joblib or pickle" if path == STDOUT else "a .joblib or .pkl file"
                 raise CliError(
-                    f"a {type(obj).__name__} cannot be written as json; use a .joblib or .pkl file"
+                    f"a {type(obj).__name__} cannot be written as json; use {hint}"
                 ) from exc
-            tmp.write_bytes(data + b"\n")
+            write_bytes(target, data + b"\n")
+
+
+def _pickle(obj: Any, target: Path | BinaryIO) -> None:
+    if not isinstance(target, Path):
+        pickle.dump(obj, target, protocol=pickle.HIGHEST_PROTOCOL)
+        return
+    with target.open("wb") as fh:
+        pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 add_list_command(app, STORE)
@@ -122,7 +139,8 @@ def get(
         typer.Option(
             "--output",
             "-o",
-            help="FILE.joblib, FILE.pkl or FILE.json.",
+            help="FILE.joblib, FILE.pkl or FILE.json; '-' writes to stdout (in the format "
+            "of its kind unless --format says otherwise).",
             dir_okay=False,
             show_default=False,
         ),
@@ -130,14 +148,35 @@ def get(
     fmt: ModelFormatOption = None,
     bucket: BucketOption = None,
 ) -> None:
-    fmt = model_format(output, fmt)
+    if output != STDOUT:
+        fmt = model_format(output, fmt)
     repo = repository(STORE, bucket)
     meta = repo.metadata(name)
+    if output == STDOUT:
+        fmt = _stdout_format(fmt, meta.kind)
     with busy(f"reading {name}", meta.size) as status:
         model = repo.get(name)
         status.update(f"writing {output}")
         save_model(model, output, fmt)
-    print_done(f"wrote {STORE} {name!r} ({meta.kind}) to {output}")
+    if output == STDOUT:
+        print_note(f"wrote {STORE} {name!r} ({meta.kind}) to stdout as {fmt}")
+    else:
+        print_done(f"wrote {STORE} {name!r} ({meta.kind}) to {output}")
+
+
+def _stdout_format(given: str | None, kind: str) -> str:
+    """The format of ``--output -``: ``--format``, else the one that fits ``kind``."""
+    fmt = given.lower() if given else _KIND_FORMATS.get(kind)
+    if fmt is None:
+        raise typer.BadParameter(
+            f"pass --format ({', '.join(FORMATS)}) to write a {kind} model to stdout",
+            param_hint="--format",
+        )
+    if fmt not in FORMATS:
+        raise typer.BadParameter(
+            f"{fmt!r} is not one of {', '.join(FORMATS)}", param_hint="--format"
+        )
+    return fmt
 
 
 @app.command(
@@ -192,7 +231,7 @@ def put(
     for tag in tags or []:
         check_tag(tag)
     attrs = parse_attributes(attributes or [])
-    with busy(f"loading {file}", file.stat().st_size) as status:
+    with busy(f"loading {file}", file.stat().st_size) as status, flags_in_errors("--kind"):
         model = load_model(file, fmt)
         status.update(f"storing {name}")
         meta = repo.put(model, name, attrs or None, kind=kind, tag=tags or None)

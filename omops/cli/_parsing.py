@@ -1,16 +1,14 @@
-"""Turning command-line text into API arguments: filters, attributes, columns, URLs."""
+"""Turning command-line text into API arguments: filters, attributes, columns."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
 import typer
 
-__all__ = ["mask_url", "parse_attributes", "parse_columns", "parse_filters"]
+__all__ = ["parse_attributes", "parse_columns", "parse_filters"]
 
 #: Operators whose value is a comma-separated list on the command line.
 LIST_OPERATORS = ("in", "nin", "between")
@@ -18,8 +16,6 @@ LIST_OPERATORS = ("in", "nin", "between")
 NULL_OPERATORS = ("isnull", "notnull")
 #: Parameters of ``Repository.get`` that a filter must not be passed as.
 _RESERVED = ("name", "columns", "revision")
-_USERINFO = re.compile(r"(://[^:/@]*:)[^@]*@")
-_SECRET_PARAM = re.compile(r"pass(word|wd)?|pwd|secret|token|sig|credential", re.IGNORECASE)
 
 
 def _is_text(type_name: str | None) -> bool:
@@ -127,32 +123,3 @@ def parse_columns(text: str | None) -> list[str] | None:
             "give at least one column, e.g. --columns a,b", param_hint="--columns"
         )
     return columns
-
-
-def mask_url(url: str | None) -> str | None:
-    """Hide the password in a URL's user info and secret-looking query parameters.
-
-    Examples
-    --------
-    >>> mask_url('postgresql://ana:s3cret@db:5432/omops')
-    'postgresql://ana:***@db:5432/omops'
-    >>> mask_url('s3://bucket/path?secret=abc&region=eu')
-    's3://bucket/path?secret=***&region=eu'
-    >>> mask_url('sqlite:////home/ana/.omops/catalog.sqlite')
-    'sqlite:////home/ana/.omops/catalog.sqlite'
-    """
-    if not url or "://" not in url:
-        return url
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # e.g. a broken IPv6 host: mask anything that looks like user:password@
-        return _USERINFO.sub(r"\1***@", url)
-    masked = url
-    userinfo, at, hostport = parts.netloc.rpartition("@")
-    if at and ":" in userinfo:
-        masked = masked.replace(parts.netloc, f"{userinfo.split(':', 1)[0]}:***@{hostport}", 1)
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if any(_SECRET_PARAM.search(key) for key, _ in pairs):
-        hidden = [(k, "***" if _SECRET_PARAM.search(k) else v) for k, v in pairs]
-        masked = masked.replace(f"?{parts.query}", f"?{urlencode(hidden, safe='*')}", 1)
-    return _USERINFO.sub(r"\1***@", masked)  # also a password with an unescaped '/' in it

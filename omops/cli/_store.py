@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from omops.cli._common import (
+    INDEX_LEVEL,
     BucketOption,
     JsonOption,
     cell,
@@ -33,13 +34,28 @@ NameArgument = Annotated[
 ]
 
 
+def _without_internal_columns(data: dict[str, Any]) -> dict[str, Any]:
+    """Metadata as a user sees it: no pandas ``__index_level_0__`` in ``index``,
+    ``columns`` or ``dtypes`` (an unnamed index shows as ``index: []``)."""
+
+    def visible(name: object) -> bool:
+        return not (isinstance(name, str) and INDEX_LEVEL.fullmatch(name))
+
+    for key in ("index", "columns"):
+        if isinstance(data.get(key), list):
+            data[key] = [c for c in data[key] if visible(c)]
+    if isinstance(data.get("dtypes"), dict):
+        data["dtypes"] = {k: v for k, v in data["dtypes"].items() if visible(k)}
+    return data
+
+
 def add_list_command(app: typer.Typer, store: str) -> None:
     """Register ``list`` on ``app`` for ``store``."""
 
     @app.command(
         "list",
         help=f"List the {store} in a bucket, with kind, revision and size.",
-        epilog=examples(f"om {store} list 'prod/*' --json"),
+        epilog=examples(f"om {store} list 'prod/*' --json", f"om {store} list --all"),
     )
     def list_(
         pattern: Annotated[
@@ -51,12 +67,20 @@ def add_list_command(app: typer.Typer, store: str) -> None:
                 "--kind", "-k", help="Only this kind, e.g. pandas.dataframe.", show_default=False
             ),
         ] = None,
+        show_all: Annotated[
+            bool,
+            typer.Option(
+                "--all",
+                help="Also omops' own objects: names starting with '_' "
+                "(_experiments/..., _temp/...).",
+            ),
+        ] = False,
         bucket: BucketOption = None,
         as_json: JsonOption = False,
     ) -> None:
         repo = repository(store, bucket)
         rows = []
-        for name in repo.list(pattern, kind=kind):
+        for name in repo.list(pattern, kind=kind, hidden=show_all):
             try:
                 rows.append(summary(repo.metadata(name)))
             except NotFound:  # dropped since it was listed
@@ -98,7 +122,7 @@ def add_object_commands(app: typer.Typer, store: str) -> None:
     def metadata(
         name: NameArgument, bucket: BucketOption = None, as_json: JsonOption = False
     ) -> None:
-        data = repository(store, bucket).metadata(name).to_dict()
+        data = _without_internal_columns(repository(store, bucket).metadata(name).to_dict())
         if as_json:
             print_json(data)
         else:

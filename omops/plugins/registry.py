@@ -3,7 +3,9 @@
 Selection is explicit (``kind=``) or by a ranked, deterministic ``supports``
 order: built-in kinds first in :data:`SUPPORTS_ORDER`, then third-party kinds
 from the entry-point group ``omops.plugins`` sorted by kind. Nothing here
-depends on what happened to be imported before.
+depends on what happened to be imported before. A string that names a place
+(``postgresql://...``, ``https://...``, an existing file) is never taken for
+JSON text implicitly.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from importlib.metadata import entry_points
 from types import MappingProxyType
 from typing import Any
 
-from omops.errors import PluginError
+from omops.config import mask_url
+from omops.errors import InvalidData, PluginError
 from omops.plugins.base import Plugin
+from omops.plugins.simple import location
 
 __all__ = [
     "BUILTIN",
@@ -117,7 +121,18 @@ class Registry:
         return cls()
 
     def select(self, obj: Any, store: str, kind: str | None = None) -> Plugin:
-        """The plugin to store ``obj`` in ``store``: by ``kind`` or the supports order."""
+        """The plugin to store ``obj`` in ``store``: by ``kind`` or the supports order.
+
+        Raises
+        ------
+        InvalidData
+            ``obj`` is a string that names a place, a URL, connection string or
+            existing path (see :func:`omops.plugins.simple.location`), and no
+            plugin stores such strings: storing the text would keep the link,
+            not the data. ``kind='python.json'`` stores the text.
+        PluginError
+            No plugin fits; the message lists the kinds ``store`` accepts.
+        """
         if kind is not None:
             plugin = self.get(kind)
             if store not in plugin.stores:
@@ -130,10 +145,69 @@ class Registry:
             plugin = self.get(candidate)
             if store in plugin.stores and plugin.supports(obj):
                 return plugin
-        raise PluginError(
-            f"no plugin stores a {type(obj).__module__}.{type(obj).__qualname__} in {store}; "
-            f"pass kind= (one of {', '.join(self.kinds)}), e.g. kind='python.pickle'"
+        if isinstance(obj, str) and (place := location(obj)) is not None:
+            raise InvalidData(_location_message(obj, place, store))
+        raise PluginError(self._unsupported_message(obj, store))
+
+    def kinds_for(self, store: str) -> tuple[str, ...]:
+        """The kinds that ``store`` accepts, sorted (kinds that fail to load are left out)."""
+        found = []
+        for kind in self.kinds:
+            try:
+                plugin = self.get(kind)
+            except PluginError:
+                continue
+            if store in plugin.stores:
+                found.append(kind)
+        return tuple(found)
+
+    def _unsupported_message(self, obj: Any, store: str) -> str:
+        what = f"{type(obj).__module__}.{type(obj).__qualname__}"
+        elsewhere = [
+            f"{plugin.kind!r} in {', '.join(plugin.stores)}"
+            for plugin in (self.get(kind) for kind in self.order)
+            if plugin.supports(obj)
+        ]
+        hint = f" (kind {elsewhere[0]} stores it)" if elsewhere else ""
+        return (
+            f"no plugin stores a {what} in {store}{hint}; pass kind= one of the kinds {store} "
+            f"accepts ({', '.join(self.kinds_for(store))}), e.g. kind='python.pickle'"
         )
+
+
+#: Why a string naming a place is not stored, by what :func:`location` found.
+_NOT_YET = MappingProxyType(
+    {
+        "connection": "omops cannot store connections yet (planned kind sql.connection)",
+        "url": "omops cannot store links to remote data yet (planned kind url.dataset)",
+    }
+)
+#: What to do instead, per store, when the string is the path of a file or folder.
+_READ_FIRST = MappingProxyType(
+    {
+        "datasets": "read it first (e.g. pd.read_csv(path)) and put the DataFrame",
+        "models": "load it first (e.g. joblib.load(path)) and put the model",
+        "scripts": "omops cannot store script packages yet (planned kind python.package)",
+        "jobs": "omops cannot store notebooks yet (planned kind notebook.ipynb)",
+    }
+)
+
+
+def _location_message(text: str, place: str, store: str) -> str:
+    """Why ``text``, a URL or the path of ``place``, is not stored as JSON, and what to do."""
+    shown = mask_url(text.strip()) or text
+    shown = shown if len(shown) <= 80 else f"{shown[:40]}...{shown[-37:]}"  # keep the file name
+    if place in _NOT_YET:
+        what = "a connection URL" if place == "connection" else "a URL"
+        advice = _NOT_YET[place]
+        if place == "url" and store == "datasets":
+            advice += "; to store the data, read it (e.g. pd.read_csv(url)) and put the DataFrame"
+    else:
+        what = f"the path of an existing {place}"
+        advice = _READ_FIRST.get(store, "read it first and put what you read")
+    return (
+        f"{shown!r} looks like {what}; {advice}. To store the text itself, pass kind='python.json'"
+    )
 
 
 _default: Registry | None = None

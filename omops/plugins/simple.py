@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import os
 import pickle
+import re
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -15,7 +17,64 @@ from omops.catalog import PartRecord, RevisionRecord
 from omops.errors import InvalidData
 from omops.plugins.base import Plugin, ReadQuery, Stored
 
-__all__ = ["JsonPlugin", "NdarrayPlugin", "PicklePlugin"]
+__all__ = ["JsonPlugin", "NdarrayPlugin", "PicklePlugin", "location"]
+
+#: ``scheme://...`` with no blank in it: a URL or connection string, not data.
+_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://\S*")
+#: URL schemes (before any ``+driver``) of databases: such a URL is a connection string.
+_DATABASE_SCHEMES = frozenset(
+    {
+        "bigquery",
+        "clickhouse",
+        "databricks",
+        "db2",
+        "duckdb",
+        "hive",
+        "mariadb",
+        "mssql",
+        "mysql",
+        "oracle",
+        "postgres",
+        "postgresql",
+        "presto",
+        "redshift",
+        "snowflake",
+        "sqlite",
+        "trino",
+    }
+)
+#: Longer text is never taken for a path (and is not looked up on disk).
+_MAX_PATH = 4096
+
+
+def location(text: object) -> Literal["connection", "url", "file", "folder"] | None:
+    """What ``text`` names if it looks like a place rather than data, else None.
+
+    A string that is a ``scheme://...`` URL (``'connection'`` for database
+    schemes such as ``postgresql://``, else ``'url'``), or the path of a file
+    or folder that exists here. Such a string is refused by :class:`JsonPlugin`
+    unless ``kind='python.json'`` is given: storing it as text would silently
+    keep the link (and any password in it) instead of the data.
+
+    Examples
+    --------
+    >>> location('postgresql+psycopg://ana:pw@db/sales'), location('s3://bucket/x.csv')
+    ('connection', 'url')
+    >>> location('hello world') is None
+    True
+    """
+    if not isinstance(text, str) or not text or len(text) > _MAX_PATH:
+        return None
+    match = _URL.fullmatch(text.strip())
+    if match:
+        scheme = match["scheme"].lower().partition("+")[0]
+        return "connection" if scheme in _DATABASE_SCHEMES else "url"
+    if "\n" in text or "\0" in text:
+        return None
+    path = os.path.expanduser(text)
+    if os.path.isdir(path):
+        return "folder"
+    return "file" if os.path.exists(path) else None
 
 
 def _stored_bytes(blobs: Blobs, data: bytes, kind_meta: dict[str, Any]) -> Stored:
@@ -31,7 +90,9 @@ class JsonPlugin(Plugin):
 
     @classmethod
     def supports(cls, obj: Any) -> bool:
-        return isinstance(obj, (dict, list, str, int, float, bool)) and not isinstance(obj, bytes)
+        if isinstance(obj, str):
+            return location(obj) is None  # a URL or path: only with kind='python.json'
+        return isinstance(obj, (dict, list, int, float, bool))
 
     def put(self, obj: Any, blobs: Blobs, *, base: RevisionRecord | None = None) -> Stored:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import subprocess
@@ -447,6 +448,109 @@ def test_small_files_get_no_spinner() -> None:
         status.update("still quiet")
 
 
+def test_get_to_stdout(sales: pd.DataFrame) -> None:
+    omops.datasets.put(sales, "stats")
+    csv = om("datasets", "get", "stats", "-f", "sales__gte=100", "-o", "-")
+    assert csv.exit_code == 0, csv.output
+    assert csv.stdout == "region,sales,zip\nUS,200,99999\nEU,300,01000\n"
+    assert "wrote 2 rows of datasets 'stats' to stdout" in csv.stderr
+    as_json = om("datasets", "get", "stats", "--output", "-", "--format", "json", "-n", "1")
+    assert orjson.loads(as_json.stdout) == [{"region": "EU", "sales": 10, "zip": "01234"}]
+    parquet = om("datasets", "get", "stats", "-o", "-", "--format", "parquet")
+    assert parquet.exit_code == 0, parquet.output
+    pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(parquet.stdout_bytes)), sales)
+    assert om("datasets", "get", "stats", "-o", "-", "--format", "xlsx").exit_code == 2
+    assert not list(Path.cwd().glob("-")) and not list(Path.cwd().glob(".tmp-*"))
+
+
+def test_get_other_kinds_to_stdout() -> None:
+    omops.datasets.put({"a": [1, 2]}, "conf")
+    omops.datasets.put(np.arange(4), "arr")
+    assert orjson.loads(om("datasets", "get", "conf", "-o", "-").stdout) == {"a": [1, 2]}
+    assert orjson.loads(om("datasets", "get", "arr", "-o", "-").stdout) == [0, 1, 2, 3]
+    npy = om("datasets", "get", "arr", "-o", "-", "--format", "npy")
+    np.testing.assert_array_equal(np.load(io.BytesIO(npy.stdout_bytes)), np.arange(4))
+    assert_error(om("datasets", "get", "conf", "-o", "-", "--format", "csv"), "--format json")
+
+
+def test_empty_result_says_0_rows(sales: pd.DataFrame) -> None:
+    omops.datasets.put(sales, "stats")
+    result = om("datasets", "get", "stats", "-f", "sales__gt=1000")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "0 rows (columns: region, sales, zip)"
+    empty = om("datasets", "get", "stats", "-f", "sales__gt=1000", "-o", "-")
+    assert empty.stdout == "region,sales,zip\n" and "wrote 0 rows" in empty.stderr
+
+
+def test_metadata_shows_no_internal_columns(sales: pd.DataFrame) -> None:
+    omops.datasets.put(sales, "stats")
+    named = sales.set_index(pd.Index(["a", "b", "c", "d"], name="key"))
+    omops.datasets.put(named, "keyed")
+    assert "__index_level_" in str(omops.datasets.metadata("stats").details)  # still stored
+    for name, index in (("stats", []), ("keyed", ["key"])):
+        table = om("datasets", "metadata", name)
+        as_json = om("datasets", "metadata", name, "--json")
+        assert table.exit_code == as_json.exit_code == 0, table.output
+        assert "__index_level" not in table.stdout + as_json.stdout
+        meta = orjson.loads(as_json.stdout)
+        assert meta["index"] == index and meta["columns"] == ["region", "sales", "zip"]
+        assert set(meta["dtypes"]) == {"region", "sales", "zip"}
+
+
+@pytest.mark.parametrize(
+    ("args", "flag", "python"),
+    [
+        (["other.csv", "stats"], "use --replace", "append=False"),
+        (["sales.csv", "conf", "--kind", "python.json"], "--kind python.pickle", "kind="),
+        (["link.json", "link"], "pass --kind python.json", "kind="),
+    ],
+)
+def test_put_errors_name_cli_flags(
+    tmp_path: Path, sales_csv: Path, args: list[str], flag: str, python: str
+) -> None:
+    assert om("datasets", "put", str(sales_csv), "stats").exit_code == 0
+    pd.DataFrame({"other": [1]}).to_csv(tmp_path / "other.csv", index=False)
+    (tmp_path / "link.json").write_text('"postgresql://ana:s3cret@db/sales"')
+    result = om("datasets", "put", str(tmp_path / args[0]), *args[1:])
+    assert_error(result, flag)
+    assert python not in result.stderr and "__index_level" not in result.stderr
+    assert "s3cret" not in result.output
+
+
+def test_get_errors_name_cli_flags(sales: pd.DataFrame) -> None:
+    omops.datasets.put(sales, "stats")
+    result = om("datasets", "get", "stats[sales]", "--columns", "region")
+    assert_error(result, "drop --columns")
+    assert "columns=" not in result.stderr
+
+
+def test_python_messages_keep_python_words(sales: pd.DataFrame) -> None:
+    omops.datasets.put(sales, "stats")
+    with pytest.raises(omops.errors.InvalidData, match="append=False"):
+        omops.datasets.put(pd.DataFrame({"other": [1]}), "stats")
+
+
+def test_list_hides_internal_names_unless_all(sales: pd.DataFrame) -> None:
+    omops.datasets.put(sales, "stats")
+    omops.datasets.put(sales, "_experiments/exp/1/train")
+    omops.datasets.put([1], "_temp/3f2a")
+    omops.models.put({"C": 1}, "_experiments/exp/1/params")
+
+    def names(*args: str) -> list[str]:
+        result = om(*args, "--json")
+        assert result.exit_code == 0, result.output
+        return [row["name"] for row in orjson.loads(result.stdout)]
+
+    assert names("datasets", "list") == ["stats"]
+    assert names("datasets", "list", "--all") == ["_experiments/exp/1/train", "_temp/3f2a", "stats"]
+    assert names("datasets", "list", "_temp/*", "--all") == ["_temp/3f2a"]
+    assert names("models", "list") == []
+    assert names("models", "list", "--all") == ["_experiments/exp/1/params"]
+    assert "_temp" not in om("datasets", "list").stdout
+    assert "_temp/3f2a" in om("datasets", "list", "--all").stdout
+    assert orjson.loads(om("datasets", "get", "_temp/3f2a").stdout) == [1]
+
+
 # -- models --------------------------------------------------------------------
 
 
@@ -492,6 +596,28 @@ def test_model_json_needs_no_flag(tmp_path: Path) -> None:
     out = tmp_path / "out.json"
     assert om("models", "get", "params", "-o", str(out)).exit_code == 0
     assert orjson.loads(out.read_bytes()) == {"alpha": 1}
+
+
+def test_model_get_to_stdout(model_file: Path) -> None:
+    assert om("models", "put", str(model_file), "forecast", "--pickle").exit_code == 0
+    omops.models.put({"alpha": 1}, "params")
+    got = om("models", "get", "forecast", "-o", "-")
+    assert got.exit_code == 0, got.output
+    assert "to stdout as joblib" in got.stderr
+    model = joblib.load(io.BytesIO(got.stdout_bytes))
+    np.testing.assert_allclose(model.predict(np.array([[3.0]])), [6.0])
+    pickled = om("models", "get", "forecast", "-o", "-", "--format", "pickle")
+    assert isinstance(pickle.loads(pickled.stdout_bytes), LinearRegression)  # noqa: S301
+    assert orjson.loads(om("models", "get", "params", "-o", "-").stdout) == {"alpha": 1}
+    assert_error(om("models", "get", "forecast", "-o", "-", "--format", "json"), "--format joblib")
+
+
+def test_model_put_errors_name_cli_flags(tmp_path: Path) -> None:
+    path = tmp_path / "thing.pkl"
+    path.write_bytes(pickle.dumps({1, 2, 3}))
+    result = om("models", "put", str(path), "thing", "--pickle")
+    assert_error(result, "pass --kind one of the kinds models accepts", "--kind python.pickle")
+    assert "numpy.ndarray" not in result.stderr and "kind=" not in result.stderr
 
 
 def test_model_errors(model_file: Path, tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import typer
 
-from omops.cli._parsing import mask_url, parse_attributes, parse_columns, parse_filters, parse_value
+from omops.cli._parsing import parse_attributes, parse_columns, parse_filters, parse_value
+from omops.config import mask_url
 
 DTYPES = {"region": "large_string", "sales": "int64", "zip": "string", "x__gt": "double"}
 

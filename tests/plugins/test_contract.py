@@ -220,6 +220,109 @@ class TestJson(PluginContract):
         assert local_om.datasets.list() == []
 
 
+@pytest.mark.parametrize(
+    ("text", "shown", "fragment"),
+    [
+        (
+            "postgresql://ana:s3cret@db:5432/sales",
+            "'postgresql://ana:***@db:5432/sales' looks like a connection URL",
+            "planned kind sql.connection",
+        ),
+        ("mysql+pymysql://u:pw@h/db", "'mysql+pymysql://u:***@h/db'", "sql.connection"),
+        ("sqlite:////tmp/x.sqlite", "'sqlite:////tmp/x.sqlite'", "sql.connection"),
+        ("https://example.com/data.csv", "looks like a URL", "planned kind url.dataset"),
+        ("http://u:pw@example.com/d.csv", "'http://u:***@example.com/d.csv'", "url.dataset"),
+        ("s3://bucket/data.parquet?token=abc", "?token=***", "url.dataset"),
+        ("gs://bucket/data.parquet", "looks like a URL", "url.dataset"),
+        ("file:///data/x.csv", "looks like a URL", "url.dataset"),
+        ("  ftp://host/x  ", "'ftp://host/x' looks like a URL", "url.dataset"),
+    ],
+)
+@pytest.mark.parametrize("store", ["datasets", "scripts", "jobs", "models", "streams"])
+def test_a_url_is_never_stored_as_json_silently(local_om, store, text, shown, fragment):
+    repository = getattr(local_om, store)
+    with pytest.raises(InvalidData) as info:
+        repository.put(text, "link")
+    message = str(info.value)
+    assert shown in message and fragment in message
+    assert "kind='python.json'" in message
+    assert "s3cret" not in message and ":pw@" not in message and "abc" not in message
+    assert repository.list() == []
+
+
+@pytest.mark.parametrize(
+    ("store", "advice"),
+    [
+        ("datasets", "pd.read_csv(path)"),
+        ("models", "joblib.load(path)"),
+        ("scripts", "planned kind python.package"),
+        ("jobs", "planned kind notebook.ipynb"),
+    ],
+)
+def test_an_existing_path_is_never_stored_as_json_silently(
+    local_om, tmp_path, monkeypatch, store, advice
+):
+    (tmp_path / "data.csv").write_text("a\n1\n")
+    (tmp_path / "pkg").mkdir()
+    monkeypatch.chdir(tmp_path)
+    repository = getattr(local_om, store)
+    for text, place in (
+        (str(tmp_path / "data.csv"), "file"),
+        ("data.csv", "file"),  # relative to the working folder
+        ("./pkg", "folder"),
+        (str(tmp_path), "folder"),
+    ):
+        with pytest.raises(InvalidData, match="python.json") as info:
+            repository.put(text, "path")
+        message = str(info.value)
+        assert message.startswith(repr(text)[:40])
+        assert f" looks like the path of an existing {place}; " in message and advice in message
+    assert repository.list() == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "hello",
+        "no such file.csv",
+        "see https://example.com for details",  # text that mentions a URL
+        "key: value://x y",
+        "line one\nline two",
+        "",
+    ],
+)
+def test_other_strings_are_still_json(local_om, text):
+    assert local_om.datasets.put(text, "t").kind == "python.json"
+    assert local_om.datasets.get("t") == text
+
+
+def test_explicit_json_kind_stores_any_string(local_om, tmp_path):
+    for text in ("postgresql://ana:s3cret@db/sales", "https://example.com/x.csv", str(tmp_path)):
+        assert local_om.scripts.put(text, "t", kind="python.json").kind == "python.json"
+        assert local_om.scripts.get("t") == text
+
+
+def test_urls_inside_json_values_are_data(local_om):
+    value = {"source": "https://example.com/data.csv", "db": "postgresql://db/x"}
+    assert local_om.datasets.put(value, "conf").kind == "python.json"
+    assert local_om.datasets.get("conf") == value
+
+
+def test_location_names_what_a_string_points_at(tmp_path):
+    from omops.plugins.simple import location
+
+    (tmp_path / "f.txt").write_text("x")
+    assert location("postgresql+psycopg://u:p@h/db") == "connection"
+    assert location("SNOWFLAKE://{user}:{password}@{account}") == "connection"
+    assert location("az://container/x.parquet") == "url"
+    assert location(str(tmp_path / "f.txt")) == "file"
+    assert location(str(tmp_path)) == "folder"
+    assert location(str(tmp_path / "missing.txt")) is None
+    assert location("x" * 5000) is None
+    assert location("a\0b") is None
+    assert location(42) is None
+
+
 class Thing:
     """Not JSON, not a frame, not an array: only a pickle stores it."""
 
@@ -540,6 +643,35 @@ def test_unsupported_object_names_its_type_and_the_way_out():
         default_registry().select(Thing(1), "datasets")
     assert "test_contract.Thing" in str(info.value)
     assert "kind=" in str(info.value)
+
+
+@pytest.mark.parametrize("store", ["datasets", "models", "jobs", "scripts", "streams"])
+def test_unsupported_object_suggests_only_kinds_the_store_accepts(store):
+    registry = default_registry()
+    with pytest.raises(PluginError) as info:
+        registry.select(Thing(1), store)
+    message = str(info.value)
+    suggested = message.partition(f"kinds {store} accepts (")[2].partition(")")[0].split(", ")
+    accepted = [kind for kind in registry.kinds if store in registry.get(kind).stores]
+    assert suggested == accepted == list(registry.kinds_for(store))
+    assert "python.pickle" in suggested
+
+
+def test_a_frame_put_in_models_is_pointed_to_datasets(local_om):
+    with pytest.raises(PluginError) as info:
+        local_om.models.put(pd.DataFrame({"a": [1]}), "m")
+    message = str(info.value)
+    assert "kind 'pandas.dataframe' in datasets stores it" in message
+    assert "(python.json, python.pickle, sklearn.joblib)" in message
+    assert "numpy.ndarray" not in message and "pandas.series" not in message
+    with pytest.raises(PluginError, match=r"'sklearn.joblib' in models stores it"):
+        local_om.datasets.put(LogisticRegression(), "clf")
+
+
+def test_kinds_for_leaves_out_kinds_that_cannot_load():
+    registry = Registry({**BUILTIN, "broken.kind": "no_such_module_xyz:Plugin"}, SUPPORTS_ORDER)
+    assert "broken.kind" not in registry.kinds_for("datasets")
+    assert "pandas.dataframe" in registry.kinds_for("datasets")
 
 
 @pytest.fixture

@@ -20,6 +20,17 @@ def test_list_datasets(client: TestClient, store: Omega) -> None:
     assert sorted(names) == ["stats", "team/config"]
 
 
+def test_list_datasets_hides_internal_names_unless_asked(client: TestClient, store: Omega) -> None:
+    store.datasets.put({"a": 1}, "_experiments/exp/1/train")
+    store.datasets.put({"a": 2}, "_temp/3f2a")
+    names = [d["name"] for d in client.get("/api/v1/dataset").json()["datasets"]]
+    assert names == ["stats"]
+    listed = client.get("/api/v1/dataset", params={"hidden": "true"}).json()["datasets"]
+    assert [d["name"] for d in listed] == ["_experiments/exp/1/train", "_temp/3f2a", "stats"]
+    assert client.get("/api/v1/dataset/_temp/3f2a").json()["data"] == {"a": 2}
+    assert client.get("/api/v1/dataset", params={"hidden": "maybe"}).status_code == 422
+
+
 def test_read_all_rows_as_records(client: TestClient) -> None:
     response = client.get(STATS)
     assert response.status_code == 200

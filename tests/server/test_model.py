@@ -30,6 +30,15 @@ def test_list_models(client: TestClient, store: Omega) -> None:
     assert models["forecast"]["kind"] == "sklearn.joblib"
 
 
+def test_list_models_hides_internal_names_unless_asked(client: TestClient, store: Omega) -> None:
+    store.models.put(LinearRegression(), "_experiments/exp/1/lr")
+    names = [m["name"] for m in client.get("/api/v1/model").json()["models"]]
+    assert names == ["forecast"]
+    listed = client.get("/api/v1/model", params={"hidden": "true"}).json()["models"]
+    assert [m["name"] for m in listed] == ["_experiments/exp/1/lr", "forecast"]
+    assert client.get("/api/v1/model/_experiments/exp/1/lr").json()["kind"] == "sklearn.joblib"
+
+
 def test_describe_model(client: TestClient, store: Omega) -> None:
     store.models.put(classifier(flipped=True), "forecast")
     body = client.get("/api/v1/model/forecast").json()

@@ -33,14 +33,18 @@ def _json(value: Any, status: int = 200) -> Response:
 
 
 @router.get("", summary="List datasets")
-def list_datasets(scope: Annotated[Scope, Depends(reader)]) -> Response:
-    records = scope.om.catalog.list(scope.om.bucket, "datasets")
+def list_datasets(
+    scope: Annotated[Scope, Depends(reader)],
+    hidden: Annotated[
+        bool, Query(description="Include omops' own objects (_temp/..., _experiments/...)")
+    ] = False,
+) -> Response:
+    records = scope.om.catalog.list(scope.om.bucket, "datasets", hidden=hidden)
     return _json(
         {
             "datasets": [
                 {"name": r.name, "kind": r.kind, "modified": r.modified.isoformat()}
                 for r in records
-                if not r.name.startswith("_temp/")
             ]
         }
     )

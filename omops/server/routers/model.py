@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, QueryParams
 from starlette.exceptions import HTTPException
@@ -85,8 +85,13 @@ def _json(value: Any, status: int = 200, headers: dict[str, str] | None = None) 
 
 
 @router.get("", summary="List models")
-def list_models(scope: Annotated[Scope, Depends(reader)]) -> Response:
-    records = scope.om.catalog.list(scope.om.bucket, "models")
+def list_models(
+    scope: Annotated[Scope, Depends(reader)],
+    hidden: Annotated[
+        bool, Query(description="Include omops' own objects (_experiments/...)")
+    ] = False,
+) -> Response:
+    records = scope.om.catalog.list(scope.om.bucket, "models", hidden=hidden)
     return _json(
         {
             "models": [
