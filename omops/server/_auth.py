@@ -59,6 +59,10 @@ class _Lru(Generic[K, V]):
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
 
+    def pop(self, key: K) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
     def drop_if(self, predicate: Callable[[V], bool]) -> None:
         with self._lock:
             for key in [k for k, v in self._items.items() if predicate(v)]:
@@ -84,11 +88,18 @@ def _fingerprint(token: str) -> bytes:
 class Access:
     """Checks keys when ``require_keys``, then maps ``Omops-Bucket`` to an Omega."""
 
-    def __init__(self, om: Omega, *, require_keys: bool) -> None:
+    def __init__(
+        self,
+        om: Omega,
+        *,
+        require_keys: bool,
+        key_cache: int = KEY_CACHE_SIZE,
+        bucket_cache: int = BUCKET_CACHE_SIZE,
+    ) -> None:
         self.om = om
         self.require_keys = require_keys
-        self._verified: _Lru[bytes, tuple[float, ApiKey]] = _Lru(KEY_CACHE_SIZE)
-        self._buckets: _Lru[str, Omega] = _Lru(BUCKET_CACHE_SIZE)
+        self._verified: _Lru[bytes, tuple[float, ApiKey]] = _Lru(key_cache)
+        self._buckets: _Lru[str, Omega] = _Lru(bucket_cache)
 
     def cache_sizes(self) -> dict[str, int]:
         """Entries in each cache (shown by ``/metrics``)."""
@@ -120,7 +131,12 @@ class Access:
         cached = self._verified.get(fingerprint)
         if cached is not None and now - cached[0] < KEY_CACHE_SECONDS:
             return cached[1]
-        key = self.om.catalog.api_keys.verify(token)  # raises for unknown or revoked keys
+        try:
+            key = self.om.catalog.api_keys.verify(token)
+        except Unauthorized:  # unknown, malformed or revoked: forget it if it was trusted
+            if cached is not None:
+                self._verified.pop(fingerprint)
+            raise
         self._verified.put(fingerprint, (now, key))
         return key
 
