@@ -276,8 +276,9 @@ def _announces_body(headers: dict[bytes, bytes]) -> bool:
 
 
 def _client_message(address: str | None) -> str:
+    origin = f"not {address}" if address else "and this request's client address is unknown"
     return (
-        f"this server has no API keys and answers loopback clients only, not {address or 'an unknown address'}; "
+        f"this server has no API keys and answers loopback clients only, {origin}; "
         "require API keys (`om auth create-key`, OMOPS_SERVER_REQUIRE_KEYS=1), or serve "
         "everyone who can reach it without keys with OMOPS_SERVER_INSECURE=1 (`om runtime serve --insecure`)"
     )
