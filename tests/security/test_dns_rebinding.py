@@ -65,3 +65,20 @@ def test_a_bad_allowed_host_stops_serve(home) -> None:
     assert done.returncode == 1 and "not a host name" in done.stderr, done.stderr
     done = run_om(home, "runtime", "serve", "--cors-origin", "*")
     assert done.returncode == 1 and "wildcard is not accepted" in done.stderr, done.stderr
+
+
+def test_a_server_with_keys_or_insecure_does_not_check_host(home) -> None:
+    """Rebinding cannot bring a key; --insecure answers everyone by choice (and says so)."""
+    with Server(home, "--insecure") as server:
+        assert "--insecure: anyone who reaches" in server.output()
+        with server.client(Host="attacker.example:8000") as http:
+            assert http.get("/api/v1/model").status_code == 200
+            # a page of the Host's own origin may write (what --insecure means), but no other
+            response = http.post(
+                PREDICT, json=X_SPLIT, headers={"Origin": "http://attacker.example:8000"}
+            )
+            assert response.status_code == 200
+            response = http.post(
+                PREDICT, json=X_SPLIT, headers={"Origin": "https://elsewhere.example"}
+            )
+            assert_error(response, 403, "forbidden")
