@@ -133,14 +133,9 @@ def model(
 
 
 def _is_loopback(host: str) -> bool:
-    import ipaddress
+    from omops.server._guard import is_loopback
 
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(host)
 
 
 def _needs_keys(host: str, *, require_keys: bool | None, insecure: bool) -> bool:
@@ -150,15 +145,38 @@ def _needs_keys(host: str, *, require_keys: bool | None, insecure: bool) -> bool
     return not (_is_loopback(host) or insecure)
 
 
+def _bind_address(host: str) -> str:
+    """The address for uvicorn: an IPv6 address without its URL brackets."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def _url_host(host: str) -> str:
+    """The host as written in a URL: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+def _environment(values: list[str], variable: str) -> str:
+    """The comma-separated list of a variable plus the values given on the command line."""
+    import os
+
+    present = [v.strip() for v in os.environ.get(variable, "").split(",") if v.strip()]
+    return ",".join(dict.fromkeys(present + [v.strip() for v in values if v.strip()]))
+
+
 @app.command(
     epilog=examples(
         "  om runtime serve                       # http://127.0.0.1:8000/docs",
+        "  om runtime serve --host ::1            # http://[::1]:8000/docs",
         "  om runtime serve --host 0.0.0.0 --workers 4   # needs API keys: om auth create-key",
+        "  om runtime serve --allowed-host models.internal --cors-origin https://app.example.com",
     )
 )
 def serve(
     host: Annotated[
-        str, typer.Option(help="Address to bind; other than loopback needs API keys.")
+        str,
+        typer.Option(
+            help="Address to bind (IPv6 as ::1 or [::1]); other than loopback needs API keys."
+        ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
@@ -172,9 +190,26 @@ def serve(
     insecure: Annotated[
         bool,
         typer.Option(
-            help="Serve a non-loopback address WITHOUT keys (anyone reaching it may read and write)."
+            help="Serve WITHOUT keys to any client and Host name (anyone reaching it may read "
+            "and write)."
         ),
     ] = False,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="A Host name clients may use besides localhost, 127.0.0.1 and [::1]; repeat "
+            "for several (also OMOPS_SERVER_ALLOWED_HOSTS, comma-separated).",
+        ),
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cors-origin",
+            help="A web origin (https://app.example.com) whose pages may call the API, writes "
+            "included; repeat for several (also OMOPS_SERVER_CORS_ORIGINS).",
+        ),
+    ] = None,
     max_body: Annotated[int, typer.Option(help="Largest request body in bytes (413 above).")] = 32
     * 1024
     * 1024,
@@ -193,9 +228,13 @@ def serve(
 
     import uvicorn
 
+    from omops.errors import ConfigError
+    from omops.server._guard import check_cors_origins, check_host_names
+
     om = omops.get_omega()
-    loopback = _is_loopback(host)
-    keys = _needs_keys(host, require_keys=require_keys, insecure=insecure)
+    address = _bind_address(host)
+    loopback = _is_loopback(address)
+    keys = _needs_keys(address, require_keys=require_keys, insecure=insecure)
     if not keys and not loopback and not insecure:
         raise CliError(
             f"serving {host} without API keys exposes every object: pass --insecure to do it "
@@ -207,19 +246,29 @@ def serve(
             "`om auth create-key --bucket default --role read` (or pass --insecure to serve "
             "without authentication)"
         )
+    hosts = _environment(allowed_host or [], "OMOPS_SERVER_ALLOWED_HOSTS")
+    origins = _environment(cors_origin or [], "OMOPS_SERVER_CORS_ORIGINS")
+    try:  # refuse bad names here, not in each worker
+        check_host_names(hosts.split(","))
+        check_cors_origins(origins.split(","))
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
     os.environ["OMOPS_SERVER_REQUIRE_KEYS"] = "1" if keys else "0"
+    os.environ["OMOPS_SERVER_INSECURE"] = "1" if insecure and not keys else "0"
+    os.environ["OMOPS_SERVER_ALLOWED_HOSTS"] = hosts
+    os.environ["OMOPS_SERVER_CORS_ORIGINS"] = origins
     os.environ["OMOPS_SERVER_MAX_BODY"] = str(max_body)
     os.environ["OMOPS_SERVER_ARRAYS"] = "1" if arrays else "0"
     print_note(
-        f"serving {om.catalog!r} on http://{host}:{port} (docs at /docs, "
+        f"serving {om.catalog!r} on http://{_url_host(address)}:{port} (docs at /docs, "
         f"{'API keys required' if keys else 'no API keys'})"
     )
-    if not loopback and not keys:
+    if insecure and not keys:
         print_note(f"--insecure: anyone who reaches {host}:{port} may read and write every object")
     uvicorn.run(
         "omops.server.app:app_from_environment",
         factory=True,
-        host=host,
+        host=address,
         port=port,
         workers=workers,
         log_level=log_level,

@@ -1,24 +1,75 @@
-"""Authentication (API keys) and bucket scoping, as FastAPI dependencies."""
+"""Authentication (API keys) and bucket scoping, as FastAPI dependencies.
+
+The key is checked before anything is built for a request: an unauthenticated
+request leaves no state behind, whatever ``Omops-Bucket`` it names. The two
+caches (verified keys, bucket views) are bounded LRUs and hold only what
+authenticated requests used.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from fastapi import Request
 
-from omops.catalog.keys import ROLES, ApiKey
+from omops.catalog.keys import ApiKey
 from omops.errors import Forbidden, Unauthorized
 from omops.omega import Omega, _check_bucket
 
-__all__ = ["BUCKET_HEADER", "Access", "Scope"]
+__all__ = ["BUCKET_HEADER", "KEY_CACHE_SECONDS", "Access", "Scope"]
 
 BUCKET_HEADER = "Omops-Bucket"
 #: Seconds a verified key is trusted before the catalog is asked again; a
 #: revoked key stops working within this time.
 KEY_CACHE_SECONDS = 5.0
+#: Verified keys remembered at most (the least recently used goes first).
+KEY_CACHE_SIZE = 1024
+#: Bucket views (``om[bucket]``) remembered at most; they are cheap to rebuild.
+BUCKET_CACHE_SIZE = 64
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Lru(Generic[K, V]):
+    """A thread-safe mapping that forgets its least recently used entry beyond ``size``."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def pop(self, key: K) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+    def drop_if(self, predicate: Callable[[V], bool]) -> None:
+        with self._lock:
+            for key in [k for k, v in self._items.items() if predicate(v)]:
+                del self._items[key]
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 @dataclass(frozen=True)
@@ -29,22 +80,39 @@ class Scope:
     key: ApiKey | None
 
 
-class Access:
-    """Checks keys when ``require_keys``; maps ``Omops-Bucket`` to an Omega."""
+def _fingerprint(token: str) -> bytes:
+    """The cache key of a token: its secret is not kept in memory."""
+    return hashlib.sha256(token.encode()).digest()
 
-    def __init__(self, om: Omega, *, require_keys: bool) -> None:
+
+class Access:
+    """Checks keys when ``require_keys``, then maps ``Omops-Bucket`` to an Omega."""
+
+    def __init__(
+        self,
+        om: Omega,
+        *,
+        require_keys: bool,
+        key_cache: int = KEY_CACHE_SIZE,
+        bucket_cache: int = BUCKET_CACHE_SIZE,
+    ) -> None:
         self.om = om
         self.require_keys = require_keys
-        self._verified: dict[str, tuple[float, ApiKey]] = {}
-        self._buckets: dict[str, Omega] = {om.bucket: om}
-        self._lock = threading.Lock()
+        self._verified: _Lru[bytes, tuple[float, ApiKey]] = _Lru(key_cache)
+        self._buckets: _Lru[str, Omega] = _Lru(bucket_cache)
 
-    def omega(self, bucket: str | None) -> Omega:
-        bucket = _check_bucket(bucket) if bucket else self.om.bucket
-        with self._lock:
-            found = self._buckets.get(bucket)
-            if found is None:
-                found = self._buckets[bucket] = self.om[bucket]
+    def cache_sizes(self) -> dict[str, int]:
+        """Entries in each cache (shown by ``/metrics``)."""
+        return {"api_keys": len(self._verified), "buckets": len(self._buckets)}
+
+    def omega(self, bucket: str) -> Omega:
+        """The view of a checked bucket name (call only once the request is authorized)."""
+        if bucket == self.om.bucket:
+            return self.om
+        found = self._buckets.get(bucket)
+        if found is None:
+            found = self.om[bucket]
+            self._buckets.put(bucket, found)
         return found
 
     def _token(self, request: Request) -> str | None:
@@ -57,46 +125,44 @@ class Access:
         return request.headers.get("x-api-key")
 
     def key(self, token: str) -> ApiKey:
+        """The key of a token, from the catalog at most every KEY_CACHE_SECONDS."""
         now = time.monotonic()
-        cached = self._verified.get(token)
+        fingerprint = _fingerprint(token)
+        cached = self._verified.get(fingerprint)
         if cached is not None and now - cached[0] < KEY_CACHE_SECONDS:
             return cached[1]
-        key = self.om.catalog.api_keys.verify(token)
-        with self._lock:
-            if len(self._verified) > 10_000:
-                self._verified.clear()
-            self._verified[token] = (now, key)
+        try:
+            key = self.om.catalog.api_keys.verify(token)
+        except Unauthorized:  # unknown, malformed or revoked: forget it if it was trusted
+            if cached is not None:
+                self._verified.pop(fingerprint)
+            raise
+        self._verified.put(fingerprint, (now, key))
         return key
 
     def forget(self, key_id: str) -> None:
         """Stop trusting a cached key now (it was revoked through this server)."""
-        with self._lock:
-            for token in [t for t, (_, k) in self._verified.items() if k.id == key_id]:
-                del self._verified[token]
+        self._verified.drop_if(lambda entry: entry[1].id == key_id)
 
-    def scope(self, request: Request, role: str) -> Scope:
-        om = self.omega(request.headers.get(BUCKET_HEADER))
+    def authenticate(self, request: Request) -> ApiKey | None:
+        """The request's key; None when keys are not required. Unauthorized without one."""
         if not self.require_keys:
-            return Scope(om, None)
+            return None
         token = self._token(request)
         if not token:
             raise Unauthorized(
                 "this server needs an API key: send 'Authorization: Bearer <key>' "
                 "(create one with `om auth create-key`)"
             )
-        key = self.key(token)
-        if not key.allows(om.bucket, role):
+        return self.key(token)
+
+    def scope(self, request: Request, role: str) -> Scope:
+        key = self.authenticate(request)
+        header = request.headers.get(BUCKET_HEADER)
+        bucket = _check_bucket(header) if header else self.om.bucket
+        if key is not None and not key.allows(bucket, role):
             raise Forbidden(
                 f"key {key.id} ({key.role} on {', '.join(key.buckets)}) may not {role} "
-                f"in bucket {om.bucket!r}"
+                f"in bucket {bucket!r}"
             )
-        return Scope(om, key)
-
-    def dependency(self, role: str) -> Callable[[Request], Scope]:
-        if role not in ROLES:
-            raise ValueError(role)
-
-        def scope(request: Request) -> Scope:
-            return self.scope(request, role)
-
-        return scope
+        return Scope(self.omega(bucket), key)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -9,7 +13,13 @@ from starlette.responses import JSONResponse
 
 from omops import errors
 
-__all__ = ["ERROR_STATUS", "error_response", "install_error_handlers", "omops_error"]
+__all__ = [
+    "ERROR_STATUS",
+    "error_response",
+    "install_error_handlers",
+    "omops_error",
+    "send_error",
+]
 
 #: Found along the exception's MRO, so subclasses share their base's answer.
 ERROR_STATUS: dict[type[errors.OmopsError], tuple[int, str]] = {
@@ -34,6 +44,29 @@ def error_response(
     return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
 
 
+async def send_error(
+    send: Any,
+    status: int,
+    code: str,
+    message: str,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
+    """The same JSON answer, sent from pure ASGI middleware (before any route runs)."""
+    body = orjson.dumps({"error": code, "message": message})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 def _status_of(exc: errors.OmopsError) -> tuple[int, str]:
     for cls in type(exc).__mro__:
         if cls in ERROR_STATUS:
@@ -51,9 +84,12 @@ async def omops_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
-        exc.status_code, "http_error"
-    )
+    code = {
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "payload_too_large",
+        415: "unsupported_media_type",
+    }.get(exc.status_code, "http_error")
     return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}) or None)
 
 

@@ -1,14 +1,23 @@
-"""Prometheus metrics (text format 0.0.4), kept per server process."""
+"""Prometheus metrics (text format 0.0.4), kept per server process.
+
+Every series has a bounded set of labels: methods outside the standard ones
+count as ``OTHER``, routes are templates (``unmatched`` for the rest), and
+per-model series exist only for predictions that were answered. Per-model
+series carry their bucket, and a caller sees only those of buckets it may read.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = ["Metrics", "MetricsMiddleware"]
 
+#: Request methods counted by name; any other is counted as "OTHER".
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -31,9 +40,10 @@ class Metrics:
         )
         self.latency_sum: dict[tuple[str, str], float] = defaultdict(float)
         self.latency_count: dict[tuple[str, str], int] = defaultdict(int)
-        self.predictions: dict[str, int] = defaultdict(int)
+        self.predictions: dict[tuple[str | None, str], int] = defaultdict(int)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        method = method if method in _METHODS else "OTHER"  # a client may send any token
         with self._lock:
             self.requests[(method, route, status)] += 1
             key = (method, route)
@@ -44,11 +54,24 @@ class Metrics:
             self.latency_sum[key] += seconds
             self.latency_count[key] += 1
 
-    def predicted(self, model: str, rows: int) -> None:
-        with self._lock:
-            self.predictions[model] += rows
+    def predicted(self, model: str, rows: int, *, bucket: str | None = None) -> None:
+        """Count ``rows`` predicted by ``model`` in ``bucket``.
 
-    def render(self) -> str:
+        Without a bucket the series has no bucket label and only viewers who
+        may read every bucket see it.
+        """
+        with self._lock:
+            self.predictions[(bucket, model)] += rows
+
+    def render(
+        self,
+        visible: Callable[[str], bool] | None = None,
+        caches: Mapping[str, int] | None = None,
+    ) -> str:
+        """The text format; per-model series only of buckets where ``visible(bucket)``.
+
+        ``visible=None`` shows every series. ``caches``: entries per server cache.
+        """
         lines = [
             "# HELP omops_http_requests_total HTTP requests by method, route and status.",
             "# TYPE omops_http_requests_total counter",
@@ -75,11 +98,25 @@ class Metrics:
                 )
                 lines.append(f"omops_http_request_duration_seconds_count{base} {count}")
             lines += [
-                "# HELP omops_predictions_total Rows predicted, by model.",
+                "# HELP omops_predictions_total Rows predicted, by bucket and model.",
                 "# TYPE omops_predictions_total counter",
             ]
-            for model, n in sorted(self.predictions.items()):
-                lines.append(f"omops_predictions_total{_labels(model=model)} {n}")
+            for (bucket, model), n in sorted(
+                self.predictions.items(), key=lambda item: (item[0][0] or "", item[0][1])
+            ):
+                if bucket is None:
+                    if visible is None:
+                        lines.append(f"omops_predictions_total{_labels(model=model)} {n}")
+                elif visible is None or visible(bucket):
+                    labels = _labels(bucket=bucket, model=model)
+                    lines.append(f"omops_predictions_total{labels} {n}")
+        if caches:
+            lines += [
+                "# HELP omops_server_cache_entries Entries in each bounded server cache.",
+                "# TYPE omops_server_cache_entries gauge",
+            ]
+            for name, size in sorted(caches.items()):
+                lines.append(f"omops_server_cache_entries{_labels(cache=name)} {size}")
         return "\n".join(lines) + "\n"
 
 

@@ -2,7 +2,8 @@
 
 * ``store`` -- an Omega (SQLite, in the test's own home) holding the dataset
   'stats' and the fitted model 'forecast'; ``client`` serves it in-process
-  through FastAPI's TestClient (which runs the ASGI app, not a socket).
+  through FastAPI's TestClient (which runs the ASGI app, not a socket), as a
+  caller on this machine: from and to 127.0.0.1.
 * ``served`` -- the same store behind a real ``om runtime serve`` process, one
   per test module; tests talk to it over HTTP and prepare objects through
   ``served_store``, a second Omega on the same home.
@@ -19,7 +20,7 @@ from fastapi.testclient import TestClient
 from omops.omega import Omega
 from omops.server import create_app
 
-from .support import Server, copy_home, prepare
+from .support import Server, copy_home, local_client, prepare
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +40,7 @@ def store(template_home: Path, tmp_path: Path) -> Iterator[Omega]:
 
 @pytest.fixture
 def client(store: Omega) -> Iterator[TestClient]:
-    with TestClient(create_app(store)) as test_client:
+    with local_client(create_app(store)) as test_client:
         yield test_client
 
 

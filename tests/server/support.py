@@ -2,8 +2,8 @@
 
 :class:`Server` runs ``om runtime serve`` as a subprocess (its own process
 group, so ``--workers`` children go with it), waits for ``/health`` and talks
-to it over real HTTP with httpx. Requests always go to 127.0.0.1, also when the
-server binds 0.0.0.0.
+to it over real HTTP with httpx. Requests always go to loopback (127.0.0.1, or
+[::1] for an IPv6 host), also when the server binds 0.0.0.0.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 
@@ -38,6 +40,14 @@ INPUT_SHAPES = {
     "records-in-data": {"data": [{"x": 1.0}, {"x": 18.0}]},
 }
 _SERVICE_VARIABLES = ("OMOPS_CATALOG", "OMOPS_BLOBS", "OMOPS_BROKER", "OMOPS_BUCKET")
+#: What a local caller looks like in-process: from 127.0.0.1, to Host 127.0.0.1. Starlette's
+#: TestClient defaults ('testclient' to 'testserver') are neither, and a keyless app refuses them.
+LOCAL = {"base_url": "http://127.0.0.1", "client": ("127.0.0.1", 50000)}
+
+
+def local_client(app: FastAPI, **kwargs: Any) -> TestClient:
+    """A TestClient that calls ``app`` as a client on this machine would."""
+    return TestClient(app, **{**LOCAL, **kwargs})
 
 
 def stats_frame() -> pd.DataFrame:
@@ -127,8 +137,9 @@ def wait_for_task(client: Any, location: str, *, timeout: float = 30.0) -> dict[
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as sock:
+        sock.bind((host.strip("[]"), 0))
         return sock.getsockname()[1]
 
 
@@ -155,7 +166,8 @@ class Server:
     def __init__(self, home: Path, *args: str, host: str = "127.0.0.1", **variables: str) -> None:
         self.home = home
         self.port = free_port(host)
-        self.url = f"http://127.0.0.1:{self.port}"
+        local = "[::1]" if ":" in host else "127.0.0.1"  # an IPv6 socket may be IPv6 only
+        self.url = f"http://{local}:{self.port}"
         self.log = home / f"serve-{self.port}.log"
         self.args = ["runtime", "serve", "--host", host, "--port", str(self.port), *args]
         self.env = om_env(home, **variables)

@@ -29,7 +29,7 @@ from omops.server import create_app
 from omops.server._arrays import MAX_VALUES, ArrayLane, NumericRows, _same, numeric_rows
 from omops.server.app import app_from_environment
 
-from .support import PREDICT, assert_error, classifier
+from .support import PREDICT, assert_error, classifier, local_client
 
 ACTIONS = ["predict", "predict_proba", "decision_function"]
 
@@ -604,7 +604,7 @@ def test_a_pipeline_whose_steps_know_names_the_whole_does_not_never_takes_arrays
 
 
 def test_a_server_without_arrays_hands_models_dataframes(store: Omega, seen: list[type]) -> None:
-    with TestClient(create_app(store, arrays=False)) as plain:
+    with local_client(create_app(store, arrays=False)) as plain:
         for _ in range(3):
             assert post(plain, "forecast", "predict", {"columns": ["x"], "data": [[18.0]]})
     assert seen == [pd.DataFrame] * 3

@@ -203,7 +203,8 @@ def test_put_creates_appends_and_replaces(client: TestClient, body: object) -> N
 def test_bad_puts(
     client: TestClient, path: str, params: dict, content: bytes, status: int, fragment: str
 ) -> None:
-    response = client.put(path, params=params, content=content)
+    headers = {"Content-Type": "application/json"}
+    response = client.put(path, params=params, content=content, headers=headers)
     assert_error(response, status, fragment)
 
 

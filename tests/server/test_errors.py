@@ -11,7 +11,7 @@ from omops.plugins import BUILTIN, Registry
 from omops.server import create_app
 from omops.server._errors import ERROR_STATUS, error_response
 
-from .support import PREDICT, X_SPLIT, Broken, assert_error
+from .support import PREDICT, X_SPLIT, Broken, assert_error, local_client
 
 
 @pytest.mark.parametrize(
@@ -38,14 +38,14 @@ def test_error_codes(
 def test_a_kind_without_its_plugin_is_a_400(store: Omega) -> None:
     frames_only = Registry({"pandas.dataframe": BUILTIN["pandas.dataframe"]}, ["pandas.dataframe"])
     om = Omega(store.catalog, store.blobs, plugins=frames_only)
-    with TestClient(create_app(om)) as client:
+    with local_client(create_app(om)) as client:
         assert_error(client.post(PREDICT, json=X_SPLIT), 400, "plugin_error")
         assert_error(client.get("/api/v1/model/forecast"), 400, "plugin_error")
 
 
 def test_a_bug_is_a_json_500_without_internals(store: Omega) -> None:
     store.models.put(Broken().fit([[0.0], [1.0]], [0, 1]), "broken")
-    with TestClient(create_app(store), raise_server_exceptions=False) as client:
+    with local_client(create_app(store), raise_server_exceptions=False) as client:
         response = client.post("/api/v1/model/broken/predict", json=X_SPLIT)
     body = assert_error(response, 500, "internal_error")
     assert "RuntimeError" in body["message"]

@@ -11,14 +11,15 @@ from fastapi.testclient import TestClient
 from omops.omega import Omega
 from omops.server import create_app
 
-from .support import PREDICT, X_SPLIT, assert_error
+from .support import PREDICT, X_SPLIT, assert_error, local_client
 
 LIMIT = 1000
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
 def limited(store: Omega) -> Iterator[TestClient]:
-    with TestClient(create_app(store, max_body=LIMIT)) as client:
+    with local_client(create_app(store, max_body=LIMIT)) as client:
         yield client
 
 
@@ -37,7 +38,10 @@ def chunks(body: bytes) -> Iterator[bytes]:
 def test_under_the_limit_passes(limited: TestClient) -> None:
     assert limited.post(PREDICT, json=X_SPLIT).status_code == 200
     exact = orjson.dumps({"data": {"x": [1.0] * 10}})
-    assert limited.post(PREDICT, content=b" " * (LIMIT - len(exact)) + exact).status_code == 200
+    assert (
+        limited.post(PREDICT, content=b" " * (LIMIT - len(exact)) + exact, headers=JSON).status_code
+        == 200
+    )
 
 
 @pytest.mark.parametrize(
@@ -55,12 +59,12 @@ def test_over_the_limit_is_a_413(
 ) -> None:
     body = big_body()
     content = chunks(body) if streamed else body
-    response = limited.request(method, path, content=content)
+    response = limited.request(method, path, content=content, headers=JSON)
     assert_error(response, 413, "payload_too_large", f"exceeds {LIMIT} bytes")
     assert not store.datasets.exists("big")
 
 
 def test_the_default_limit_is_generous(client: TestClient) -> None:
     body = orjson.dumps({"columns": ["x"], "data": [[float(i)] for i in range(50_000)]})
-    response = client.post(PREDICT, content=body)
+    response = client.post(PREDICT, content=body, headers=JSON)
     assert response.status_code == 200 and response.json()["rows"] == 50_000

@@ -6,9 +6,11 @@ import re
 
 from fastapi.testclient import TestClient
 
+from omops.omega import Omega
+from omops.server import create_app
 from omops.server._metrics import Metrics
 
-from .support import INPUT_SHAPES, PREDICT, X_SPLIT
+from .support import INPUT_SHAPES, PREDICT, X_SPLIT, local_client
 
 _SAMPLE = re.compile(r"^([a-z_]+)(\{.*\})? (\S+)$")
 
@@ -73,3 +75,26 @@ def test_labels_are_escaped() -> None:
     assert (
         found['omops_http_request_duration_seconds_bucket{method="GET",route="/x",le="+Inf"}'] == 1
     )
+
+
+def test_per_model_series_by_bucket_and_who_sees_them() -> None:
+    metrics = Metrics()
+    metrics.predicted("forecast", 2, bucket="a")
+    metrics.predicted("secret", 3, bucket="b")
+    metrics.predicted("unlabelled", 1)
+    everything = samples(metrics.render())
+    assert everything['omops_predictions_total{bucket="a",model="forecast"}'] == 2
+    assert everything['omops_predictions_total{bucket="b",model="secret"}'] == 3
+    assert everything['omops_predictions_total{model="unlabelled"}'] == 1
+    only_a = metrics.render(lambda bucket: bucket == "a")
+    assert "forecast" in only_a and "secret" not in only_a and "unlabelled" not in only_a
+    gauges = samples(metrics.render(caches={"api_keys": 3, "buckets": 1}))
+    assert gauges['omops_server_cache_entries{cache="api_keys"}'] == 3
+
+
+def test_a_key_of_any_bucket_reads_metrics(store: Omega) -> None:
+    token, _ = store.catalog.api_keys.create(role="read", buckets=["elsewhere"])
+    with local_client(create_app(store, require_keys=True)) as keyed:
+        assert keyed.get("/metrics").status_code == 401
+        text = keyed.get("/metrics", headers={"X-API-Key": token}).text
+        assert 'omops_server_cache_entries{cache="api_keys"} 1' in text

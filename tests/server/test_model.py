@@ -241,7 +241,8 @@ def test_bad_input_is_a_400(client: TestClient, body: object, fragment: str) -> 
 def test_a_body_that_is_not_json_is_a_400(
     client: TestClient, content: bytes, fragment: str
 ) -> None:
-    assert_error(client.post(PREDICT, content=content), 400, fragment)
+    headers = {"Content-Type": "application/json"}
+    assert_error(client.post(PREDICT, content=content, headers=headers), 400, fragment)
 
 
 @pytest.mark.parametrize(

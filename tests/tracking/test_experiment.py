@@ -516,7 +516,8 @@ def test_two_experiments_can_track_one_model(om: Omega, model):
 def served(tmp_path: Path) -> Iterator[tuple[Omega, TestClient]]:
     om = Omega(home=str(tmp_path / "served"))
     store_model(om)
-    with TestClient(create_app(om)) as client:
+    # as a client on this machine: a keyless app refuses Starlette's made-up 'testclient'
+    with TestClient(create_app(om), base_url="http://127.0.0.1", client=("127.0.0.1", 1)) as client:
         yield om, client
     om.catalog.close()
 

@@ -17,9 +17,14 @@ router = APIRouter(prefix="/api/v1/task", tags=["task"])
 
 
 def _record(scope: Scope, task_id: str):  # noqa: ANN202
-    record = scope.om.catalog.task_log.get(task_id)
+    """The task's record; one and the same 404 whether it is missing or in another bucket."""
+    missing = NotFound(f"no task {task_id!r} in bucket {scope.om.bucket!r}")
+    try:
+        record = scope.om.catalog.task_log.get(task_id)
+    except NotFound:
+        raise missing from None
     if record.bucket != scope.om.bucket:
-        raise NotFound(f"no task {task_id!r} in bucket {scope.om.bucket!r}")
+        raise missing
     return record
 
 
@@ -36,7 +41,15 @@ def task_status(task_id: str, scope: Annotated[Scope, Depends(reader)]) -> Respo
     return Response(to_json_bytes(body), media_type="application/json")
 
 
-@router.get("/{task_id}/result", summary="A task's result (202 while it runs)")
+_RUNNING = {
+    202: {
+        "description": "The task is still running: the same body with no result yet; poll again",
+        "content": {"application/json": {}},
+    }
+}
+
+
+@router.get("/{task_id}/result", summary="A task's result (202 while it runs)", responses=_RUNNING)
 def task_result(task_id: str, scope: Annotated[Scope, Depends(reader)]) -> Response:
     record = _record(scope, task_id)
     body = {
