@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from omops.server._arrays import MAX_VALUES, ArrayLane, NumericRows, _same, numeric_rows
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -26,7 +27,6 @@ import omops
 from omops.cli.app import app as cli
 from omops.omega import Omega
 from omops.server import create_app
-from omops.server._arrays import MAX_VALUES, ArrayLane, NumericRows, _same, numeric_rows
 from omops.server.app import app_from_environment
 
 from .support import PREDICT, assert_error, classifier, local_client
