@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -224,7 +226,6 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Serve every stored model, dataset and task over REST (FastAPI + uvicorn)."""
-    import os
 
     import uvicorn
 
@@ -253,24 +254,46 @@ def serve(
         check_cors_origins(origins.split(","))
     except ConfigError as exc:
         raise CliError(str(exc)) from None
-    os.environ["OMOPS_SERVER_REQUIRE_KEYS"] = "1" if keys else "0"
-    os.environ["OMOPS_SERVER_INSECURE"] = "1" if insecure and not keys else "0"
-    os.environ["OMOPS_SERVER_ALLOWED_HOSTS"] = hosts
-    os.environ["OMOPS_SERVER_CORS_ORIGINS"] = origins
-    os.environ["OMOPS_SERVER_MAX_BODY"] = str(max_body)
-    os.environ["OMOPS_SERVER_ARRAYS"] = "1" if arrays else "0"
+    settings = {
+        "OMOPS_SERVER_REQUIRE_KEYS": "1" if keys else "0",
+        "OMOPS_SERVER_INSECURE": "1" if insecure and not keys else "0",
+        "OMOPS_SERVER_ALLOWED_HOSTS": hosts,
+        "OMOPS_SERVER_CORS_ORIGINS": origins,
+        "OMOPS_SERVER_MAX_BODY": str(max_body),
+        "OMOPS_SERVER_ARRAYS": "1" if arrays else "0",
+    }
     print_note(
         f"serving {om.catalog!r} on http://{_url_host(address)}:{port} (docs at /docs, "
         f"{'API keys required' if keys else 'no API keys'})"
     )
     if insecure and not keys:
         print_note(f"--insecure: anyone who reaches {host}:{port} may read and write every object")
-    uvicorn.run(
-        "omops.server.app:app_from_environment",
-        factory=True,
-        host=address,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        access_log=False,
-    )
+    # uvicorn's workers build the app from the environment (app_from_environment),
+    # so the settings travel there; they are put back when the server stops.
+    with _environ_set(settings):
+        uvicorn.run(
+            "omops.server.app:app_from_environment",
+            factory=True,
+            host=address,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            access_log=False,
+        )
+
+
+@contextmanager
+def _environ_set(values: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set, restored on exit."""
+    import os
+
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -37,7 +37,7 @@ from omops.runtime.serialize import to_json
 if TYPE_CHECKING:
     from omops.omega import Omega
 
-__all__ = ["ACTIONS", "Action", "Performed", "action", "perform"]
+__all__ = ["ACTIONS", "Action", "Performed", "action", "check_inputs", "perform"]
 
 Shape = Literal["values", "score", "summary", "search"]
 
@@ -217,7 +217,7 @@ def perform(
         if x is None:
             x = previous  # sequence(): the previous step's result feeds this one
         y = read_input(om, Y, target=True)
-        _check(spec, x, y)
+        check_inputs(spec, x, y)
         return align(x, expected), y
 
     rows = _lane_rows(X, expected) if lane else None
@@ -272,7 +272,7 @@ def _usual(plugin: Any, model: Any, action_name: str, frame: Any) -> tuple[Any, 
     return frame, _call(plugin.perform, model, action_name, frame, None).result
 
 
-def _check(spec: Action, x: Any, y: Any) -> None:
+def check_inputs(spec: Action, x: Any, y: Any) -> None:
     """Errors every path reports alike, before the model sees the input."""
     if x is None:
         if spec.needs_input:

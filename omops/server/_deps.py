@@ -12,15 +12,11 @@ from typing import Annotated
 
 from fastapi import Header, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 
 from omops.server._auth import BUCKET_HEADER, Scope
 from omops.server._metrics import Metrics
 
-__all__ = ["ASYNC_ACTIONS", "SYNC_ACTIONS", "action_scope", "admin", "metrics", "reader", "writer"]
-
-SYNC_ACTIONS = ("predict", "predict_proba", "decision_function", "transform", "score")
-ASYNC_ACTIONS = ("fit", "partial_fit")
+__all__ = ["admin", "metrics", "reader", "writer"]
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -50,21 +46,6 @@ def writer(request: Request, bucket: Bucket = None, b: Bearer = None, k: ApiKey 
 
 def admin(request: Request, bucket: Bucket = None, b: Bearer = None, k: ApiKey = None) -> Scope:
     return request.app.state.access.scope(request, "admin")
-
-
-async def action_scope(
-    request: Request, action: str, bucket: Bucket = None, b: Bearer = None, k: ApiKey = None
-) -> Scope:
-    """Fitting changes the model, so it needs ``write``; the other actions ``read``.
-
-    Async, because it is on every prediction's path: without keys it does no I/O
-    and runs on the event loop, saving a hop to the thread pool.
-    """
-    access = request.app.state.access
-    role = "write" if action in ASYNC_ACTIONS else "read"
-    if access.require_keys:  # may ask the catalog about the key
-        return await run_in_threadpool(access.scope, request, role)
-    return access.scope(request, role)
 
 
 def metrics(request: Request) -> Metrics:

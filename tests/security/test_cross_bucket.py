@@ -56,12 +56,6 @@ def test_metrics_show_a_key_only_its_buckets_models(keyed: tuple[Server, dict[st
     assert_error(httpx.get(f"{server.url}/metrics"), 401, "needs an API key")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 item 6: routers/model.py (the lead's) does not yet pass "
-    "bucket=om.bucket to Metrics.predicted, so per-model series carry no bucket "
-    "and only keys for every bucket see them",
-)
 def test_metrics_show_a_key_its_own_models(keyed: tuple[Server, dict[str, str]]) -> None:
     server, tokens = keyed
     with client(server, tokens["a"], "a") as a:

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from omops.server._arrays import MAX_VALUES, ArrayLane, NumericRows, _same, numeric_rows
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -26,6 +25,8 @@ from typer.testing import CliRunner
 import omops
 from omops.cli.app import app as cli
 from omops.omega import Omega
+from omops.runtime._arrays import MAX_VALUES, ArrayLane, _same, numeric_rows
+from omops.runtime._arrays import Rows as NumericRows
 from omops.server import create_app
 from omops.server.app import app_from_environment
 
@@ -84,6 +85,42 @@ def test_up_to_max_values_take_the_lane() -> None:
 
 
 @pytest.mark.parametrize(
+    ("data", "dtype"),
+    [
+        pytest.param([[1.0, 2.0]] * MAX_VALUES, np.float64, id="floats"),
+        pytest.param([[1, 2]] * MAX_VALUES, np.int64, id="ints"),
+        pytest.param([[1, 2.5]] * MAX_VALUES, np.float64, id="ints-and-floats"),
+    ],
+)
+def test_larger_bodies_are_converted_at_once(data: list[list[Any]], dtype: Any) -> None:
+    rows = numeric_rows({"columns": ["y", "x"], "data": data}, ["x", "y"])
+    assert rows is not None and rows.array.dtype == dtype and rows.columns == ["x", "y"]
+    np.testing.assert_array_equal(rows.array, np.array(data, dtype=dtype)[:, [1, 0]])
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        pytest.param([1.0, "a"], id="string"),
+        pytest.param([1.0, None], id="null"),
+        pytest.param([True, False], id="booleans-only"),
+        pytest.param([1.0, float("nan")], id="nan"),
+        pytest.param([1.0, [2.0]], id="nested"),
+        pytest.param([1, 2**64], id="beyond-int64"),
+    ],
+)
+def test_larger_bodies_of_anything_else_take_the_usual_path(row: list[Any]) -> None:
+    data = [[1.0, 2.0]] * MAX_VALUES + [row] if type(row[0]) is float else [row] * MAX_VALUES
+    assert numeric_rows({"columns": ["x", "y"], "data": data}, ["x", "y"]) is None
+
+
+def test_larger_bodies_count_a_boolean_among_numbers_as_a_number() -> None:
+    data = [[1.0, 2.0]] * MAX_VALUES + [[True, 2.0]]
+    rows = numeric_rows({"columns": ["x", "y"], "data": data}, ["x", "y"])
+    assert rows is not None and rows.array[-1].tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize(
     "payload",
     [
         pytest.param({"columns": ["x"], "data": [["1.0"]]}, id="string"),
@@ -119,7 +156,6 @@ def test_up_to_max_values_take_the_lane() -> None:
         pytest.param({"columns": ["x"], "data": [(1.0,)]}, id="row-a-tuple"),
         pytest.param({"columns": ["x"], "data": [[1.0], [2.0, 3.0]]}, id="ragged"),
         pytest.param({"columns": ["x"], "data": [[1.0], []]}, id="short-row"),
-        pytest.param({"columns": ["x"], "data": [[1.0]] * (MAX_VALUES + 1)}, id="too-many"),
         pytest.param({"columns": ["x"], "data": [[2**53 + 1], [0.5]]}, id="inexact-int"),
         pytest.param({"columns": ["x"], "data": [[-(2**53) - 1], [0.5]]}, id="inexact-neg"),
         pytest.param({"columns": ["x"], "data": [[2**63]]}, id="beyond-int64"),
@@ -448,11 +484,13 @@ def test_a_column_transformer_by_name_never_gets_an_array(
     assert seen and set(seen) == {pd.DataFrame}
 
 
-def test_a_dataset_input_never_takes_the_lane(client: TestClient, seen: list[type]) -> None:
-    for _ in range(2):
+def test_a_dataset_input_takes_the_lane_as_on_every_path(
+    client: TestClient, seen: list[type]
+) -> None:
+    for _ in range(3):
         response = client.post(PREDICT, params={"datax": "stats[x]"})
         assert response.json()["result"] == [0] * 10 + [1] * 10
-    assert set(seen) == {pd.DataFrame}
+    assert seen == [pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]
 
 
 def test_other_bodies_take_the_usual_path(client: TestClient, seen: list[type]) -> None:
@@ -460,14 +498,15 @@ def test_other_bodies_take_the_usual_path(client: TestClient, seen: list[type]) 
     post(client, "forecast", "predict", one)
     post(client, "forecast", "predict", one)
     seen.clear()
-    for body in (
-        [{"x": 18.0}, {"x": 19.0, "extra": 1.0}],  # differing keys
-        {"data": {"x": [18.0, 19.0], "flag": [True, False]}},  # a boolean
-        {"columns": ["x"], "data": [[18.0], [19.0]], "y": [1, 1]},
-    ):
-        assert post(client, "forecast", "predict", body)["result"] == [1, 1]
+    with_targets = {"columns": ["x"], "data": [[18.0], [19.0]], "y": [1, 1]}
+    assert post(client, "forecast", "predict", with_targets)["result"] == [1, 1]
     assert post(client, "forecast", "score", {**one, "y": [1]})["result"] == 1.0
     assert set(seen) == {pd.DataFrame}
+    for body in (  # read as a frame, aligned to the fitted columns: then plain numbers
+        [{"x": 18.0}, {"x": 19.0, "extra": 1.0}],  # differing keys
+        {"data": {"x": [18.0, 19.0], "flag": [True, False]}},  # a boolean, not a feature
+    ):
+        assert post(client, "forecast", "predict", body)["result"] == [1, 1]
 
 
 def test_records_and_columns_bodies_are_laned_with_the_same_answers(
@@ -630,4 +669,6 @@ def test_serve_passes_the_arrays_switch_to_its_workers(
         omops.reset()
     assert done.exit_code == 0, done.output
     assert started == [value]
+    assert "OMOPS_SERVER_ARRAYS" not in os.environ, "serve puts the environment back"
+    monkeypatch.setenv("OMOPS_SERVER_ARRAYS", value)
     assert app_from_environment().state.arrays is (value == "1")

@@ -159,7 +159,7 @@ def test_bad_input_over_http(http: httpx.Client) -> None:
 def test_metrics_count_predictions(http: httpx.Client) -> None:
     def predictions() -> float:
         for line in http.get("/metrics").text.splitlines():
-            if line.startswith('omops_predictions_total{model="forecast"}'):
+            if line.startswith('omops_predictions_total{bucket="default",model="forecast"}'):
                 return float(line.rsplit(" ", 1)[1])
         return 0.0
 

@@ -158,7 +158,7 @@ def test_an_empty_request_needs_no_type(client: TestClient) -> None:
     )
     assert fit.status_code == 202, fit.text
     assert client.delete("/api/v1/dataset/stats").status_code == 200
-    assert_error(client.post(PREDICT), 400, "send the input as the JSON body")
+    assert_error(client.post(PREDICT), 400, "predict needs input data")
 
 
 def test_safe_methods_are_not_checked_for_type_or_origin(client: TestClient) -> None:

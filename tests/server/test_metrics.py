@@ -45,7 +45,7 @@ def test_requests_latency_and_predictions(client: TestClient) -> None:
     describe = 'route="/api/v1/model/{name:path}",status="404"'
     assert found[f'omops_http_requests_total{{method="GET",{describe}}}'] == 1
     assert found['omops_http_requests_total{method="GET",route="unmatched",status="404"}'] == 1
-    assert found['omops_predictions_total{model="forecast"}'] == 10  # rows, not requests
+    assert found['omops_predictions_total{bucket="default",model="forecast"}'] == 10  # rows
     count = found[f'omops_http_request_duration_seconds_count{{method="POST",route="{route}"}}']
     assert count == 6
     buckets = [

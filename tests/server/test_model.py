@@ -207,11 +207,12 @@ def test_fit_and_partial_fit_from_the_body(client: TestClient, store: Omega) -> 
         ({"columns": ["x"], "data": [[1.0, 2.0]]}, "row 0 has 2 values but there are 1 columns"),
         ({"columns": ["x", "x"], "data": [[1.0, 2.0]]}, "duplicate"),
         ({"columns": "x", "data": [[1.0]]}, "'columns' must be a list"),
-        ({"columns": ["x"], "data": {"x": [1]}}, "'data' must be a list of rows"),
+        ({"columns": ["x"], "data": "x"}, "'data' must be a list of rows"),
+        ({"columns": ["x"], "data": {"z": [1]}}, "'data' lacks the column(s) ['x']"),
         ({"columns": ["x"], "data": [["a"]]}, "could not predict"),
         ({"columns": ["x"], "data": [[[1.0]]]}, "could not predict"),
         ({"columns": ["x"], "data": [[None]]}, "NaN"),
-        ({"columns": ["x"], "data": []}, "0 sample"),
+        ({"columns": ["x"], "data": []}, "the input has no rows"),
         ({"data": {"x": [1.0, 2.0], "w": [1.0]}}, "one length"),
         ({"data": {"x": 1.0}}, "one length"),
         ({"data": {}}, "names no columns"),
@@ -230,8 +231,8 @@ def test_bad_input_is_a_400(client: TestClient, body: object, fragment: str) -> 
 @pytest.mark.parametrize(
     ("content", "fragment"),
     [
-        (b"", "send the input as the JSON body"),
-        (b"   ", "send the input as the JSON body"),
+        (b"", "predict needs input data"),
+        (b"   ", "predict needs input data"),
         (b"{bad", "not valid JSON"),
         (b"[1, 2", "not valid JSON"),
         (b"\xff\xfe", "not valid JSON"),
@@ -251,19 +252,19 @@ def test_a_body_that_is_not_json_is_a_400(
         ("/api/v1/model/nope/predict", {}, X_SPLIT, 404, "model 'nope' does not exist"),
         ("/api/v1/model/forecast@nope/predict", {}, X_SPLIT, 404, "no tag or revision"),
         ("/api/v1/model/forecast/explode", {}, X_SPLIT, 400, "is not one of"),
-        ("/api/v1/model/forecast/fit_transform", {}, X_SPLIT, 400, "is not one of"),
+        ("/api/v1/model/forecast/FIT", {}, X_SPLIT, 400, "is not one of"),
         ("/api/v1/model/a%2F..%2Fb/predict", {}, X_SPLIT, 400, "invalid name"),
         (PREDICT, {"datax": "nope"}, None, 404, "dataset 'nope' does not exist"),
         (PREDICT, {"datax": "stats[nope]"}, None, 400, "unknown column"),
         (PREDICT, {"datax": "../etc"}, None, 400, "invalid name"),
-        (PREDICT, {"async": "maybe"}, X_SPLIT, 422, "async"),
+        (PREDICT, {"async": "maybe"}, X_SPLIT, 400, "async takes true or false"),
         ("/api/v1/model/forecast/score", {}, X_SPLIT, 400, "score needs targets"),
         ("/api/v1/model/forecast/score", {}, {**X_SPLIT, "y": [1]}, 400, "2 input rows but 1"),
         ("/api/v1/model/forecast/fit", {"datax": "nope"}, None, 404, "dataset 'nope'"),
         ("/api/v1/model/forecast/fit", {"datax": "stats[x]", "datay": "nope"}, None, 404, "'nope'"),
         ("/api/v1/model/nope/fit", {"datax": "stats[x]"}, None, 404, "model 'nope'"),
         ("/api/v1/model/forecast/fit", {}, {**X_SPLIT, "y": [[1, 2], [3]]}, 400, '"y" must'),
-        ("/api/v1/model/forecast/fit", {}, None, 400, "send the input"),
+        ("/api/v1/model/forecast/fit", {}, None, 400, "fit needs input data"),
     ],
 )
 def test_bad_requests(
@@ -277,4 +278,8 @@ def test_bad_requests(
 
 def test_unknown_method_is_a_405(client: TestClient) -> None:
     assert_error(client.patch(PREDICT, json=X_SPLIT), 405, "method_not_allowed")
-    assert_error(client.get("/api/v1/model/forecast/predict"), 404, "does not exist")
+    answer = client.get("/api/v1/model/forecast/predict")
+    assert_error(answer, 405, "send it with POST")
+    assert answer.headers["allow"] == "POST, PUT"
+    assert_error(client.get("/api/v1/model/nope/predict"), 405, "send it with POST")
+    assert_error(client.get("/api/v1/model/forecast/nope"), 404, "does not exist")

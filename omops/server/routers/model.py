@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 from typing import Annotated, Any
 
@@ -13,7 +14,7 @@ from starlette.exceptions import HTTPException
 from omops.errors import InvalidData, NotFound
 from omops.names import parse_reference
 from omops.omega import Omega
-from omops.runtime.actions import ACTIONS, Action, Performed, action, perform
+from omops.runtime.actions import ACTIONS, Action, Performed, action, check_inputs, perform
 from omops.runtime.inputs import JsonBody, parse_json, read_input, targets
 from omops.server._auth import Scope
 from omops.server._deps import reader
@@ -130,6 +131,13 @@ def describe_model(name: str, scope: Annotated[Scope, Depends(reader)]) -> Respo
 
 _ACTION_PARAMETERS = [
     {
+        "name": "Omops-Bucket",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "Bucket to work in; the server's default bucket when absent.",
+    },
+    {
         "name": "datax",
         "in": "query",
         "required": False,
@@ -193,9 +201,12 @@ def _answer(
     x, y = _body(body, headers.get("content-type"))
     datax = query.get("datax") or query.get("data")
     datay = query.get("datay")
-    if datax is not None and x is not None:
-        raise InvalidData("send the input either as the body or as ?datax=, not both")
     if datax is not None:
+        if x is not None and not _only_targets(x):
+            raise InvalidData(
+                "send the input either as the body or as ?datax=, not both (with ?datax= a "
+                'JSON body may hold the targets alone: {"y": [...]})'
+            )
         x = datax
     if datay is not None:
         y = datay
@@ -203,8 +214,13 @@ def _answer(
         return _submitted(om, name, spec, x, y)
     performed = perform(om, name, spec.name, x, y, arrays=state.arrays)
     if spec.prediction:
-        state.metrics.predicted(performed.model, performed.rows or 0)
+        state.metrics.predicted(performed.model, performed.rows or 0, bucket=om.bucket)
     return _result(performed, headers.get("accept"))
+
+
+def _only_targets(x: Any) -> bool:
+    """A JSON body of targets only: ``{"y": [...]}``, next to ``?datax=``."""
+    return isinstance(x, JsonBody) and isinstance(x.payload, Mapping) and x.payload.keys() <= {"y"}
 
 
 def _body(body: bytes, content_type: str | None) -> tuple[Any, Any]:
@@ -286,6 +302,8 @@ def _submitted(om: Omega, name: str, spec: Action, x: Any, y: Any) -> Response:
     """Start the action as a task; 202 with where to find its result."""
     ref = parse_reference(name)
     om.catalog.lookup(om.bucket, "models", ref.name, ref.ref)  # 404 now, not a failed task
+    if x is None and spec.needs_input:
+        check_inputs(spec, None, None)  # the error the task would give, at once
     for dataset in (x, y):
         if isinstance(dataset, str):
             om.datasets.metadata(dataset)
@@ -314,6 +332,25 @@ _ACTION_DOC = (
     "an array result as an Arrow stream."
 )
 _ARROW_BODY = {"schema": {"type": "string", "format": "binary"}}
+_RESULT_SCHEMA = {
+    "type": "object",
+    "required": ["model", "revision", "result"],
+    "properties": {
+        "model": {"type": "string"},
+        "revision": {"type": "string"},
+        "rows": {"type": ["integer", "null"]},
+        "result": {},
+    },
+}
+_SUBMITTED_SCHEMA = {
+    "type": "object",
+    "required": ["task", "status", "location"],
+    "properties": {
+        "task": {"type": "string"},
+        "status": {"type": "string"},
+        "location": {"type": "string"},
+    },
+}
 for _method, _operation, _summary in (
     ("POST", "model_action", "Run a model action"),
     ("PUT", "model_action_put", "Run a model action (PUT, same as POST)"),
@@ -339,6 +376,21 @@ for _method, _operation, _summary in (
             "requestBody": {
                 **_DATA_BODY["requestBody"],
                 "content": {**_DATA_BODY["requestBody"]["content"], ARROW_STREAM: _ARROW_BODY},
+            },
+            "security": [{"HTTPBearer": []}, {"APIKeyHeader": []}, {}],
+            "responses": {
+                "200": {
+                    "description": "The result",
+                    "content": {
+                        "application/json": {"schema": _RESULT_SCHEMA},
+                        ARROW_STREAM: _ARROW_BODY,
+                    },
+                },
+                "202": {
+                    "description": "Started as a task: poll the Location",
+                    "headers": {"Location": {"schema": {"type": "string"}}},
+                    "content": {"application/json": {"schema": _SUBMITTED_SCHEMA}},
+                },
             },
         },
     )
