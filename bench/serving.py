@@ -27,7 +27,10 @@ time:
   a time, in blocks that alternate between the servers so drift hits both;
 * ``concurrent`` ``--threads`` client threads, each with its own connection,
   ``--per-thread`` requests each (stopping early after ``--max-seconds``);
-* ``10k rows``   ``--large-repeats`` requests of ``--large-rows`` rows.
+* ``10k rows``   ``--large-repeats`` requests of ``--large-rows`` rows, to MLflow
+  and to omops twice: a JSON body, and ``omops arrow`` an Arrow IPC stream
+  body answered as one (``Content-Type``/``Accept:
+  application/vnd.apache.arrow.stream``).
 
 The client runs in this process, on the same cores as the server: requests
 per second are those of the client + server pair, alike for both servers.
@@ -163,12 +166,16 @@ def wait_ready(proc: subprocess.Popen, port: int, path: str, log: Path, timeout:
 # -- client ------------------------------------------------------------------
 
 
+JSON_HEADERS = {"Content-Type": "application/json"}
+ARROW = "application/vnd.apache.arrow.stream"
+
+
 class Client:
     """One keep-alive connection; ``post`` returns the body, checks the status."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, headers: dict[str, str] | None = None) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        self.headers = {"Content-Type": "application/json", "Connection": "keep-alive"}
+        self.headers = {**(headers or JSON_HEADERS), "Connection": "keep-alive"}
 
     def post(self, path: str, body: bytes) -> bytes:
         try:
@@ -198,9 +205,11 @@ class Target:
         path: str,
         encode: Callable[[pd.DataFrame], bytes],
         decode: Callable[[bytes], list],
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.name, self.port, self.path = name, port, path
         self.encode, self.decode = encode, decode
+        self.headers = headers or JSON_HEADERS
         self.pid: int | None = None
 
     def cpu(self) -> float:
@@ -226,6 +235,30 @@ def omops_target(port: int) -> Target:
 
     return Target(
         "omops", port, f"/api/v1/model/{MODEL}/predict", encode, lambda b: orjson.loads(b)["result"]
+    )
+
+
+def omops_arrow_target(port: int) -> Target:
+    """The same omops server, sent and answering Arrow IPC streams (bulk clients)."""
+    import pyarrow as pa
+
+    def encode(X: pd.DataFrame) -> bytes:  # noqa: N803
+        table = pa.Table.from_pandas(X, preserve_index=False)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return sink.getvalue().to_pybytes()
+
+    def decode(body: bytes) -> list:
+        return pa.ipc.open_stream(body).read_all().column("result").to_pylist()
+
+    return Target(
+        "omops arrow",
+        port,
+        f"/api/v1/model/{MODEL}/predict",
+        encode,
+        decode,
+        {"Content-Type": ARROW, "Accept": ARROW},
     )
 
 
@@ -264,7 +297,7 @@ def timed_posts(
 def sequential(
     targets: list[Target], body: dict[str, bytes], n: int, warmup: int, blocks: int
 ) -> dict[str, dict[str, float]]:
-    clients = {t.name: Client(t.port) for t in targets}
+    clients = {t.name: Client(t.port, t.headers) for t in targets}
     times: dict[str, list[float]] = {t.name: [] for t in targets}
     walls: dict[str, float] = {t.name: 0.0 for t in targets}
     cpus: dict[str, float] = {t.name: 0.0 for t in targets}
@@ -289,7 +322,7 @@ def sequential(
 def concurrent(
     target: Target, body: bytes, threads: int, per_thread: int, max_seconds: float
 ) -> dict[str, float]:
-    clients = [Client(target.port) for _ in range(threads)]
+    clients = [Client(target.port, target.headers) for _ in range(threads)]
     for c in clients:  # open and warm each connection
         timed_posts(c, target.path, body, 20, [])
     times: list[list[float]] = [[] for _ in range(threads)]
@@ -377,7 +410,14 @@ def omops_versions() -> str:
 def rows_table(res: dict[str, dict[str, dict[str, float]]]) -> list[tuple[str, str, dict]]:
     out = []
     for phase in ("sequential", "concurrent", "10k rows"):
-        for server in ("omops", "omops --no-arrays", "mlflow", "in-process", "in-process ndarray"):
+        for server in (
+            "omops",
+            "omops arrow",
+            "omops --no-arrays",
+            "mlflow",
+            "in-process",
+            "in-process ndarray",
+        ):
             if server in res.get(phase, {}):
                 out.append((phase, server, res[phase][server]))
     return out
@@ -392,6 +432,15 @@ def ratios(res: dict[str, dict[str, dict[str, float]]]) -> list[tuple[str, float
             out.append((f"{phase}: p50 mlflow / omops", r["mlflow"]["p50"] / r["omops"]["p50"]))
             out.append(
                 (f"{phase}: server CPU/req mlflow / omops", r["mlflow"]["cpu"] / r["omops"]["cpu"])
+            )
+    bulk = res.get("10k rows", {})
+    for server in ("omops", "omops arrow"):
+        if server in bulk and "in-process" in bulk:
+            out.append(
+                (
+                    f"10k rows: p50 {server} / in-process",
+                    bulk[server]["p50"] / bulk["in-process"]["p50"],
+                )
             )
     return out
 
@@ -568,10 +617,12 @@ def main(argv: list[str] | None = None) -> int:
         if use_mlflow:
             wait_ready(procs[2], mport, "/ping", root / "mlflow.log", 120)
 
-        body_one = {t.name: t.encode(one) for t in [*targets, plain]}
-        body_big = {t.name: t.encode(big) for t in [*targets, plain]}
-        for t in [*targets, plain]:  # same answers as in-process, from every server
-            c = Client(t.port)
+        arrow = omops_arrow_target(port)
+        arrow.pid = procs[0].pid
+        body_one = {t.name: t.encode(one) for t in [*targets, plain, arrow]}
+        body_big = {t.name: t.encode(big) for t in [*targets, plain, arrow]}
+        for t in [*targets, plain, arrow]:  # same answers as in-process, from every server
+            c = Client(t.port, t.headers)
             assert t.decode(c.post(t.path, body_one[t.name])) == expected_one, t.name
             assert t.decode(c.post(t.path, body_big[t.name])) == expected_big, t.name
             c.close()
@@ -595,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
             for t in targets
         }
         print(f"10k rows: {args.large_repeats} x {args.large_rows}-row requests", flush=True)
-        res["10k rows"] = sequential(targets, body_big, args.large_repeats, 2, 2)
+        res["10k rows"] = sequential([*targets, arrow], body_big, args.large_repeats, 2, 2)
         res["10k rows"]["in-process"] = in_process(lambda: model.predict(big), args.large_repeats)
     finally:
         for p in procs:
@@ -620,6 +671,15 @@ def main(argv: list[str] | None = None) -> int:
     seq = res["sequential"]
     ok = seq["omops"]["p50"] <= TARGETS["omops p50 ms"]
     print(f"target omops p50 <= 2 ms: {seq['omops']['p50']:.3f} ms -> {'met' if ok else 'NOT met'}")
+    bulk = res["10k rows"]
+    for name, limit in (("omops arrow", 2.0), ("omops", 5.0)):
+        ratio = bulk[name]["p50"] / bulk["in-process"]["p50"]
+        met = ratio <= limit
+        ok = ok and met
+        print(
+            f"target {args.large_rows}-row {name} p50 <= {limit:g}x in-process: {ratio:.2f}x "
+            f"-> {'met' if met else 'NOT met'}"
+        )
     if "mlflow" in seq:
         rps = seq["omops"]["rps"] / seq["mlflow"]["rps"]
         met = rps >= TARGETS["rps ratio (omops / mlflow)"]

@@ -3,9 +3,9 @@
 Each setting is read, first hit wins, from
 
 1. the environment (``OMOPS_HOME``, ``OMOPS_CATALOG``, ``OMOPS_BLOBS``,
-   ``OMOPS_BROKER``, ``OMOPS_BUCKET``),
+   ``OMOPS_BROKER``, ``OMOPS_BUCKET``, ``OMOPS_LABEL``),
 2. ``$OMOPS_HOME/config.toml`` (keys ``catalog``, ``blobs``, ``broker``,
-   ``bucket``),
+   ``bucket``, ``label``),
 3. the embedded defaults: a SQLite catalog and a blob folder under
    ``OMOPS_HOME`` (``~/.omops``), no broker (local executor).
 
@@ -26,7 +26,7 @@ from omops.errors import ConfigError
 
 __all__ = ["Settings", "load_settings", "mask_url"]
 
-_KEYS = ("catalog", "blobs", "broker", "bucket")
+_KEYS = ("catalog", "blobs", "broker", "bucket", "label")
 _USERINFO = re.compile(r"(://[^:/@]*:)[^@]*@")
 _SECRET_PARAM = re.compile(r"pass(word|wd)?|pwd|secret|token|sig|credential", re.IGNORECASE)
 
@@ -47,6 +47,9 @@ class Settings:
         Celery broker URL; ``None`` selects the local executor.
     bucket : str
         Bucket used when none is named.
+    label : str
+        Queue that tasks go to unless ``om.runtime.require(...)`` names another,
+        and that ``om runtime worker`` consumes unless ``--label`` is given.
     sources : dict
         For each setting, where its value came from (``env``, ``file``,
         ``default``); shown by ``om config show``.
@@ -57,6 +60,7 @@ class Settings:
     blobs: str
     broker: str | None
     bucket: str = "default"
+    label: str = "default"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def as_dict(self) -> dict[str, object]:
@@ -90,6 +94,7 @@ def _defaults(home: Path) -> dict[str, str | None]:
         "blobs": str(home / "blobs"),
         "broker": None,
         "bucket": "default",
+        "label": "default",
     }
 
 
@@ -125,6 +130,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         blobs=str(values["blobs"]),
         broker=values["broker"],
         bucket=str(values["bucket"]),
+        label=str(values["label"]),
         sources=sources,
     )
 

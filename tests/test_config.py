@@ -22,13 +22,26 @@ def test_defaults_live_under_home(tmp_path):
     assert settings.blobs == str(tmp_path / "blobs")
     assert settings.broker is None
     assert settings.bucket == "default"
+    assert settings.label == "default"
     assert dict(settings.sources) == {
         "home": "env",
         "catalog": "default",
         "blobs": "default",
         "broker": "default",
         "bucket": "default",
+        "label": "default",
     }
+
+
+def test_the_label_comes_from_the_environment_then_the_file(tmp_path):
+    (tmp_path / "config.toml").write_text('label = "gpu"\n')
+    assert load_settings({"OMOPS_HOME": str(tmp_path)}).label == "gpu"
+    env = {"OMOPS_HOME": str(tmp_path), "OMOPS_LABEL": "cpu"}
+    assert load_settings(env).label == "cpu"
+    from omops.omega import Omega
+
+    om = Omega(home=tmp_path, broker="amqp://guest:guest@127.0.0.1:9//")  # nothing connects
+    assert om.runtime.label == "gpu" and om.runtime.require("other").label == "other"
 
 
 def test_home_defaults_to_dot_omops_in_user_home(monkeypatch, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from omops.errors import ConfigError, NotFound
 from omops.omega import Omega
 from omops.plugins.pandas import DataFramePlugin
-from omops.repository import READS, ReadCache
+from omops.repository import ReadCache
 
 
 @pytest.fixture
@@ -23,7 +23,6 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(DataFramePlugin, "get", counting)
-    READS.clear()
     return seen
 
 
@@ -99,11 +98,23 @@ def test_series_are_copied_too(om: Omega, reads: list[str]) -> None:
 
 
 def test_large_blobs_are_not_kept(om: Omega, reads: list[str], monkeypatch) -> None:
-    monkeypatch.setattr(READS, "max_blob_bytes", 10)
+    monkeypatch.setattr(om.context.reads, "max_blob_bytes", 10)
     om.datasets.put(sales(), "stats")
     om.datasets.get("stats")
     om.datasets.get("stats")
     assert len(reads) == 2
+
+
+def test_each_omega_has_its_own_cache(tmp_path, reads: list[str]) -> None:
+    one, two = Omega(home=str(tmp_path)), Omega(home=str(tmp_path))
+    one.datasets.put(sales(), "stats")
+    one.datasets.get("stats")
+    two.datasets.get("stats")  # another Omega reads the blob itself
+    one["dev"].datasets.put(sales(), "stats")
+    one["dev"].datasets.get("stats")
+    one["dev"].datasets.get("stats")  # bucket views share their Omega's cache
+    assert reads == ["pandas.dataframe"] * 3
+    assert one["dev"].context is one.context and two.context is not one.context
 
 
 def test_the_cache_stays_within_its_bounds() -> None:

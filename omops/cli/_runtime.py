@@ -40,7 +40,9 @@ def worker(
     label: Annotated[
         list[str] | None,
         typer.Option(
-            "--label", "-l", help="Queue(s) to consume; repeat for several. Default: 'default'."
+            "--label",
+            "-l",
+            help="Queue(s) to consume; repeat for several. Default: OMOPS_LABEL, else 'default'.",
         ),
     ] = None,
     concurrency: Annotated[
@@ -60,7 +62,7 @@ def worker(
         )
     from omops.runtime.celery_executor import run_worker
 
-    labels = [check_tag(x) for x in (label or ["default"])]
+    labels = [check_tag(x) for x in (label or [om.settings.label])]
     run_worker(om.broker, labels=labels, concurrency=concurrency, loglevel=loglevel.upper())
 
 
@@ -109,7 +111,12 @@ def model(
             "--param", "-p", help="Keyword argument KEY=VALUE (JSON value); repeat for several."
         ),
     ] = None,
-    label: Annotated[str, typer.Option("--label", "-l", help="Queue to run on.")] = "default",
+    label: Annotated[
+        str | None,
+        typer.Option(
+            "--label", "-l", help="Queue to run on (default: OMOPS_LABEL, else 'default')."
+        ),
+    ] = None,
     local: Annotated[
         bool, typer.Option("--local", help="Run here even if a broker is set.")
     ] = False,
@@ -127,7 +134,7 @@ def model(
     if rname and spec.result not in ("values",):
         raise typer.BadParameter(f"--rname does not apply to {action}", param_hint="--rname")
     runtime = omops.get_omega().runtime.mode(local=local)
-    if not local:  # --local runs here: a queue label means nothing then
+    if label and not local:  # --local runs here: a queue label means nothing then
         runtime = runtime.require(label)
     kwargs = {k: parse_value(v) for k, v in parse_attributes(param or []).items()}
     call = runtime.model(name).call(action, x, y, result_name=rname, **kwargs)

@@ -14,11 +14,10 @@ from typing import Any
 
 import orjson
 
-from omops.config import load_settings
+from omops.config import load_settings, mask_url
 from omops.errors import NotFound, TaskFailed, TaskTimeout
 from omops.omega import Omega
 from omops.runtime._celery_rpc import close_app, drain_replies, kept_replies_backend
-from omops.runtime.executors import mask_url
 from omops.runtime.plan import Batch, TaskCall
 from omops.runtime.results import FAILURE, PENDING, STARTED, SUCCESS, TaskResult, failure_of
 from omops.runtime.tasks import execute

@@ -32,6 +32,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
+from omops.config import mask_url
 from omops.errors import ConfigError
 from omops.runtime._state import state_of
 from omops.runtime.plan import Batch, TaskCall
@@ -46,7 +47,6 @@ __all__ = [
     "ExecutorSpec",
     "executor_for",
     "known_executors",
-    "mask_url",
     "register_executor",
 ]
 
@@ -157,8 +157,8 @@ def register_executor(
 
     Examples
     --------
-    >>> register_executor("inline", "omops.runtime.local:LocalExecutor")
-    >>> known_executors()["inline"].target
+    >>> register_executor("example", "omops.runtime.local:LocalExecutor")
+    >>> known_executors()["example"].target
     'omops.runtime.local:LocalExecutor'
     """
     _REGISTRY.register(scheme, ExecutorSpec(target, extra=extra), clobber)
@@ -167,11 +167,6 @@ def register_executor(
 def known_executors() -> Mapping[str, ExecutorSpec]:
     """Every scheme an executor is known for (read-only)."""
     return _REGISTRY.known()
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
-    return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
 
 
 def _executor_class(scheme: str, url: str | None) -> type:

@@ -9,11 +9,12 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from omops.config import mask_url
 from omops.errors import InvalidData, InvalidName
 from omops.names import check_tag, parse_reference
 from omops.runtime._state import state_of
 from omops.runtime.actions import action as action_spec
-from omops.runtime.executors import Executor, executor_for, mask_url
+from omops.runtime.executors import Executor, executor_for
 from omops.runtime.plan import Batch, TaskCall
 from omops.runtime.results import TaskResult
 from omops.runtime.tasks import temp_name
@@ -50,12 +51,12 @@ class Runtime:
         om: Omega,
         *,
         local: bool = False,
-        label: str = "default",
+        label: str | None = None,
         batch: list[TaskCall] | None = None,
     ) -> None:
         self.om = om
         self.local = local
-        self.label = label
+        self.label = label or om.settings.label
         self._batch = batch
 
     def __repr__(self) -> str:
@@ -82,7 +83,7 @@ class Runtime:
         that is said once per Omega (a ``UserWarning``).
         """
         label = check_tag(label)
-        if (self.local or not self.om.broker) and label != "default":
+        if (self.local or not self.om.broker) and label != self.om.settings.label:
             if state_of(self.om).warn_once(f"label:{label}"):
                 warnings.warn(
                     f"require({label!r}) has no effect on the local executor: tasks run in "
