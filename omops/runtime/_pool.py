@@ -140,6 +140,12 @@ class ProcessPool:
     def _lost(self, worker: _Worker) -> None:
         """A worker exited: fail its task, start another unless shutting down."""
         code = worker.proc.wait()
+        for stream in (worker.proc.stdin, worker.proc.stdout):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:  # a broken pipe to a dead worker
+                    pass
         with self._lock:
             busy, worker.busy = worker.busy, None
             if worker in self._workers:

@@ -9,6 +9,7 @@ killed worker's task runs again on another worker instead of being lost.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
 from typing import Any
 
@@ -237,6 +238,8 @@ class CeleryExecutor:
         self._sent: OrderedDict[str, TaskResult] = OrderedDict()
         self._progress = _Progress()
         self._backends: dict[int, Any] = {}  # result backends in use (one per thread)
+        # An Omega dropped without close() still closes its broker connections.
+        weakref.finalize(self, close_app, self.app, self._backends.values())
 
     def __repr__(self) -> str:
         return f"<CeleryExecutor {mask_url(self.broker)}>"
@@ -328,7 +331,8 @@ class CeleryExecutor:
     def shutdown(self) -> None:
         """Close the broker connections of this executor's Celery app."""
         with self._lock:
-            backends, self._backends = list(self._backends.values()), {}
+            backends = list(self._backends.values())
+            self._backends.clear()
         close_app(self.app, backends)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import weakref
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -73,6 +74,8 @@ class LocalExecutor:
                 }
                 env.pop("OMOPS_BROKER", None)  # workers run what they are sent, here
                 self._pool = ProcessPool(env, self.max_workers)
+                # An Omega dropped without close() still stops its workers.
+                weakref.finalize(self, self._pool.shutdown)
             return self._pool
 
     def shutdown(self) -> None:

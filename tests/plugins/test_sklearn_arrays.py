@@ -157,11 +157,28 @@ def test_array_calls_do_not_warn_about_missing_names() -> None:
     model = LogisticRegression().fit(X, y)
     with pytest.warns(UserWarning, match="X does not have valid feature names"):
         model.predict(X.to_numpy())
-    assert SklearnPlugin().takes_arrays(model)
+    plugin = SklearnPlugin()
+    assert plugin.takes_arrays(model)
+    view = plugin.array_view(model)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # even when every warning is an error
-        got = SklearnPlugin().perform_array(model, "predict", X.to_numpy()).result
+        got = plugin.perform_array(view, "predict", X.to_numpy()).result
     np.testing.assert_array_equal(got, model.predict(X))
+
+
+def test_the_array_view_shares_the_fitted_state_and_leaves_the_model_alone() -> None:
+    X, y = frame()  # noqa: N806
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    view = SklearnPlugin().array_view(pipeline)
+    assert view is not pipeline and not hasattr(view, "feature_names_in_")
+    assert list(pipeline.feature_names_in_) == list(X.columns), "the model keeps its names"
+    assert view.steps[1][1].coef_ is pipeline.steps[1][1].coef_, "fitted arrays are shared"
+    assert view.steps[0][1].mean_ is pipeline.steps[0][1].mean_
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(view.predict(X.to_numpy()), pipeline.predict(X))
+    plain = LogisticRegression().fit(X.to_numpy(), y)
+    assert SklearnPlugin().array_view(plain) is plain, "nothing to remove: the model itself"
 
 
 def test_asking_installs_no_filter() -> None:
