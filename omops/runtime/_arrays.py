@@ -157,7 +157,7 @@ def numeric_rows(payload: Any, expected: list[str] | None) -> Rows | None:
     if order is None:
         return None
     array = _array(data) if len(columns) * len(data) <= MAX_VALUES else _bulk_array(data)
-    if array is None:
+    if array is None or array.shape[1] != len(columns):
         return None
     if order != list(range(len(columns))):
         array = array[:, order]
@@ -177,6 +177,8 @@ def _table(payload: Any) -> tuple[list[Any], list[list[Any]]] | None:
         if not isinstance(columns, list) or not isinstance(data, list):
             return None
         width = len(columns)
+        if len(data) * width > MAX_VALUES:
+            return columns, data  # NumPy checks the shape of large ones (_bulk_array)
         if not all(type(row) is list and len(row) == width for row in data):
             return None
         return columns, data
@@ -239,7 +241,7 @@ def _bulk_array(data: list[list[Any]]) -> np.ndarray | None:
         array = np.array(data)
     except (ValueError, OverflowError):  # ragged rows, huge ints
         return None
-    if array.ndim != 2 or array.dtype not in (np.float64, np.int64):
+    if array.ndim != 2 or array.dtype not in (np.float64, np.int64):  # also ragged rows
         return None  # strings, nulls, booleans only, unsigned or object values
     return array if array.dtype == np.int64 or np.isfinite(array).all() else None
 

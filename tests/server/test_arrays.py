@@ -107,6 +107,8 @@ def test_larger_bodies_are_converted_at_once(data: list[list[Any]], dtype: Any) 
         pytest.param([1.0, float("nan")], id="nan"),
         pytest.param([1.0, [2.0]], id="nested"),
         pytest.param([1, 2**64], id="beyond-int64"),
+        pytest.param([1.0], id="short-row"),
+        pytest.param([1.0, 2.0, 3.0], id="long-row"),
     ],
 )
 def test_larger_bodies_of_anything_else_take_the_usual_path(row: list[Any]) -> None:
