@@ -22,7 +22,6 @@ Each Omega makes its executors once and stops them on ``om.close()``.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import re
 import threading
 from collections.abc import Mapping
@@ -180,7 +179,7 @@ def _executor_class(scheme: str, url: str | None) -> type:
             "omops.runtime.executors.register_executor)"
         )
     hint = f": pip install 'omops[{spec.extra}]'" if spec.extra else ""
-    missing = [m for m in spec.requires if importlib.util.find_spec(m) is None]
+    missing = [m for m in spec.requires if not _importable(m)]
     if missing:
         raise ConfigError(f"{where} needs the {', '.join(missing)} package{hint}")
     module_name, _, class_name = spec.target.partition(":")
@@ -188,6 +187,14 @@ def _executor_class(scheme: str, url: str | None) -> type:
         return getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"{where}: cannot load executor {spec.target} ({exc}){hint}") from None
+
+
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def executor_for(om: Omega, *, local: bool = False) -> Executor:

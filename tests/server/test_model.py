@@ -283,3 +283,49 @@ def test_unknown_method_is_a_405(client: TestClient) -> None:
     assert answer.headers["allow"] == "POST, PUT"
     assert_error(client.get("/api/v1/model/nope/predict"), 405, "send it with POST")
     assert_error(client.get("/api/v1/model/forecast/nope"), 404, "does not exist")
+
+
+def test_data_is_the_seed_style_alias_of_datax(client: TestClient) -> None:
+    via_datax = client.post(PREDICT, params={"datax": "stats[x]"}).json()
+    via_data = client.post(PREDICT, params={"data": "stats[x]"}).json()
+    assert via_data == via_datax and via_data["rows"] == 20
+    both = client.post(PREDICT, params={"data": "stats[x]"}, json=X_SPLIT)
+    assert_error(both, 400, "either as the body or as ?datax=")
+
+
+def test_arrow_bodies_and_answers(client: TestClient) -> None:
+    import pyarrow as pa
+
+    table = pa.table({"x": [1.0, 18.0]})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    arrow = "application/vnd.apache.arrow.stream"
+    as_json = client.post(
+        PREDICT, content=sink.getvalue().to_pybytes(), headers={"Content-Type": arrow}
+    )
+    assert as_json.json()["result"] == [0, 1]
+    as_arrow = client.post(
+        PREDICT,
+        content=sink.getvalue().to_pybytes(),
+        headers={"Content-Type": arrow, "Accept": arrow},
+    )
+    assert as_arrow.headers["content-type"] == arrow
+    assert as_arrow.headers["omops-model"] == "forecast" and as_arrow.headers["omops-rows"] == "2"
+    assert pa.ipc.open_stream(as_arrow.content).read_all().column("result").to_pylist() == [0, 1]
+    proba = client.post(
+        "/api/v1/model/forecast/predict_proba",
+        content=sink.getvalue().to_pybytes(),
+        headers={"Content-Type": arrow, "Accept": arrow},
+    )
+    assert pa.ipc.open_stream(proba.content).read_all().column_names == ["0", "1"]
+    broken = client.post(PREDICT, content=b"not arrow", headers={"Content-Type": arrow})
+    assert_error(broken, 400, "not an Arrow IPC stream")
+    missing = pa.table({"z": [1.0]})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, missing.schema) as writer:
+        writer.write_table(missing)
+    wrong = client.post(
+        PREDICT, content=sink.getvalue().to_pybytes(), headers={"Content-Type": arrow}
+    )
+    assert_error(wrong, 400, "input lacks column(s) ['x']")
