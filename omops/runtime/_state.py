@@ -11,59 +11,22 @@ import atexit
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
+from omops._lru import Lru
 from omops.runtime._arrays import ArrayLane
 
 if TYPE_CHECKING:
     from omops.catalog.tracking import EventWriter
     from omops.omega import Omega
 
-__all__ = ["BoundedCache", "LoadedModel", "RuntimeState", "state_of"]
+__all__ = ["LoadedModel", "RuntimeState", "state_of"]
 
 #: Loaded model revisions kept per Omega.
 MODEL_CACHE_SIZE = 32
 #: Seconds a list of experiments tracking a model is trusted.
 TRACKERS_TTL = 2.0
-
-
-class BoundedCache:
-    """A thread-safe LRU of at most ``size`` items."""
-
-    def __init__(self, size: int) -> None:
-        self._items: OrderedDict[Hashable, Any] = OrderedDict()
-        self.size = size
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable, load: Callable[[], Any]) -> Any:
-        """The kept value, or ``load()`` (then kept)."""
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        value = load()
-        self.put(key, value)
-        return value
-
-    def peek(self, key: Hashable) -> Any:
-        with self._lock:
-            return self._items.get(key)
-
-    def put(self, key: Hashable, value: Any) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 class LoadedModel:
@@ -86,9 +49,9 @@ class RuntimeState:
     """What the runtime keeps for one Omega, in the process that uses it."""
 
     def __init__(self) -> None:
-        self.models = BoundedCache(MODEL_CACHE_SIZE)
+        self.models: Lru[Hashable, LoadedModel] = Lru(MODEL_CACHE_SIZE)
         self.lane = ArrayLane()
-        self.trackers: BoundedCache = BoundedCache(1024)
+        self.trackers: Lru[Hashable, tuple[float, list[tuple[int, int]]]] = Lru(1024)
         self._writer: tuple[int, EventWriter] | None = None
         self._executors: dict[tuple[str, ...], Any] = {}
         self._lock = threading.Lock()
@@ -117,7 +80,7 @@ class RuntimeState:
     def trackers_of(self, key: Hashable, load: Callable[[], list[tuple[int, int]]]) -> Any:
         """Experiments tracking a model, asked again after :data:`TRACKERS_TTL` seconds."""
         now = time.monotonic()
-        cached = self.trackers.peek(key)
+        cached = self.trackers.get(key)
         if cached is not None and now - cached[0] < TRACKERS_TTL:
             return cached[1]
         found = load()

@@ -207,7 +207,7 @@ def perform(
     def load() -> LoadedModel:
         return LoadedModel(om.models.get(f"{ref.name}@{rev.revision}"), plugin.array_view)
 
-    loaded = load() if spec.changes_model else state.models.get(key, load)
+    loaded = load() if spec.changes_model else state.models.get_or_make(key, load)
     expected = rev.kind_meta.get("feature_names")
     kwargs = dict(kwargs or {})
     lane = arrays and spec.arrays and Y is None and not kwargs

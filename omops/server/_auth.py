@@ -9,15 +9,12 @@ authenticated requests used.
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 from fastapi import Request
 
+from omops._lru import Lru
 from omops.catalog.keys import ApiKey
 from omops.errors import Forbidden, Unauthorized
 from omops.omega import Omega, _check_bucket
@@ -32,44 +29,6 @@ KEY_CACHE_SECONDS = 5.0
 KEY_CACHE_SIZE = 1024
 #: Bucket views (``om[bucket]``) remembered at most; they are cheap to rebuild.
 BUCKET_CACHE_SIZE = 64
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class _Lru(Generic[K, V]):
-    """A thread-safe mapping that forgets its least recently used entry beyond ``size``."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[K, V] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: K) -> V | None:
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
-
-    def put(self, key: K, value: V) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-    def pop(self, key: K) -> None:
-        with self._lock:
-            self._items.pop(key, None)
-
-    def drop_if(self, predicate: Callable[[V], bool]) -> None:
-        with self._lock:
-            for key in [k for k, v in self._items.items() if predicate(v)]:
-                del self._items[key]
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 @dataclass(frozen=True)
@@ -98,8 +57,8 @@ class Access:
     ) -> None:
         self.om = om
         self.require_keys = require_keys
-        self._verified: _Lru[bytes, tuple[float, ApiKey]] = _Lru(key_cache)
-        self._buckets: _Lru[str, Omega] = _Lru(bucket_cache)
+        self._verified: Lru[bytes, tuple[float, ApiKey]] = Lru(key_cache)
+        self._buckets: Lru[str, Omega] = Lru(bucket_cache)
 
     def cache_sizes(self) -> dict[str, int]:
         """Entries in each cache (shown by ``/metrics``)."""

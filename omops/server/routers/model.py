@@ -129,43 +129,33 @@ def describe_model(name: str, scope: Annotated[Scope, Depends(reader)]) -> Respo
     )
 
 
+def _parameter(name: str, where: str, kind: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": where,
+        "required": False,
+        "schema": {"type": kind},
+        "description": description,
+    }
+
+
 _ACTION_PARAMETERS = [
-    {
-        "name": "Omops-Bucket",
-        "in": "header",
-        "required": False,
-        "schema": {"type": "string"},
-        "description": "Bucket to work in; the server's default bucket when absent.",
-    },
-    {
-        "name": "datax",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "string"},
-        "description": "Input dataset instead of a body (`?data=` is the same)",
-    },
-    {
-        "name": "data",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "string"},
-        "description": "Alias of `datax`",
-    },
-    {
-        "name": "datay",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "string"},
-        "description": "Target dataset (fit, score)",
-    },
-    {
-        "name": "async",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "boolean"},
-        "description": "Answer 202 with a task to poll (the default for actions that "
-        "change the model: fit, partial_fit, fit_transform, gridsearch); `false` waits",
-    },
+    _parameter(
+        "Omops-Bucket",
+        "header",
+        "string",
+        "Bucket to work in; the server's default bucket when absent.",
+    ),
+    _parameter("datax", "query", "string", "Input dataset instead of a body (`?data=` too)"),
+    _parameter("data", "query", "string", "Alias of `datax`"),
+    _parameter("datay", "query", "string", "Target dataset (fit, score)"),
+    _parameter(
+        "async",
+        "query",
+        "boolean",
+        "Answer 202 with a task to poll (the default for actions that change the model: "
+        "fit, partial_fit, fit_transform, gridsearch); `false` waits",
+    ),
 ]
 
 
