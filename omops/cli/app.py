@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 import omops
-from omops.cli import _auth, _config, _datasets, _db, _experiments, _models, _runtime
+from omops.cli import _auth, _config, _datasets, _db, _experiments, _models, _runtime, _scripts
 from omops.cli._common import (
     CliError,
     JsonOption,
@@ -70,6 +70,7 @@ app.add_typer(_runtime.app)
 app.add_typer(_auth.app)
 app.add_typer(_experiments.app)
 app.add_typer(_db.app)
+app.add_typer(_scripts.app)
 
 
 def _print_version(value: bool) -> None:

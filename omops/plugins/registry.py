@@ -51,6 +51,7 @@ BUILTIN: Mapping[str, PluginSpec] = MappingProxyType(
         "python.json": PluginSpec("omops.plugins.simple:JsonPlugin"),
         "python.pickle": PluginSpec("omops.plugins.simple:PicklePlugin"),
         "sklearn.joblib": PluginSpec("omops.plugins.sklearn:SklearnPlugin", extra="sklearn"),
+        "python.package": PluginSpec("omops.plugins.package:PackagePlugin"),
     }
 )
 
@@ -61,6 +62,7 @@ SUPPORTS_ORDER: tuple[str, ...] = (
     "pandas.series",
     "numpy.ndarray",
     "sklearn.joblib",
+    "python.package",  # scripts only: takes paths there, before python.json refuses them
     "python.json",
 )
 

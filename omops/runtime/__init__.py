@@ -2,6 +2,6 @@
 
 from omops.runtime.plan import Batch, TaskCall
 from omops.runtime.results import TaskResult
-from omops.runtime.runtime import ModelProxy, Runtime
+from omops.runtime.runtime import ModelProxy, Runtime, ScriptProxy
 
-__all__ = ["Batch", "ModelProxy", "Runtime", "TaskCall", "TaskResult"]
+__all__ = ["Batch", "ModelProxy", "Runtime", "ScriptProxy", "TaskCall", "TaskResult"]

@@ -22,7 +22,7 @@ from omops.runtime.tasks import temp_name
 if TYPE_CHECKING:
     from omops.omega import Omega
 
-__all__ = ["ModelProxy", "Runtime"]
+__all__ = ["ModelProxy", "Runtime", "ScriptProxy"]
 
 
 class Runtime:
@@ -100,6 +100,19 @@ class Runtime:
         if ref.columns is not None:
             raise InvalidName(f"a model reference takes no column selector: {name!r}")
         return ModelProxy(self, name)
+
+    def script(self, name: str) -> ScriptProxy:
+        """Runs of the stored script package ``name`` (``name@tag`` for a revision)."""
+        return ScriptProxy(self, name)
+
+    def submit_script(self, name: str, **kwargs: Any) -> str:
+        """Start a script run without waiting; returns the task id (see submit_model_action)."""
+        call = self.script(name).call(**kwargs)
+        task_id = uuid.uuid4().hex
+        self.om.catalog.task_log.submitted(task_id, bucket=self.om.bucket, task=call.task)
+        recorded = replace(call, payload={**call.payload, "record": task_id})
+        self.executor.submit(recorded, task_id=task_id, background=True)
+        return task_id
 
     def ping(self, data: Any = None) -> TaskResult:
         """A no-op task: answers ``{'pong': data, 'host', 'pid'}`` from where it ran."""
@@ -357,3 +370,50 @@ class ModelProxy:
         ``cv_results_`` as dataset ``<name>/gridsearch``.
         """
         return self._call("gridsearch", X, Y, parameters=dict(parameters), **kwargs)
+
+
+class ScriptProxy:
+    """Runs of one stored script package (see :mod:`omops.runtime.scripts`).
+
+    ``run(**kwargs)`` calls the package's ``run(om, **kwargs)`` where the
+    runtime runs tasks, in a virtual environment with the package and its
+    dependencies, cached per wheel on that machine.
+
+    Examples
+    --------
+    >>> import omops, tempfile
+    >>> om = omops.Omega(home=tempfile.mkdtemp())
+    >>> om.runtime.script('myscript')
+    <ScriptProxy 'myscript' on <Runtime local, bucket 'default'>>
+    """
+
+    def __init__(self, runtime: Runtime, name: str) -> None:
+        ref = parse_reference(name)
+        if ref.columns is not None:
+            raise InvalidName(f"a script reference takes no column selector: {name!r}")
+        self.runtime = runtime
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<ScriptProxy {self.name!r} on {self.runtime!r}>"
+
+    def call(self, **kwargs: Any) -> TaskCall:
+        """The task call of a run; the script must exist (NotFound now, not on a worker)."""
+        from omops.runtime.scripts import script_arguments, script_revision
+
+        script_revision(self.runtime.om, self.name)
+        payload: dict[str, Any] = {"name": self.name, "kwargs": script_arguments(kwargs)}
+        tracking = _current_tracking()
+        if tracking is not None:
+            payload["tracking"] = tracking
+        return TaskCall("omops.script", payload, self.runtime.label, self.runtime.om.bucket)
+
+    def run(self, **kwargs: Any) -> TaskResult:
+        """Run the script with these keyword arguments; ``.get()`` gives the run's record.
+
+        The record has ``result`` (what ``run`` returned), ``args``,
+        ``started``, ``ended``, ``duration``, ``output`` and ``env``; a script
+        that raises makes ``.get()`` raise TaskFailed with its exception's
+        type, message and traceback.
+        """
+        return self.runtime.submit(self.call(**kwargs))

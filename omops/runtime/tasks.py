@@ -46,6 +46,13 @@ def ping(om: Omega, payload: Mapping[str, Any], previous: Any = None) -> Any:
     return {"pong": payload.get("data"), "host": socket.gethostname(), "pid": os.getpid()}
 
 
+def script(om: Omega, payload: Mapping[str, Any], previous: Any = None) -> Any:
+    """Run a stored script package's ``run(om, **kwargs)``: see :func:`run_script`."""
+    from omops.runtime.scripts import run_script  # venvs and subprocesses: only when asked
+
+    return run_script(om, payload["name"], payload.get("kwargs"))
+
+
 def collect(om: Omega, payload: Mapping[str, Any], previous: Any = None) -> Any:
     """Reducer for mapreduce() when none is given: the list of mapped results."""
     return previous
@@ -56,6 +63,7 @@ TASKS: Mapping[str, Callable[[Omega, Mapping[str, Any], Any], Any]] = MappingPro
         "omops.model": model_action,
         "omops.ping": ping,
         "omops.collect": collect,
+        "omops.script": script,
     }
 )
 
@@ -111,8 +119,10 @@ def execute(om: Omega, task: str, payload: Mapping[str, Any], previous: Any = No
 def _error_of(exc: BaseException) -> dict[str, Any]:
     import traceback
 
-    if hasattr(exc, "exc_type"):  # a TaskFailed from a nested task
-        return {"type": exc.exc_type, "message": exc.exc_message}
+    if hasattr(exc, "exc_type"):  # a TaskFailed from a nested task, or a script's failure
+        found = {"type": exc.exc_type, "message": exc.exc_message}
+        remote = getattr(exc, "remote_traceback", "")
+        return {**found, "traceback": remote[-4000:]} if remote else found
     message = str(exc.args[0]) if exc.args else str(exc)
     return {
         "type": type(exc).__name__,

@@ -1,0 +1,210 @@
+"""Runs a script package's function inside its environment (``python -m`` this module).
+
+Started by :mod:`omops.runtime.scripts` with the environment's Python, never
+imported by the worker itself. Two modes:
+
+``run``
+    Read one request (a JSON line) from stdin, run it, exit.
+``serve [dialect]``
+    A warm host: import omops once, then for each request line fork a child
+    that runs it, and answer ``{"status": exit status}`` on stdout. Each run
+    gets a fresh process (a copy of the warm one), so runs do not share
+    state; only the cost of starting Python and importing omops is saved.
+    Exits when stdin closes (the worker went away) or after
+    :data:`IDLE_SECONDS` without a request.
+
+A request: ``{"entry": "module:function", "kwargs": {...}, "omega":
+{"catalog", "blobs", "bucket", "broker", "home"}, "result": path, "output":
+path}``. The run's stdout and stderr go to ``output``; ``{"ok": true,
+"result": ...}`` or ``{"ok": false, "error": {"type", "message",
+"traceback"}}`` is written to ``result``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import select
+import sys
+import traceback
+from typing import Any
+
+__all__ = ["IDLE_SECONDS", "main", "run_request"]
+
+#: A warm host with no request for this long exits.
+IDLE_SECONDS = 600.0
+_SETTINGS = {"catalog": "OMOPS_CATALOG", "blobs": "OMOPS_BLOBS", "bucket": "OMOPS_BUCKET"}
+
+
+def _redirect(path: str) -> None:
+    """Send this process's stdout and stderr (the file descriptors) to ``path``."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _configure(omega: dict[str, Any]) -> None:
+    """``import omops as om; om.datasets`` in the script: the same instance as its ``om``."""
+    for key, variable in _SETTINGS.items():
+        os.environ[variable] = str(omega[key])
+    os.environ["OMOPS_HOME"] = str(omega["home"])
+    if omega.get("broker"):
+        os.environ["OMOPS_BROKER"] = omega["broker"]
+    else:
+        os.environ.pop("OMOPS_BROKER", None)
+
+
+def _function(entry: str) -> Any:
+    module_name, _, attribute = entry.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for part in (attribute or "run").split("."):
+        if not hasattr(target, part):
+            raise AttributeError(
+                f"module {module_name!r} has no {attribute or 'run'!r}: a script package "
+                "defines run(om, **kwargs) (or names its function with an omops.scripts "
+                "entry point)"
+            )
+        target = getattr(target, part)
+    if not callable(target):
+        raise TypeError(f"{entry} is a {type(target).__name__}, not a function")
+    return target
+
+
+def _error(exc: BaseException) -> dict[str, str]:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next  # the script's frames, not this module's
+    if isinstance(exc, SystemExit):
+        message = f"the script called sys.exit({exc.code!r}) instead of returning"
+    else:
+        message = str(exc)
+    return {
+        "type": type(exc).__name__,
+        "message": message,
+        "traceback": "".join(traceback.format_exception(type(exc), exc, tb))[-8000:],
+    }
+
+
+def _outcome(request: dict[str, Any]) -> dict[str, Any]:
+    omega = request["omega"]
+    _configure(omega)
+    om = None
+    try:
+        from omops.omega import Omega
+        from omops.runtime.serialize import to_json
+
+        om = Omega(
+            catalog=omega["catalog"],
+            blobs=omega["blobs"],
+            broker=omega.get("broker") or "",
+            bucket=omega["bucket"],
+            home=omega["home"],
+        )
+        value = _function(request["entry"])(om, **request["kwargs"])
+        return {"ok": True, "result": to_json(value)}
+    except BaseException as exc:  # the script's failure is the outcome, whatever it is
+        return {"ok": False, "error": _error(exc)}
+    finally:
+        if om is not None:
+            try:
+                om.close()  # writes the tracking events the script queued
+            except Exception:  # noqa: S110 - the outcome is known; closing must not hide it
+                pass
+
+
+def run_request(request: dict[str, Any]) -> int:
+    """Run one request; its outcome goes to its result file. Returns the exit status."""
+    import orjson
+
+    _redirect(request["output"])
+    outcome = _outcome(request)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    try:
+        data = orjson.dumps(outcome)
+    except TypeError as exc:  # to_json let something through: still say what happened
+        data = orjson.dumps({"ok": False, "error": {"type": "InvalidData", "message": str(exc)}})
+    tmp = f"{request['result']}.tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, request["result"])  # whole or not at all
+    return 0
+
+
+def _warm(dialect: str | None) -> None:
+    """Import what every run needs, once, before forking."""
+    import orjson  # noqa: F401
+
+    import omops.omega  # noqa: F401
+    import omops.runtime.serialize  # noqa: F401
+
+    if dialect:
+        try:
+            from sqlalchemy.engine import make_url
+
+            make_url(f"{dialect}://").get_dialect().import_dbapi()
+        except Exception:  # noqa: S110 - only a head start: the run imports it if needed
+            pass
+
+
+def _lines() -> Any:
+    """Request lines from fd 0, unbuffered (a forked child must find nothing read ahead)."""
+    pending = b""
+    while True:
+        while b"\n" not in pending:
+            ready, _, _ = select.select([0], [], [], IDLE_SECONDS)
+            if not ready:
+                return
+            chunk = os.read(0, 1 << 16)
+            if not chunk:
+                return
+            pending += chunk
+        line, _, pending = pending.partition(b"\n")
+        yield line
+
+
+def _answer(message: dict[str, Any]) -> None:
+    import orjson
+
+    os.write(1, orjson.dumps(message) + b"\n")
+
+
+def serve(dialect: str | None = None) -> int:
+    """The warm host's loop (see the module docstring)."""
+    import orjson
+
+    _warm(dialect)
+    _answer({"ready": True})
+    for line in _lines():
+        request = orjson.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.close(null)
+            # Unwinds to the interpreter's exit: atexit handlers and threads end as usual.
+            raise SystemExit(run_request(request))
+        _, status = os.waitpid(pid, 0)
+        _answer({"status": os.waitstatus_to_exitcode(status)})
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """``run`` or ``serve [dialect]``."""
+    import orjson
+
+    mode = argv[1] if len(argv) > 1 else ""
+    if mode == "run":
+        return run_request(orjson.loads(sys.stdin.buffer.readline()))
+    if mode == "serve":
+        return serve(argv[2] if len(argv) > 2 else None)
+    print(f"usage: {argv[0]} run|serve [dialect]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
