@@ -267,3 +267,25 @@ def test_least_recently_used_environments_are_pruned(
         assert env_folder(om, wheels["echo"]).is_dir()
         assert not env_folder(om, wheels["writes"]).exists()
         assert env_folder(om, wheels["raises"]).is_dir()
+
+
+def test_runs_in_an_experiment_log_task_events(om: Omega, wheels):
+    om.scripts.put(wheels["echo"], "echo")
+    om.scripts.put(wheels["raises"], "raises")
+
+    with om.runtime.experiment("scripted") as exp:
+        om.runtime.script("echo").run(n=1).get()
+        with pytest.raises(TaskFailed):
+            om.runtime.script("raises").run(n=0).get()
+    om.runtime.script("echo").run(n=2).get()  # not in the block: not logged
+
+    frame = exp.data(event=["task_call", "task_success", "task_failure"])
+    assert list(zip(frame["event"], frame["key"], strict=True)) == [
+        ("task_call", "omops.script"),
+        ("task_success", "omops.script"),
+        ("task_call", "omops.script"),
+        ("task_failure", "omops.script"),
+    ]
+    assert frame["value"].iloc[0]["args"] == {"name": "echo", "kwargs": {"n": 1}}
+    assert frame["value"].iloc[1]["result"]["result"]["kwargs"] == {"n": 1}
+    assert "n must be positive" in frame["value"].iloc[3]["message"]
