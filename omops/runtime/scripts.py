@@ -73,12 +73,12 @@ def _now() -> dt.datetime:
 class ScriptHost:
     """A warm Python process of one environment that forks a child per run."""
 
-    def __init__(self, use: EnvUse, dialect: str) -> None:
+    def __init__(self, use: EnvUse, dialect: str, entry: str) -> None:
         self.use = use
         self._lock = threading.Lock()
         try:
             self.proc = subprocess.Popen(  # noqa: S603 - the environment's Python, our module
-                [str(use.env.python), "-P", "-m", HOST_MODULE, "serve", dialect],
+                [str(use.env.python), "-P", "-m", HOST_MODULE, "serve", dialect, entry],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -285,7 +285,9 @@ def run_script(om: Omega, name: str, kwargs: Mapping[str, Any] | None = None) ->
             }
         )
         dialect = om.catalog.url.partition(":")[0].partition("+")[0]
-        host = _hosts(om).host(key, lambda: ScriptHost(using_env(folder, key, wheel), dialect))
+        host = _hosts(om).host(
+            key, lambda: ScriptHost(using_env(folder, key, wheel), dialect, meta["entry"])
+        )
         status = host.run(request) if host is not None else None
         warm = status is not None
         if status is None:
