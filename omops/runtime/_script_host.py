@@ -180,54 +180,91 @@ def _warm(dialect: str | None, entry: str | None) -> None:
             pass
 
 
-def _lines() -> Any:
-    """Request lines from fd 0, unbuffered (a forked child must find nothing read ahead)."""
-    pending = b""
-    while True:
-        while b"\n" not in pending:
-            ready, _, _ = select.select([0], [], [], IDLE_SECONDS)
-            if not ready:
-                return
-            chunk = os.read(0, 1 << 16)
-            if not chunk:
-                return
-            pending += chunk
-        line, _, pending = pending.partition(b"\n")
-        yield line
-
-
 def _answer(message: dict[str, Any]) -> None:
     import orjson
 
     os.write(1, orjson.dumps(message) + b"\n")
 
 
-def serve(dialect: str | None = None, entry: str | None = None) -> int:
-    """The warm host's loop (see the module docstring)."""
-    import orjson
+class _Children:
+    """The runs a warm host has forked and not answered yet, by their ``done`` pipe."""
 
-    _warm(dialect, entry)
-    _answer({"ready": True})
-    for line in _lines():
-        _reap()
-        request = orjson.loads(line)
+    def __init__(self) -> None:
+        self.running: dict[int, tuple[Any, int]] = {}  # done fd -> (request id, pid)
+        self.exited: dict[int, int] = {}  # pid -> exit status, of children reaped early
+
+    def start(self, request: dict[str, Any]) -> None:
         done_read, done_write = os.pipe()
         pid = os.fork()
         if pid == 0:
-            os.close(done_read)
+            for fd in (done_read, *self.running):
+                os.close(fd)
             null = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null, 0)
             os.close(null)
             _exit_quickly(run_request(request, done_write))
         os.close(done_write)
-        told = _read_all(done_read)
-        os.close(done_read)
+        self.running[done_read] = (request.get("id"), pid)
+
+    def finish(self, fd: int) -> None:
+        """Answer for the run whose ``done`` pipe is readable."""
+        request_id, pid = self.running.pop(fd)
+        told = os.read(fd, 1)  # not to EOF: a process the script started may hold the pipe
+        os.close(fd)
         if told:  # the result is written; the child finishes exiting on its own
-            _answer({"status": 0})
-        else:  # it ended before writing one
-            _, status = os.waitpid(pid, 0)
-            _answer({"status": os.waitstatus_to_exitcode(status)})
-    return 0
+            _answer({"id": request_id, "status": 0})
+            return
+        status = self.exited.pop(pid, None)  # it ended before writing one
+        if status is None:
+            try:
+                status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+            except ChildProcessError:
+                status = -1
+        _answer({"id": request_id, "status": status})
+
+    def reap(self) -> None:
+        """Collect the children that finished exiting (no zombies)."""
+        waited = {pid for _, pid in self.running.values()}
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in waited:  # not answered yet: its pipe says whether it wrote a result
+                self.exited[pid] = os.waitstatus_to_exitcode(status)
+
+
+def serve(dialect: str | None = None, entry: str | None = None) -> int:
+    """The warm host's loop (see the module docstring).
+
+    Requests are read from fd 0 unbuffered, so that a forked child finds
+    nothing read ahead; several runs may be in flight at once.
+    """
+    import orjson
+
+    _warm(dialect, entry)
+    _answer({"ready": True})
+    children = _Children()
+    pending = b""
+    while True:
+        timeout = None if children.running else IDLE_SECONDS
+        ready, _, _ = select.select([0, *children.running], [], [], timeout)
+        if not ready:
+            return 0  # idle for long: the worker starts another host when it needs one
+        for fd in ready:
+            if fd != 0:
+                children.finish(fd)
+                continue
+            chunk = os.read(0, 1 << 16)
+            if not chunk:
+                return 0  # the worker went away: running children end on their own
+            pending += chunk
+            while b"\n" in pending:
+                line, _, pending = pending.partition(b"\n")
+                children.start(orjson.loads(line))
+        children.reap()
 
 
 def _exit_quickly(code: int) -> None:
@@ -252,24 +289,6 @@ def _exit_quickly(code: int) -> None:
                 stream.flush()
     finally:
         os._exit(code)
-
-
-def _read_all(fd: int) -> bytes:
-    data = b""
-    while chunk := os.read(fd, 64):
-        data += chunk
-    return data
-
-
-def _reap() -> None:
-    """Collect the exit status of children that finished exiting (no zombies)."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 def main(argv: list[str]) -> int:

@@ -11,14 +11,15 @@ blobs, bucket and broker.
 Where ``fork`` exists, the process that runs scripts keeps a *warm host* per
 environment (at most :data:`WARM_HOSTS` per Omega, in its context): a Python
 process of that environment that imported omops once and forks a fresh child
-per run. A run then costs a fork instead of starting Python and importing
-omops (about half a second). A host busy with another run, or a system
-without ``fork``, gets a fresh process instead.
+per run (several at once if asked). A run then costs a fork instead of
+starting Python and importing omops, pandas and the script (about a second).
+Without ``fork``, or when a host cannot start, a run gets a fresh process.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import select
 import subprocess
@@ -27,6 +28,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,11 +73,18 @@ def _now() -> dt.datetime:
 
 
 class ScriptHost:
-    """A warm Python process of one environment that forks a child per run."""
+    """A warm Python process of one environment that forks a child per run.
+
+    Runs may overlap: each request carries an id, and a reader thread hands
+    each answer to the run waiting for it.
+    """
 
     def __init__(self, use: EnvUse, dialect: str, entry: str) -> None:
         self.use = use
         self._lock = threading.Lock()
+        self._waiting: dict[int, Future] = {}
+        self._ids = itertools.count(1)
+        self._gone = False
         try:
             self.proc = subprocess.Popen(  # noqa: S603 - the environment's Python, our module
                 [str(use.env.python), "-P", "-m", HOST_MODULE, "serve", dialect, entry],
@@ -87,44 +96,51 @@ class ScriptHost:
         except OSError:
             use.close()
             raise
-        if self._read(HOST_START_TIMEOUT) is None:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], HOST_START_TIMEOUT)
+        if not ready or not self.proc.stdout.readline():
             self.close()
             raise OSError("the warm host did not start")
+        self._reader = threading.Thread(
+            target=self._read_answers, name="omops-script-host", daemon=True
+        )
+        self._reader.start()
 
     @property
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return not self._gone and self.proc.poll() is None
 
-    def _read(self, timeout: float | None) -> dict[str, Any] | None:
+    def _read_answers(self) -> None:
         assert self.proc.stdout is not None
-        if timeout is not None:
-            ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-            if not ready:
-                return None
-        line = self.proc.stdout.readline()
-        return orjson.loads(line) if line else None
+        for line in self.proc.stdout:
+            answer = orjson.loads(line)
+            with self._lock:
+                future = self._waiting.pop(answer.get("id"), None)
+            if future is not None:
+                future.set_result(int(answer["status"]))
+        with self._lock:  # the host exited: the runs it had are lost
+            self._gone = True
+            lost, self._waiting = list(self._waiting.values()), {}
+        for future in lost:
+            future.set_result(-1)
 
-    def run(self, request: bytes) -> int | None:
-        """Run a request; its child's exit status, -1 if the host died during it.
-
-        None when the host is busy or gone before the request was sent (run it
-        elsewhere: nothing ran).
-        """
-        if not self._lock.acquire(blocking=False):
-            return None
-        try:
+    def run(self, request: Mapping[str, Any]) -> int | None:
+        """Run a request; its child's exit status (0: a result was written), -1 if the
+        host died during it. None if the host was gone before it was sent (nothing ran)."""
+        future: Future = Future()
+        with self._lock:
             if not self.alive:
                 return None
-            assert self.proc.stdin is not None
+            request_id = next(self._ids)
+            self._waiting[request_id] = future
             try:
-                self.proc.stdin.write(request + b"\n")
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(orjson.dumps({**request, "id": request_id}) + b"\n")
                 self.proc.stdin.flush()
             except OSError:
+                self._waiting.pop(request_id, None)
                 return None
-            answer = self._read(None)
-            return -1 if answer is None else int(answer["status"])
-        finally:
-            self._lock.release()
+        return future.result()
 
     def close(self) -> None:
         """Stop the host (it exits when its stdin closes) and release the environment."""
@@ -136,6 +152,9 @@ class ScriptHost:
             self.proc.kill()
             self.proc.wait()
         finally:
+            reader = getattr(self, "_reader", None)
+            if reader is not None:
+                reader.join(timeout=5)
             if self.proc.stdout is not None:
                 self.proc.stdout.close()
             self.use.close()
@@ -198,6 +217,7 @@ def _tail(path: Path) -> str:
 
 
 def script_arguments(kwargs: Any) -> dict[str, Any]:
+    """``kwargs`` as they travel to a script: a dict of JSON values (InvalidData otherwise)."""
     if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
         raise InvalidData(
             f"script arguments must be a dict of keyword arguments, got {type(kwargs).__name__}"
@@ -269,21 +289,19 @@ def run_script(om: Omega, name: str, kwargs: Mapping[str, Any] | None = None) ->
         tempfile.TemporaryDirectory(prefix="omops-run-") as tmp,
     ):
         result_path, output_path = Path(tmp) / "result.json", Path(tmp) / "output.log"
-        request = orjson.dumps(
-            {
-                "entry": meta["entry"],
-                "kwargs": kwargs,
-                "omega": {
-                    "catalog": om.catalog.url,
-                    "blobs": om.blobs.url,
-                    "bucket": om.bucket,
-                    "broker": om.broker or "",
-                    "home": str(om.settings.home),
-                },
-                "result": str(result_path),
-                "output": str(output_path),
-            }
-        )
+        request = {
+            "entry": meta["entry"],
+            "kwargs": kwargs,
+            "omega": {
+                "catalog": om.catalog.url,
+                "blobs": om.blobs.url,
+                "bucket": om.bucket,
+                "broker": om.broker or "",
+                "home": str(om.settings.home),
+            },
+            "result": str(result_path),
+            "output": str(output_path),
+        }
         dialect = om.catalog.url.partition(":")[0].partition("+")[0]
         host = _hosts(om).host(
             key, lambda: ScriptHost(using_env(folder, key, wheel), dialect, meta["entry"])
@@ -326,12 +344,12 @@ def run_script(om: Omega, name: str, kwargs: Mapping[str, Any] | None = None) ->
     }
 
 
-def _run_cold(use: EnvUse, request: bytes, output_path: Path) -> int:
+def _run_cold(use: EnvUse, request: Mapping[str, Any], output_path: Path) -> int:
     """Run a request in a fresh process of the environment's Python."""
     with open(output_path, "ab") as out:
         done = subprocess.run(  # noqa: S603 - the environment's Python, our module
             [str(use.env.python), "-P", "-m", HOST_MODULE, "run"],
-            input=request + b"\n",
+            input=orjson.dumps(request) + b"\n",
             stdout=out,
             stderr=out,
             env=_child_environment(),

@@ -289,3 +289,15 @@ def test_runs_in_an_experiment_log_task_events(om: Omega, wheels):
     assert frame["value"].iloc[0]["args"] == {"name": "echo", "kwargs": {"n": 1}}
     assert frame["value"].iloc[1]["result"]["result"]["kwargs"] == {"n": 1}
     assert "n must be positive" in frame["value"].iloc[3]["message"]
+
+
+def test_a_warm_host_takes_overlapping_runs(om: Omega, wheels):
+    om.scripts.put(wheels["echo"], "echo")
+    om.runtime.script("echo").run().get()  # installs, starts the host
+
+    ids = [om.runtime.submit_script("echo", i=i) for i in range(4)]  # background threads
+    records = [om.runtime.result(i).get(timeout=120) for i in ids]
+
+    assert [r["result"]["kwargs"] for r in records] == [{"i": i} for i in range(4)]
+    assert all(r["env"]["warm"] and not r["env"]["created"] for r in records)
+    assert len({r["result"]["pid"] for r in records}) == 4
