@@ -29,7 +29,7 @@ from omops.errors import Forbidden, InvalidData, NotFound
 from omops.names import parse_reference
 from omops.omega import Omega
 from omops.server._auth import Scope
-from omops.server._deps import reader
+from omops.server._deps import reader, writer
 from omops.server._guard import host_name, is_loopback
 from omops.server._payload import to_json_bytes
 
@@ -113,13 +113,14 @@ def describe_script(name: str, scope: Annotated[Scope, Depends(reader)]) -> Resp
         },
     },
 )
-async def run_script(name: str, request: Request) -> Response:
-    body = await request.body()
-    return await run_in_threadpool(partial(_run_posted, request, name, body))
+async def run_script(
+    name: str, request: Request, scope: Annotated[Scope, Depends(writer)]
+) -> Response:
+    body = await request.body()  # read once the key was checked
+    return await run_in_threadpool(partial(_run_posted, request, scope.om, name, body))
 
 
-def _run_posted(request: Request, name: str, body: bytes) -> Response:
-    om = request.app.state.access.scope(request, "write").om
+def _run_posted(request: Request, om: Omega, name: str, body: bytes) -> Response:
     kwargs: Any = {}
     if body.strip():
         try:
@@ -143,8 +144,10 @@ def _run_posted(request: Request, name: str, body: bytes) -> Response:
     responses=_RUN_RESPONSES,
     openapi_extra={"parameters": [_ASYNC]},
 )
-def run_script_get(name: str, request: Request) -> Response:
-    om = request.app.state.access.scope(request, "write").om
+def run_script_get(
+    name: str, request: Request, scope: Annotated[Scope, Depends(writer)]
+) -> Response:
+    om = scope.om
     _refuse_other_sites(request)
     kwargs: dict[str, Any] = {}
     for key, value in request.query_params.multi_items():
