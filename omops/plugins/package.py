@@ -161,12 +161,18 @@ def _wheel_of(obj: Any) -> tuple[Wheel, str]:
         return obj, "wheel"
     if not isinstance(obj, (str, os.PathLike)):
         raise InvalidData(f"python.package stores {_WHAT}; got a {type(obj).__name__}")
-    path = Path(os.path.expanduser(os.fspath(obj)))
+    given = os.fspath(obj)
+    path = Path(os.path.expanduser(given))
     if not path.exists():
-        raise InvalidData(f"{str(path)!r} does not exist; give {_WHAT}")
+        raise InvalidData(f"{given!r} does not exist; give {_WHAT}")
     if path.is_file() and path.name in _SOURCE_MARKERS:
         path = path.parent
     if path.is_dir():
+        if not any((path / m).is_file() for m in _SOURCE_MARKERS):
+            raise InvalidData(
+                f"folder {given!r} has neither pyproject.toml nor setup.py; give {_WHAT}. "
+                "To store the path as text, pass kind='python.json'"
+            )
         return build_wheel(path), "folder"
     name = path.name.lower()
     if name.endswith(".whl"):
@@ -174,7 +180,10 @@ def _wheel_of(obj: Any) -> tuple[Wheel, str]:
     if name.endswith((".tar.gz", ".tgz", ".zip")):
         with tempfile.TemporaryDirectory(prefix="omops-sdist-") as tmp:
             return build_wheel(_unpack_sdist(path, Path(tmp))), "sdist"
-    raise InvalidData(f"{str(path)!r} is not a Python package; give {_WHAT}")
+    raise InvalidData(
+        f"{given!r} is not a Python package; give {_WHAT}. To store the path as text, "
+        "pass kind='python.json'"
+    )
 
 
 def _unpack_sdist(path: Path, into: Path) -> Path:

@@ -1,7 +1,9 @@
 import functools
+import io
 import sys
 import textwrap
 import uuid
+import zipfile
 from types import MappingProxyType
 
 import numpy as np
@@ -25,6 +27,7 @@ from omops.plugins import (
     default_registry,
 )
 from omops.plugins import registry as registry_module
+from omops.plugins.package import Wheel
 
 
 @pytest.fixture(scope="module")
@@ -255,7 +258,6 @@ def test_a_url_is_never_stored_as_json_silently(local_om, store, text, shown, fr
     [
         ("datasets", "pd.read_csv(path)"),
         ("models", "joblib.load(path)"),
-        ("scripts", "planned kind python.package"),
         ("jobs", "planned kind notebook.ipynb"),
     ],
 )
@@ -333,6 +335,45 @@ class Thing:
         return isinstance(other, Thing) and other.value == self.value
 
     __hash__ = None
+
+
+def _wheel(seed: int) -> Wheel:
+    """A minimal wheel made by hand (the same bytes for the same seed): no build needed."""
+    buffer = io.BytesIO()
+    files = {
+        "tiny/__init__.py": f"def run(om, **kw):\n    return {seed}\n",
+        "tiny-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: tiny\nVersion: 1.0\n",
+        "tiny-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        "tiny-1.0.dist-info/RECORD": "",
+    }
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0)), text)
+    return Wheel("tiny-1.0-py3-none-any.whl", buffer.getvalue())
+
+
+class TestPackage(PluginContract):
+    kind = "python.package"
+    store = "scripts"
+
+    def make(self, seed=0):
+        return _wheel(seed)
+
+    def assert_same(self, got, want):
+        assert isinstance(got, Wheel)
+        assert got == want
+
+    def test_metadata_describes_the_package(self, local_om):
+        meta = local_om.scripts.put(self.make(), "tiny")
+        assert {k: meta.details[k] for k in ("package", "version", "entry")} == {
+            "package": "tiny",
+            "version": "1.0",
+            "entry": "tiny:run",
+        }
+
+    def test_only_scripts_take_packages(self, local_om):
+        with pytest.raises(PluginError, match="scripts"):
+            local_om.models.put(self.make(), "tiny", kind=self.kind)
 
 
 class TestPickle(PluginContract):
@@ -453,6 +494,7 @@ def test_every_builtin_kind_has_a_contract_subclass():
             TestPickle,
             TestSklearnEstimator,
             TestSklearnPipeline,
+            TestPackage,
         )
     }
     assert covered == set(BUILTIN)
@@ -617,6 +659,7 @@ def test_builtin_table_and_order_are_read_only():
         "pandas.series",
         "numpy.ndarray",
         "sklearn.joblib",
+        "python.package",
         "python.json",
     )
     assert default_registry().order[: len(SUPPORTS_ORDER)] == SUPPORTS_ORDER

@@ -148,6 +148,20 @@ def test_paths_that_are_no_package_are_refused_clearly(om: Omega, tmp_path: Path
     assert om.scripts.list() == []
 
 
+def test_a_path_that_is_no_package_is_never_stored_as_text(
+    om: Omega, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    (tmp_path / "data.csv").write_text("a\n1\n")
+    (tmp_path / "pkg").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for text in (str(tmp_path / "data.csv"), "data.csv", "./pkg", str(tmp_path)):
+        with pytest.raises(InvalidData, match="kind='python.json'") as caught:
+            om.scripts.put(text, "path")
+        assert repr(text) in str(caught.value)
+    assert om.scripts.list() == []
+    assert om.scripts.put(str(tmp_path), "text", kind="python.json").kind == "python.json"
+
+
 def test_other_stores_still_refuse_paths(om: Omega, tmp_path: Path):
     folder = make_package(tmp_path, "pkg", ECHO)
     with pytest.raises(InvalidData, match="existing folder"):
