@@ -21,6 +21,7 @@ from typing import IO, Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from omops import _uploads
 from omops.errors import ConfigError, NotFound, StorageError
 
 __all__ = ["Blobs", "HashingWriter"]
@@ -191,6 +192,12 @@ class Blobs:
             self.fs, root = fsspec.core.url_to_fs(str(url), **storage_options)
         except (ImportError, ValueError) as exc:
             raise ConfigError(f"cannot open blob store {url!r}: {exc}") from exc
+        except TypeError:  # an option the filesystem does not take (values are never shown)
+            raise ConfigError(
+                f"cannot open blob store {url!r} with the options {sorted(storage_options)}: "
+                "the filesystem does not accept one of them; check blobs_options "
+                "(OMOPS_BLOBS_OPTIONS or [blobs_options] in config.toml)"
+            ) from None
         self.url = str(url)
         self.root = root.rstrip("/")
         self.storage_options = storage_options
@@ -307,9 +314,12 @@ class Blobs:
         """``(path, size)`` of files under ``tmp/`` not modified for ``older_than`` seconds.
 
         A put writes there first and renames into ``objects/``; a put that
-        was killed leaves its file behind.
+        was killed leaves its file behind. On S3, also the multipart uploads
+        to ``tmp/`` started ``older_than`` seconds ago and never finished (a
+        writer killed mid-upload; see :mod:`omops._uploads`).
         """
-        return self._old_files(f"{self.root}/tmp", older_than)
+        folder = f"{self.root}/tmp"
+        return self._old_files(folder, older_than) + _uploads.pending(self.fs, folder, older_than)
 
     def stored(self, older_than: float) -> list[tuple[str, int]]:
         """``(key, size)`` of blobs under ``objects/`` not modified for ``older_than`` seconds."""
@@ -325,6 +335,9 @@ class Blobs:
         """Remove one file found by :meth:`temporaries`; a missing one is not an error."""
         if not path.startswith(f"{self.root}/tmp/"):
             raise StorageError(f"{path!r} is not a temporary file of {self.url}")
+        if _uploads.is_upload(path):
+            _uploads.abort(self.fs, path)
+            return
         self._discard(path)
 
     def _old_files(self, folder: str, older_than: float) -> list[tuple[str, int]]:

@@ -3,32 +3,50 @@
 Each setting is read, first hit wins, from
 
 1. the environment (``OMOPS_HOME``, ``OMOPS_CATALOG``, ``OMOPS_BLOBS``,
-   ``OMOPS_BROKER``, ``OMOPS_BUCKET``, ``OMOPS_LABEL``),
+   ``OMOPS_BROKER``, ``OMOPS_BUCKET``, ``OMOPS_LABEL``, ``OMOPS_BLOBS_OPTIONS``),
 2. ``$OMOPS_HOME/config.toml`` (keys ``catalog``, ``blobs``, ``broker``,
-   ``bucket``, ``label``),
+   ``bucket``, ``label``, and a ``[blobs_options]`` table),
 3. the embedded defaults: a SQLite catalog and a blob folder under
    ``OMOPS_HOME`` (``~/.omops``), no broker (local executor).
+
+``blobs_options`` are the fsspec storage options of the blob store (for
+``s3://``: ``endpoint_url``, ``key``, ``secret``, ``client_kwargs`` ...); in the
+environment, ``OMOPS_BLOBS_OPTIONS`` holds them as one JSON object. Object
+stores also read their own standard variables (``AWS_ENDPOINT_URL``,
+``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``; ``GOOGLE_APPLICATION_CREDENTIALS``;
+``AZURE_STORAGE_CONNECTION_STRING`` ...), so often no options are needed.
+Secret-looking options are masked wherever settings are shown
+(:func:`mask_options`).
 
 Nothing is read at import time; :func:`load_settings` does the reading.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from omops.errors import ConfigError
 
-__all__ = ["Settings", "load_settings", "mask_url"]
+__all__ = ["Settings", "load_settings", "mask_options", "mask_url"]
 
 _KEYS = ("catalog", "blobs", "broker", "bucket", "label")
+_TABLES = ("blobs_options",)
 _USERINFO = re.compile(r"(://[^:/@]*:)[^@]*@")
 _SECRET_PARAM = re.compile(r"pass(word|wd)?|pwd|secret|token|sig|credential", re.IGNORECASE)
+#: Storage options whose values are secrets (besides what _SECRET_PARAM matches).
+_SECRET_OPTION = re.compile(
+    r"^(key|account_key|access_key|connection_string|sas|token|session_token)$|key_id$"
+    r"|secret|pass(word|wd)?|credential|token",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +68,9 @@ class Settings:
     label : str
         Queue that tasks go to unless ``om.runtime.require(...)`` names another,
         and that ``om runtime worker`` consumes unless ``--label`` is given.
+    blobs_options : dict
+        fsspec storage options of the blob store (endpoint, credentials ...).
+        Never shown unmasked: see :func:`mask_options`.
     sources : dict
         For each setting, where its value came from (``env``, ``file``,
         ``default``); shown by ``om config show``.
@@ -61,12 +82,23 @@ class Settings:
     broker: str | None
     bucket: str = "default"
     label: str = "default"
+    blobs_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
+    def __repr__(self) -> str:
+        # Passwords in URLs and secret options never reach a log through repr.
+        return (
+            f"Settings(home={str(self.home)!r}, catalog={mask_url(self.catalog)!r}, "
+            f"blobs={mask_url(self.blobs)!r}, broker={mask_url(self.broker)!r}, "
+            f"bucket={self.bucket!r}, label={self.label!r}, "
+            f"blobs_options={mask_options(self.blobs_options)!r})"
+        )
+
     def as_dict(self) -> dict[str, object]:
-        """Settings as plain JSON-able values."""
+        """Settings as plain JSON-able values (secrets included: never print this)."""
         values = asdict(self)
         values["home"] = str(self.home)
+        values["blobs_options"] = dict(self.blobs_options)
         values["sources"] = dict(self.sources)
         return values
 
@@ -79,13 +111,39 @@ def _read_config_file(path: Path) -> dict[str, object]:
             data = tomllib.load(fh)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}. Fix or remove the file.") from exc
-    unknown = sorted(set(data) - set(_KEYS))
+    unknown = sorted(set(data) - set(_KEYS) - set(_TABLES))
     if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in {path}; valid keys are {list(_KEYS)}")
+        raise ConfigError(
+            f"unknown key(s) {unknown} in {path}; valid keys are {list(_KEYS + _TABLES)}"
+        )
     for key, value in data.items():
-        if not isinstance(value, str):
+        if key in _TABLES:
+            if not isinstance(value, dict):
+                raise ConfigError(
+                    f"{key!r} in {path} must be a table ([{key}] with key = value lines), "
+                    f"got {type(value).__name__}"
+                )
+        elif not isinstance(value, str):
             raise ConfigError(f"{key!r} in {path} must be a string, got {type(value).__name__}")
     return data
+
+
+def _options_from_env(text: str) -> dict[str, Any]:
+    """``OMOPS_BLOBS_OPTIONS``: one JSON object (its values are never echoed: secrets)."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(
+            f"OMOPS_BLOBS_OPTIONS is not valid JSON ({exc.__class__.__name__} at "
+            f"character {getattr(exc, 'pos', '?')}); set it to a JSON object such as "
+            '{"endpoint_url": "https://s3.example.com"}'
+        ) from None
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"OMOPS_BLOBS_OPTIONS must be a JSON object, got a JSON {type(value).__name__}; "
+            'e.g. {"endpoint_url": "https://s3.example.com"}'
+        )
+    return value
 
 
 def _defaults(home: Path) -> dict[str, str | None]:
@@ -124,6 +182,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             values[key], sources[key] = str(from_file[key]), "file"
         else:
             values[key], sources[key] = defaults[key], "default"
+    options: dict[str, Any] = {}
+    sources["blobs_options"] = "default"
+    if env.get("OMOPS_BLOBS_OPTIONS", "").strip():
+        options, sources["blobs_options"] = _options_from_env(env["OMOPS_BLOBS_OPTIONS"]), "env"
+    elif "blobs_options" in from_file:
+        options, sources["blobs_options"] = dict(from_file["blobs_options"]), "file"  # type: ignore[arg-type]
     return Settings(
         home=home,
         catalog=str(values["catalog"]),
@@ -131,6 +195,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         broker=values["broker"],
         bucket=str(values["bucket"]),
         label=str(values["label"]),
+        blobs_options=options,
         sources=sources,
     )
 
@@ -162,3 +227,29 @@ def mask_url(url: str | None) -> str | None:
         hidden = [(k, "***" if _SECRET_PARAM.search(k) else v) for k, v in pairs]
         masked = masked.replace(f"?{parts.query}", f"?{urlencode(hidden, safe='*')}", 1)
     return _USERINFO.sub(r"\1***@", masked)  # also a password with an unescaped '/' in it
+
+
+def mask_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Storage options with secret values (keys, secrets, tokens, passwords) as ``***``.
+
+    Nested tables (``client_kwargs`` ...) are masked too; URLs in values lose
+    their passwords.
+
+    Examples
+    --------
+    >>> mask_options({'endpoint_url': 'http://s3:9000', 'key': 'AKIA1', 'secret': 'x'})
+    {'endpoint_url': 'http://s3:9000', 'key': '***', 'secret': '***'}
+    >>> mask_options({'client_kwargs': {'aws_secret_access_key': 'x', 'region_name': 'eu'}})
+    {'client_kwargs': {'aws_secret_access_key': '***', 'region_name': 'eu'}}
+    """
+    masked: dict[str, Any] = {}
+    for name, value in (options or {}).items():
+        if isinstance(value, Mapping):
+            masked[name] = mask_options(value)
+        elif _SECRET_OPTION.search(str(name)):
+            masked[name] = "***"
+        elif isinstance(value, str):
+            masked[name] = mask_url(value)
+        else:
+            masked[name] = value
+    return masked

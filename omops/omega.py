@@ -27,6 +27,19 @@ def _check_bucket(bucket: object) -> str:
     return bucket
 
 
+def _blobs(url: str | None, settings: Settings) -> Blobs:
+    """The blob store at ``url`` (the configured one by default), with the configured
+    storage options when it is of the same kind (protocol) as the configured store."""
+    import fsspec
+
+    url = url or settings.blobs
+    options = settings.blobs_options
+    if options and url != settings.blobs:
+        same = fsspec.utils.get_protocol(url) == fsspec.utils.get_protocol(settings.blobs)
+        options = options if same else {}
+    return Blobs(url, **options)
+
+
 class Omega:
     """An omops instance: the repositories of one catalog, blob store and bucket.
 
@@ -35,7 +48,9 @@ class Omega:
     catalog : str or Catalog, optional
         Catalog URL or instance; defaults to the configured one.
     blobs : str or Blobs, optional
-        Blob store URL or instance; defaults to the configured one.
+        Blob store URL or instance; defaults to the configured one. A URL of
+        the configured store's kind (``s3://`` ...) is opened with the
+        configured ``blobs_options`` (see :mod:`omops.config`).
     broker : str, optional
         Celery broker URL; ``None`` runs tasks locally.
     bucket : str, optional
@@ -81,7 +96,7 @@ class Omega:
         self.catalog = (
             catalog if isinstance(catalog, Catalog) else Catalog(catalog or settings.catalog)
         )
-        self.blobs = blobs if isinstance(blobs, Blobs) else Blobs(blobs or settings.blobs)
+        self.blobs = blobs if isinstance(blobs, Blobs) else _blobs(blobs, settings)
         self.broker = broker if broker is not None else settings.broker
         self.bucket = _check_bucket(bucket or settings.bucket)
         self.plugins = plugins or default_registry()

@@ -30,6 +30,7 @@ def test_defaults_live_under_home(tmp_path):
         "broker": "default",
         "bucket": "default",
         "label": "default",
+        "blobs_options": "default",
     }
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import typer
 from rich.table import Table
 
 from omops.cli._common import JsonOption, examples, print_json, print_table
-from omops.config import load_settings, mask_url
+from omops.config import load_settings, mask_options, mask_url
 
 __all__ = ["app", "settings_report"]
 
@@ -19,7 +21,16 @@ VARIABLES = {
     "blobs": "OMOPS_BLOBS",
     "broker": "OMOPS_BROKER",
     "bucket": "OMOPS_BUCKET",
+    "label": "OMOPS_LABEL",
+    "blobs_options": "OMOPS_BLOBS_OPTIONS",
 }
+
+
+def _shown(key: str, value: object) -> str | None:
+    """A setting as shown: passwords in URLs and secret storage options masked."""
+    if key == "blobs_options":
+        return json.dumps(mask_options(value), sort_keys=True) if value else None  # type: ignore[arg-type]
+    return mask_url(None if value is None else str(value))
 
 
 def settings_report() -> dict[str, dict[str, str | None]]:
@@ -28,7 +39,7 @@ def settings_report() -> dict[str, dict[str, str | None]]:
     values = settings.as_dict()
     return {
         key: {
-            "value": mask_url(None if values[key] is None else str(values[key])),
+            "value": _shown(key, values[key]),
             "source": settings.sources.get(key, "default"),
             "variable": variable,
         }
@@ -38,7 +49,7 @@ def settings_report() -> dict[str, dict[str, str | None]]:
 
 @app.command(
     help="Show every setting with its value and source: env, file ($OMOPS_HOME/config.toml) "
-    "or default. Passwords in URLs are masked.",
+    "or default. Passwords in URLs and secret blob store options are masked.",
     epilog=examples(
         "om config show --json", "OMOPS_CATALOG=postgresql://ana:pw@db/omops om config show"
     ),
@@ -61,9 +72,10 @@ def show(as_json: JsonOption = False) -> None:
     table.add_column("variable", style="dim")
     for key, entry in report.items():
         value = entry["value"]
+        none = "(none: local executor)" if key == "broker" else "(none)"
         table.add_row(
             key,
-            value if value is not None else "(none: local executor)",
+            value if value is not None else none,
             entry["source"],
             entry["variable"],
         )

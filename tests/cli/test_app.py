@@ -641,7 +641,7 @@ def test_config_show_sources(tmp_path: Path, monkeypatch) -> None:
     result = om("config", "show", "--json")
     assert result.exit_code == 0, result.output
     report = orjson.loads(result.stdout)
-    assert set(report) == {"home", "catalog", "blobs", "broker", "bucket"}
+    assert set(report) == {"home", "catalog", "blobs", "broker", "bucket", "label", "blobs_options"}
     assert report["catalog"] == {
         "value": "postgresql://ana:***@db:5432/omops",
         "source": "env",
