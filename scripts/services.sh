@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Private PostgreSQL, RabbitMQ and Redis instances for the tests, on loopback,
+# Private PostgreSQL, RabbitMQ, Redis and S3 (moto) instances for the tests, on loopback,
 # each run with its own free ports, its own directory and its own RabbitMQ node
 # name, so that any number of runs can share a machine. A run only ever stops
 # the processes it started itself (recorded by pid and start time), never one
@@ -8,20 +8,22 @@
 #
 # Sourced (what scripts/test.sh does, and what developers can do):
 #   source scripts/services.sh
-#   start_services postgres rabbitmq redis   # in parallel; or start_postgres, ...
+#   start_services postgres rabbitmq redis moto   # in parallel; or start_postgres, ...
 #   services_env                              # the export lines of this run
 #   stop_services                             # stops this run's processes, removes its dir
 #   stop_services_on_exit                     # (scripts/test.sh) stop_services on any exit
 # Executed, for manual use (the services keep running after it returns):
-#   bash scripts/services.sh start [postgres rabbitmq redis]   # prints the run dir and env
+#   bash scripts/services.sh start [postgres rabbitmq redis moto]   # prints the run dir and env
 #   bash scripts/services.sh env [RUN_DIR]    # export lines of one run, or of every live run
 #   bash scripts/services.sh stop RUN_DIR
 #
 # The run directory is $OMOPS_SERVICES_DIR, by default
 # .omops-test/run-<pid>-<random> in this checkout. It holds <service>/ (data and
 # logs), <service>.pid ("pid start-time"), <service>.env (export line) and env.
-# OMOPS_PG_PORT, OMOPS_AMQP_PORT, OMOPS_AMQP_DIST_PORT, OMOPS_REDIS_PORT pin a
-# port instead of picking a free one (a pinned port in use is an error).
+# OMOPS_PG_PORT, OMOPS_AMQP_PORT, OMOPS_AMQP_DIST_PORT, OMOPS_REDIS_PORT,
+# OMOPS_S3_PORT pin a port instead of picking a free one (a pinned port in use
+# is an error). moto (the S3 server) is no Debian package: it comes with the
+# test extra, `moto_server` in .venv/bin (or $OMOPS_MOTO_SERVER, or on PATH).
 
 _OMOPS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OMOPS_SERVICES_DIR="${OMOPS_SERVICES_DIR:-$_OMOPS_ROOT/.omops-test/run-$$-$RANDOM$RANDOM}"
@@ -44,7 +46,8 @@ _svc_missing_package() {
     postgres) local bin; bin=$(_pg_bin); [ -n "$bin" ] && [ -x "$bin/initdb" ] || echo postgresql ;;
     rabbitmq) [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || echo rabbitmq-server ;;
     redis) command -v redis-server >/dev/null 2>&1 || echo redis-server ;;
-    *) _svc_die "unknown service '$1' (known: postgres rabbitmq redis)" ;;
+    moto) ;;  # a Python package (the test extra), not a Debian one: see _moto_bin
+    *) _svc_die "unknown service '$1' (known: postgres rabbitmq redis moto)" ;;
   esac
 }
 
@@ -373,6 +376,42 @@ stop_redis() {
   rm -rf "${OMOPS_SERVICES_DIR:?}/redis"
 }
 
+# ---------------------------------------------------------------- S3 (moto)
+
+_moto_bin() {
+  local found
+  for found in "${OMOPS_MOTO_SERVER:-}" "$_OMOPS_ROOT/.venv/bin/moto_server" \
+    "$(command -v moto_server 2>/dev/null)"; do
+    [ -n "$found" ] && [ -x "$found" ] && { echo "$found"; return 0; }
+  done
+  _svc_die "moto_server not found: pip install -e '.[test]' (it brings moto[server])"
+}
+
+start_moto() {
+  local pkg base bin port try
+  _svc_prepare moto || return 1
+  bin=$(_moto_bin) || return 1
+  base="$OMOPS_SERVICES_DIR/moto"
+  for try in 1 2 3; do
+    port="${OMOPS_S3_PORT:-$(_free_ports 1)}"
+    : >"$base/moto.log"
+    # An in-memory S3 (and more) on loopback; its state goes with the process.
+    _svc_launch moto root "$base/moto.log" "$bin" -H 127.0.0.1 -p "$port"
+    _svc_wait moto 60 _svc_listens moto "$port" && break
+    if [ -n "${OMOPS_S3_PORT:-}" ] || [ "$try" = 3 ] || ! _svc_port_clash moto; then
+      _svc_failed moto
+      return 1
+    fi
+    _svc_stop moto 5
+  done
+  _svc_export moto OMOPS_TEST_S3 "http://127.0.0.1:$port"
+}
+
+stop_moto() {
+  _svc_stop moto 10
+  rm -rf "${OMOPS_SERVICES_DIR:?}/moto"
+}
+
 # ---------------------------------------------------------------- together
 
 # Start services in parallel (RabbitMQ's ~5 s boot dominates), export their
@@ -380,7 +419,7 @@ stop_redis() {
 # failed, with its log tail, and return non-zero (stop_services cleans up).
 start_services() {
   local svc i rc=0 pids=()
-  [ "$#" -gt 0 ] || set -- postgres rabbitmq redis
+  [ "$#" -gt 0 ] || set -- postgres rabbitmq redis moto
   ensure_packages "$@" || return 1
   mkdir -p "$OMOPS_SERVICES_DIR" || return 1
   for svc in "$@"; do
@@ -410,7 +449,7 @@ start_services() {
 services_env() {
   local dir="${1:-$OMOPS_SERVICES_DIR}" svc
   echo "export OMOPS_SERVICES_DIR=$dir"
-  for svc in postgres rabbitmq redis; do
+  for svc in postgres rabbitmq redis moto; do
     if _svc_alive "$svc" "$dir" && [ -f "$dir/$svc.env" ]; then
       cat "$dir/$svc.env"
     fi
@@ -428,11 +467,11 @@ stop_services() {
   _OMOPS_STARTERS=()
   # In parallel, in a subshell: no job control chatter, no waiting on other jobs.
   (
-    for svc in redis postgres rabbitmq; do _svc_stop "$svc" 30 & done
+    for svc in redis postgres rabbitmq moto; do _svc_stop "$svc" 30 & done
     wait
   )
   # Only what a run creates: a mistaken OMOPS_SERVICES_DIR loses nothing else.
-  for svc in postgres rabbitmq redis; do
+  for svc in postgres rabbitmq redis moto; do
     rm -rf "${OMOPS_SERVICES_DIR:?}/$svc"
     rm -f "$OMOPS_SERVICES_DIR/$svc".{pid,env,start.log}
   done
@@ -480,7 +519,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
       stop_services
       ;;
     *)
-      echo "usage: bash $0 start [postgres rabbitmq redis] | env [RUN_DIR] | stop RUN_DIR" >&2
+      echo "usage: bash $0 start [postgres rabbitmq redis moto] | env [RUN_DIR] | stop RUN_DIR" >&2
       exit 2
       ;;
   esac
