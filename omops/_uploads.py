@@ -5,8 +5,11 @@ sent to ``tmp/`` as an S3 multipart upload. Until the upload is completed the
 object does not exist: no reader can see half of it. A writer killed in the
 middle (SIGKILL, a lost machine) leaves the upload open, though, and S3 keeps
 (and bills) its parts until it is aborted. :meth:`omops.blobs.Blobs.temporaries`
-lists such uploads under ``tmp/`` by their age (the time they were started),
-and :meth:`~omops.blobs.Blobs.remove` aborts them.
+lists such uploads under ``tmp/`` by their age, counted like a file's from its
+last change: from the newest part's upload (or the start, before any part), so
+a slow writer still sending parts keeps its upload; and
+:meth:`~omops.blobs.Blobs.remove` aborts them. (moto, the S3 server of the
+tests, reports a fixed start time of 2010: there only the parts' times tell.)
 
 Google Cloud Storage (resumable uploads) and Azure Blob Storage (uncommitted
 blocks) discard unfinished uploads themselves after about a week; nothing to
@@ -38,8 +41,8 @@ def is_upload(path: str) -> bool:
 
 
 def pending(fs: Any, folder: str, older_than: float) -> list[tuple[str, int]]:
-    """``(name, bytes uploaded)`` of unfinished uploads under ``folder`` started
-    at least ``older_than`` seconds ago; ``[]`` where the filesystem has none."""
+    """``(name, bytes uploaded)`` of unfinished uploads under ``folder`` with no
+    activity for ``older_than`` seconds; ``[]`` where the filesystem has none."""
     if not _supports(fs):
         return []
     bucket, _, prefix = folder.strip("/").partition("/")
@@ -48,11 +51,12 @@ def pending(fs: Any, folder: str, older_than: float) -> list[tuple[str, int]]:
     while True:
         page = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix, **markers)
         for upload in page.get("Uploads") or ():
+            size, changed = _parts(fs, bucket, upload["Key"], upload["UploadId"])
             started = upload.get("Initiated")
-            age = now - started.timestamp() if isinstance(started, dt.datetime) else 0.0
-            if age >= older_than:
-                name = f"{bucket}/{upload['Key']}{_MARK}{upload['UploadId']}"
-                found.append((name, _uploaded(fs, bucket, upload["Key"], upload["UploadId"])))
+            if isinstance(started, dt.datetime):
+                changed = max(changed, started.timestamp())
+            if changed and now - changed >= older_than:
+                found.append((f"{bucket}/{upload['Key']}{_MARK}{upload['UploadId']}", size))
         if not page.get("IsTruncated"):
             return sorted(found)
         markers = {
@@ -61,12 +65,22 @@ def pending(fs: Any, folder: str, older_than: float) -> list[tuple[str, int]]:
         }
 
 
-def _uploaded(fs: Any, bucket: str, key: str, upload_id: str) -> int:
-    try:
-        parts = fs.call_s3("list_parts", Bucket=bucket, Key=key, UploadId=upload_id)
-    except (FileNotFoundError, OSError):  # finished or aborted meanwhile
-        return 0
-    return sum(int(p.get("Size") or 0) for p in parts.get("Parts") or ())
+def _parts(fs: Any, bucket: str, key: str, upload_id: str) -> tuple[int, float]:
+    """Bytes uploaded so far, and when the newest part arrived (0: no part, or gone)."""
+    size, newest, markers = 0, 0.0, {}
+    while True:
+        try:
+            page = fs.call_s3("list_parts", Bucket=bucket, Key=key, UploadId=upload_id, **markers)
+        except FileNotFoundError:  # finished or aborted meanwhile
+            return 0, 0.0
+        for part in page.get("Parts") or ():
+            size += int(part.get("Size") or 0)
+            when = part.get("LastModified")
+            if isinstance(when, dt.datetime):
+                newest = max(newest, when.timestamp())
+        if not page.get("IsTruncated"):
+            return size, newest
+        markers = {"PartNumberMarker": page.get("NextPartNumberMarker", 0)}
 
 
 def abort(fs: Any, name: str) -> None:

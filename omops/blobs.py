@@ -192,12 +192,6 @@ class Blobs:
             self.fs, root = fsspec.core.url_to_fs(str(url), **storage_options)
         except (ImportError, ValueError) as exc:
             raise ConfigError(f"cannot open blob store {url!r}: {exc}") from exc
-        except TypeError:  # an option the filesystem does not take (values are never shown)
-            raise ConfigError(
-                f"cannot open blob store {url!r} with the options {sorted(storage_options)}: "
-                "the filesystem does not accept one of them; check blobs_options "
-                "(OMOPS_BLOBS_OPTIONS or [blobs_options] in config.toml)"
-            ) from None
         self.url = str(url)
         self.root = root.rstrip("/")
         self.storage_options = storage_options
@@ -345,6 +339,10 @@ class Blobs:
             listing = self.fs.find(folder, detail=True)
         except FileNotFoundError:
             return []
+        finally:
+            # Object stores (s3fs) keep listings and would later answer exists()
+            # and info() from them, blind to what other processes wrote since.
+            self.fs.invalidate_cache(folder)
         now = time.time()
         return [
             (path, int(info.get("size") or 0))
