@@ -14,7 +14,16 @@ from omops.cli._common import CliError, examples, print_json, print_note, print_
 from omops.cli._parsing import parse_attributes, parse_value
 from omops.names import check_tag
 
-__all__ = ["app"]
+__all__ = ["LIST_VARIABLES", "app"]
+
+#: Options whose variable is read by the command itself (a setting, or a
+#: comma-separated list added to what the command line gives); every other
+#: option of ``worker`` and ``serve`` names its ``envvar``.
+LIST_VARIABLES = {
+    ("worker", "label"): "OMOPS_LABEL",
+    ("serve", "allowed_host"): "OMOPS_SERVER_ALLOWED_HOSTS",
+    ("serve", "cors_origin"): "OMOPS_SERVER_CORS_ORIGINS",
+}
 
 
 def _actions() -> tuple[str, ...]:
@@ -48,10 +57,16 @@ def worker(
     concurrency: Annotated[
         int | None,
         typer.Option(
-            "--concurrency", "-c", min=1, help="Worker processes (default: number of CPUs)."
+            "--concurrency",
+            "-c",
+            min=1,
+            envvar="OMOPS_WORKER_CONCURRENCY",
+            help="Worker processes (default: number of CPUs).",
         ),
     ] = None,
-    loglevel: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    loglevel: Annotated[
+        str, typer.Option(envvar="OMOPS_WORKER_LOGLEVEL", help="DEBUG, INFO, WARNING or ERROR.")
+    ] = "INFO",
 ) -> None:
     """Start a Celery worker for the configured broker (OMOPS_BROKER)."""
     om = omops.get_omega()
@@ -70,7 +85,7 @@ def worker(
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show the executor, and the workers with their queues."""
+    """Show the executor, and each worker with its host, queues and running tasks."""
     state = omops.get_omega().runtime.status()
     if as_json:
         print_json(state)
@@ -78,10 +93,18 @@ def status(
     if state["executor"] == "local":
         print_note("executor: local (no OMOPS_BROKER): tasks run in the calling process")
         return
-    table = Table("worker", "queues", "concurrency", "active", title=f"broker {state['broker']}")
+    table = Table(
+        "worker", "host", "queues", "concurrency", "running", title=f"broker {state['broker']}"
+    )
     for name, info in state["workers"].items():
+        running = info.get("running") or []
+        tasks = "\n".join(f"{t['task']} {t['id'][:8]}" for t in running) or "-"
         table.add_row(
-            name, ", ".join(info["queues"]), str(info["concurrency"]), str(info["active"])
+            name,
+            str(info.get("host") or "?"),
+            ", ".join(info["queues"]),
+            str(info["concurrency"]),
+            tasks,
         )
     print_table(table)
     if not state["workers"]:
@@ -184,23 +207,33 @@ def serve(
     host: Annotated[
         str,
         typer.Option(
-            help="Address to bind (IPv6 as ::1 or [::1]); other than loopback needs API keys."
+            envvar="OMOPS_SERVER_HOST",
+            help="Address to bind (IPv6 as ::1 or [::1]); other than loopback needs API keys.",
         ),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+    port: Annotated[int, typer.Option(min=1, max=65535, envvar="OMOPS_SERVER_PORT")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            envvar="OMOPS_SERVER_WORKERS",
+            help="Server processes (uvicorn workers) sharing the port; each answers any request.",
+        ),
+    ] = 1,
     require_keys: Annotated[
         bool | None,
         typer.Option(
             "--require-keys/--no-require-keys",
+            envvar="OMOPS_SERVER_REQUIRE_KEYS",
             help="Demand API keys (default: only when not bound to loopback).",
         ),
     ] = None,
     insecure: Annotated[
         bool,
         typer.Option(
+            envvar="OMOPS_SERVER_INSECURE",
             help="Serve WITHOUT keys to any client and Host name (anyone reaching it may read "
-            "and write)."
+            "and write).",
         ),
     ] = False,
     allowed_host: Annotated[
@@ -219,18 +252,24 @@ def serve(
             "included; repeat for several (also OMOPS_SERVER_CORS_ORIGINS).",
         ),
     ] = None,
-    max_body: Annotated[int, typer.Option(help="Largest request body in bytes (413 above).")] = 32
-    * 1024
-    * 1024,
+    max_body: Annotated[
+        int,
+        typer.Option(
+            envvar="OMOPS_SERVER_MAX_BODY", help="Largest request body in bytes (413 above)."
+        ),
+    ] = 32 * 1024 * 1024,
     arrays: Annotated[
         bool,
         typer.Option(
             "--arrays/--no-arrays",
+            envvar="OMOPS_SERVER_ARRAYS",
             help="Hand scikit-learn models small numeric inputs as NumPy arrays "
             "(checked per model revision; ~1 ms less per request).",
         ),
     ] = True,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    log_level: Annotated[
+        str, typer.Option(envvar="OMOPS_SERVER_LOG_LEVEL", help="uvicorn log level.")
+    ] = "warning",
 ) -> None:
     """Serve every stored model, dataset and task over REST (FastAPI + uvicorn)."""
 

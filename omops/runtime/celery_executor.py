@@ -320,9 +320,11 @@ class CeleryExecutor:
         active = (known.active() if known else None) or {}
         workers = {
             worker: {
+                "host": worker.rpartition("@")[2] or None,
                 "queues": sorted(q["name"] for q in queues.get(worker, [])),
                 "concurrency": stats.get(worker, {}).get("pool", {}).get("max-concurrency"),
                 "active": len(active.get(worker, [])),
+                "running": [_running(task) for task in active.get(worker, [])],
             }
             for worker in sorted(set(queues) | set(stats))
         }
@@ -334,6 +336,15 @@ class CeleryExecutor:
             backends = list(self._backends.values())
             self._backends.clear()
         close_app(self.app, backends)
+
+
+def _running(task: dict[str, Any]) -> dict[str, Any]:
+    """A task a worker runs, as ``om runtime status`` shows it: id, what, since when."""
+    return {
+        "id": task.get("id") or "",
+        "task": task.get("argsrepr") or task.get("name") or "?",  # e.g. omops.model(forecast)
+        "started": task.get("time_start"),
+    }
 
 
 def run_worker(
