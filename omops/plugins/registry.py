@@ -52,6 +52,7 @@ BUILTIN: Mapping[str, PluginSpec] = MappingProxyType(
         "python.pickle": PluginSpec("omops.plugins.simple:PicklePlugin"),
         "sklearn.joblib": PluginSpec("omops.plugins.sklearn:SklearnPlugin", extra="sklearn"),
         "python.package": PluginSpec("omops.plugins.package:PackagePlugin"),
+        "dask.dataframe": PluginSpec("omops.plugins.dask:DaskDataFramePlugin", extra="dask"),
     }
 )
 
@@ -60,6 +61,7 @@ BUILTIN: Mapping[str, PluginSpec] = MappingProxyType(
 SUPPORTS_ORDER: tuple[str, ...] = (
     "pandas.dataframe",
     "pandas.series",
+    "dask.dataframe",
     "numpy.ndarray",
     "sklearn.joblib",
     "python.package",  # scripts only: takes paths there, before python.json refuses them

@@ -11,6 +11,8 @@ scheme                    executor
 (no broker), ``local``    :class:`omops.runtime.local.LocalExecutor`
 ``amqp``, ``amqps``       :class:`omops.runtime.celery_executor.CeleryExecutor`
 ``redis``, ``rediss``     the same, with the ``redis`` extra
+``dask``                  :class:`omops.runtime.dask_executor.DaskExecutor`
+                          (``dask://scheduler:8786``, the ``dask`` extra)
 ========================  ==============================================
 
 A new executor is one module with a class ``Executor(om, url)`` implementing
@@ -106,6 +108,9 @@ BUILTIN: Mapping[str, ExecutorSpec] = MappingProxyType(
         "pyamqp": _CELERY,
         "redis": _CELERY_REDIS,
         "rediss": _CELERY_REDIS,
+        "dask": ExecutorSpec(
+            "omops.runtime.dask_executor:DaskExecutor", extra="dask", requires=("distributed",)
+        ),
     }
 )
 
