@@ -453,7 +453,8 @@ def markdown(args: argparse.Namespace, res: dict, load: str, mlflow_info: str) -
         f"## serving ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC})",
         "",
         f"`.venv/bin/python bench/serving.py --requests {args.requests} --threads {args.threads}"
-        f" --per-thread {args.per_thread} --large-rows {args.large_rows}` (git {commit},"
+        f" --per-thread {args.per_thread} --large-rows {args.large_rows}"
+        f" --workers {args.workers}` (git {commit},"
         " working tree may differ)",
         "",
         f"- machine: {host['cores']} cores, {host['cpu']}, {host['ram']} RAM,"
@@ -463,7 +464,7 @@ def markdown(args: argparse.Namespace, res: dict, load: str, mlflow_info: str) -
         f"- omops {omops.__version__} server: {omops_versions()}",
         f"- mlflow venv: {mlflow_info}",
         f"- model: LogisticRegression on {args.features} float64 columns (a DataFrame);"
-        " 1 uvicorn worker each; client: http.client keep-alive, in the same machine"
+        f" {args.workers} uvicorn worker(s) each; client: http.client keep-alive, on the same machine"
         " (it shares the 2 cores with the server)",
         f"- load average (1, 5, 15 min) before / after: {load}",
         "",
@@ -513,6 +514,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-mlflow", action="store_true", help="omops and in-process only")
     parser.add_argument("--markdown", action="store_true", help="print a RESULTS.md section")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes of each omops server (--workers)"
+    )
     args = parser.parse_args(argv)
 
     use_mlflow = not args.no_mlflow
@@ -542,7 +546,15 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         procs.append(
             start_session(
-                [*om_command(), "runtime", "serve", "--port", str(port)],
+                [
+                    *om_command(),
+                    "runtime",
+                    "serve",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    str(args.workers),
+                ],
                 _env(OMOPS_HOME=str(root / "home")),
                 root / "omops.log",
             )
@@ -552,7 +564,16 @@ def main(argv: list[str] | None = None) -> int:
         plain_port = free_port()
         procs.append(
             start_session(
-                [*om_command(), "runtime", "serve", "--port", str(plain_port), "--no-arrays"],
+                [
+                    *om_command(),
+                    "runtime",
+                    "serve",
+                    "--port",
+                    str(plain_port),
+                    "--no-arrays",
+                    "--workers",
+                    str(args.workers),
+                ],
                 _env(OMOPS_HOME=str(root / "home")),
                 root / "omops-no-arrays.log",
             )
