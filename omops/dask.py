@@ -9,7 +9,7 @@ written part by part on the Dask workers (kind ``dask.dataframe``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -18,9 +18,11 @@ from omops.errors import InvalidData
 from omops.names import check_name, parse_reference
 
 if TYPE_CHECKING:
+    from omops.blobs import Blobs
+    from omops.catalog import PartRecord
     from omops.omega import Omega
 
-__all__ = ["read_dask"]
+__all__ = ["dask_frame", "read_dask"]
 
 _FRAMES = ("pandas.dataframe", "dask.dataframe")
 
@@ -54,8 +56,6 @@ def read_dask(om: Omega, name: str, *, columns: Sequence[str] | None = None) -> 
     >>> frame.npartitions, int(frame['x'].sum().compute())
     (2, 6)
     """
-    import dask.dataframe as dd
-
     ref = parse_reference(name)
     repository = om.datasets
     rev = repository.catalog.lookup(repository.bucket, "datasets", check_name(ref.name), ref.ref)
@@ -73,25 +73,43 @@ def read_dask(om: Omega, name: str, *, columns: Sequence[str] | None = None) -> 
     parts = repository.catalog.parts(rev)
     if not parts:
         raise InvalidData(f"dataset {ref.name!r} has no rows to read")
+    return dask_frame(om.blobs, parts, rev.kind_meta, columns=chosen, name=ref.name)
+
+
+def dask_frame(
+    blobs: Blobs,
+    parts: Sequence[PartRecord],
+    kind_meta: Mapping[str, Any],
+    *,
+    columns: Sequence[str] | None = None,
+    name: str = "the dataset",
+) -> Any:
+    """A Dask DataFrame over stored Parquet ``parts`` (what a resolved revision has).
+
+    The building block of :func:`read_dask`, for callers that resolved the
+    revision already (a lazy frame, say): one partition per part, in order.
+    """
+    import dask.dataframe as dd
+
     from omops.plugins.pandas import DataFramePlugin, _decode_schema
 
-    schema = _decode_schema(rev.kind_meta["schema"])
-    index = list(rev.kind_meta.get("index", []))
-    if chosen is not None:
-        known = {c for c, _ in rev.kind_meta["columns"]}
-        unknown = [c for c in chosen if c not in known]
+    schema = _decode_schema(kind_meta["schema"])
+    index = list(kind_meta.get("index", []))
+    if columns is not None:
+        known = {c for c, _ in kind_meta["columns"]}
+        unknown = [c for c in columns if c not in known]
         if unknown:
-            raise InvalidData(f"no column(s) {unknown} in {ref.name!r}; it has {sorted(known)}")
-        schema = pa.schema([schema.field(c) for c in [*chosen, *index]], metadata=schema.metadata)
-    meta = DataFramePlugin()._to_pandas(schema.empty_table(), rev.kind_meta)
+            raise InvalidData(f"no column(s) {unknown} in {name!r}; it has {sorted(known)}")
+        schema = pa.schema([schema.field(c) for c in [*columns, *index]], metadata=schema.metadata)
+    meta = DataFramePlugin()._to_pandas(schema.empty_table(), kind_meta)
     # One partition per part, in the order they were put (read_parquet on a list of
     # files would sort them by name: content hashes, not the dataset's order).
     return dd.from_map(
         _read_part,
-        [om.blobs.url_of(part.blob) for part in parts],
+        [blobs.url_of(part.blob) for part in parts],
         schema=schema,
-        kind_meta=rev.kind_meta,
-        options=dict(om.blobs.storage_options),
+        kind_meta=dict(kind_meta),
+        options=dict(blobs.storage_options),
         meta=meta,
         enforce_metadata=False,
     )

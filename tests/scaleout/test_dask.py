@@ -85,6 +85,7 @@ def test_dask_frames_written_by_workers_and_read_lazily(
     pd.testing.assert_frame_equal(older.compute(), frame)
     assert float(read_dask(om, "sales[x]")["x"].sum().compute()) == frame["x"].sum() + 15.0
     assert list(read_dask(om, "sales", columns=["g"]).compute()["g"].cat.categories) == list("abc")
+    assert list(read_dask(om, "sales[^x]").columns) == ["y", "g"]
 
     # A pandas dataset reads the same way.
     om.datasets.put(frame, "plain")
