@@ -146,6 +146,21 @@ class TestDataFrame(PluginContract):
         pd.testing.assert_frame_equal(got, want, check_exact=True)
 
 
+class TestDaskDataFrame(PluginContract):
+    """Stored part by part (here by Dask's threads); read back as pandas."""
+
+    kind = "dask.dataframe"
+
+    def make(self, seed=0):
+        import dask.dataframe as dd
+
+        frame = pd.DataFrame({"a": [seed, 1, 2, 3], "b": list("wxyz"), "c": [0.5, 1.5, np.nan, 2]})
+        return dd.from_pandas(frame, npartitions=2)
+
+    def assert_same(self, got, want):
+        pd.testing.assert_frame_equal(got, want.compute(), check_exact=True)
+
+
 class TestSeries(PluginContract):
     kind = "pandas.series"
 
@@ -488,6 +503,7 @@ def test_every_builtin_kind_has_a_contract_subclass():
         cls.kind
         for cls in (
             TestDataFrame,
+            TestDaskDataFrame,
             TestSeries,
             TestNdarray,
             TestJson,
@@ -657,6 +673,7 @@ def test_builtin_table_and_order_are_read_only():
     assert SUPPORTS_ORDER == (
         "pandas.dataframe",
         "pandas.series",
+        "dask.dataframe",
         "numpy.ndarray",
         "sklearn.joblib",
         "python.package",
