@@ -317,7 +317,8 @@ class CeleryExecutor:
             else None
         )
         stats = (known.stats() if known else None) or {}
-        active = (known.active() if known else None) or {}
+        # safe: each task's argsrepr (omops.model(forecast)), not its payload
+        active = (known.active(safe=True) if known else None) or {}
         workers = {
             worker: {
                 "host": worker.rpartition("@")[2] or None,
@@ -342,7 +343,7 @@ def _running(task: dict[str, Any]) -> dict[str, Any]:
     """A task a worker runs, as ``om runtime status`` shows it: id, what, since when."""
     return {
         "id": task.get("id") or "",
-        "task": task.get("argsrepr") or task.get("name") or "?",  # e.g. omops.model(forecast)
+        "task": task.get("args") if isinstance(task.get("args"), str) else task.get("name"),
         "started": task.get("time_start"),
     }
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from omops.blobs import Blobs
 from omops.omega import Omega
 from omops.server import create_app
 from omops.server.routers.meta import READY_TIMEOUT, WORKER_HEADER
@@ -36,14 +37,16 @@ def _local(app) -> TestClient:  # noqa: ANN001
 
 
 def test_ready_reports_each_dependency_and_503_while_one_is_down(
-    services: Services, s3: S3, monkeypatch
+    services: Services, s3: S3
 ) -> None:
     env = services.start("postgres", "redis", "moto")
-    # The blob store is this test's own moto; its bucket made there.
-    monkeypatch.setenv("AWS_ENDPOINT_URL", env["OMOPS_TEST_S3"])
+    # The blob store is this test's own moto; its bucket made there. (The endpoint
+    # as an option: fsspec reuses filesystems made with the same options, and one
+    # made by another test with the variables only would reach the shared moto.)
     own = S3(env["OMOPS_TEST_S3"], s3.bucket)
     own.fs().mkdir(own.bucket)
-    om = Omega(catalog=env["OMOPS_TEST_POSTGRES"], blobs=own.url(), broker=env["OMOPS_TEST_REDIS"])
+    blobs = Blobs(own.url(), endpoint_url=own.endpoint)
+    om = Omega(catalog=env["OMOPS_TEST_POSTGRES"], blobs=blobs, broker=env["OMOPS_TEST_REDIS"])
     om.datasets.put({"a": 1}, "conf")
     with _local(create_app(om)) as client:
         answer = client.get("/ready")
@@ -73,6 +76,7 @@ def test_ready_reports_each_dependency_and_503_while_one_is_down(
         assert answer.status_code == 503
         assert checks["catalog"]["ok"] and not checks["blobs"]["ok"]
 
+        om.catalog.close()  # (its pooled connections closed while the server is up)
         services.stop("postgres")
         answer = client.get("/ready")
         checks = answer.json()["checks"]

@@ -11,6 +11,8 @@ told apart by the Omops-Worker header).
 from __future__ import annotations
 
 import re
+import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -71,3 +73,54 @@ def test_every_process_answers_with_the_new_revision_at_once(tmp_path: Path) -> 
         assert set(after) == set(before)
         assert all(after[w] > before[w] for w in after), (before, after)  # both answered
         assert sum(after.values()) - sum(before.values()) == REQUESTS * 2  # two rows each
+
+
+def test_runtime_status_shows_host_queues_and_running_tasks(tmp_path: Path) -> None:
+    """`om runtime status` on a real Celery worker, while it runs a slow fit."""
+    import os
+    import subprocess
+    import uuid
+
+    import pytest
+    from runtime.slow_models import Sleepy
+    from runtime.support import OM, Cluster, make_stats
+
+    broker = os.environ.get("OMOPS_TEST_BROKER") or pytest.fail("OMOPS_TEST_BROKER is not set")
+    queue = f"omops-status-{uuid.uuid4().hex[:8]}"
+    home = tmp_path / "home"
+    home.mkdir()
+    cluster = Cluster(
+        "status",
+        home=home,
+        catalog=f"sqlite:///{home / 'catalog.sqlite'}",
+        blobs=str(home / "blobs"),
+        broker=broker,
+        queue=queue,
+        gpu=f"{queue}-gpu",
+    )
+    try:
+        worker = cluster.start_worker(queue, concurrency=1)
+        om = cluster.omega("default")
+        om.datasets.put(make_stats(), "stats")
+        gate = tmp_path / "gate"
+        om.models.put(Sleepy(delay=60, gate=str(gate)), "sleepy")
+        running = om.runtime.require(queue).model("sleepy").fit("stats[^sales]", "stats[sales]")
+        deadline = time.monotonic() + 60
+        while True:
+            shown = subprocess.run(
+                [str(OM), "runtime", "status"],
+                env=cluster.env(),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert shown.returncode == 0, shown.stderr
+            if running.id[:8] in shown.stdout or time.monotonic() > deadline:
+                break
+        gate.touch()
+        running.get(timeout=60)
+        row = next(line for line in shown.stdout.splitlines() if worker.hostname in line)
+        assert socket.gethostname() in row and queue in row, shown.stdout
+        assert f"omops.model(sleepy) {running.id[:8]}" in shown.stdout, shown.stdout
+    finally:
+        cluster.close()
