@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Private PostgreSQL, RabbitMQ, Redis and S3 (moto) instances for the tests, on loopback,
+# Private PostgreSQL, RabbitMQ, Redis, S3 (moto) and Azure Blob (Azurite) instances for
+# the tests, on loopback,
 # each run with its own free ports, its own directory and its own RabbitMQ node
 # name, so that any number of runs can share a machine. A run only ever stops
 # the processes it started itself (recorded by pid and start time), never one
@@ -8,12 +9,12 @@
 #
 # Sourced (what scripts/test.sh does, and what developers can do):
 #   source scripts/services.sh
-#   start_services postgres rabbitmq redis moto   # in parallel; or start_postgres, ...
+#   start_services postgres rabbitmq redis moto azurite   # in parallel; or start_postgres, ...
 #   services_env                              # the export lines of this run
 #   stop_services                             # stops this run's processes, removes its dir
 #   stop_services_on_exit                     # (scripts/test.sh) stop_services on any exit
 # Executed, for manual use (the services keep running after it returns):
-#   bash scripts/services.sh start [postgres rabbitmq redis moto]   # prints the run dir and env
+#   bash scripts/services.sh start [postgres rabbitmq redis moto azurite]   # prints the run dir and env
 #   bash scripts/services.sh env [RUN_DIR]    # export lines of one run, or of every live run
 #   bash scripts/services.sh stop RUN_DIR
 #
@@ -24,6 +25,9 @@
 # OMOPS_S3_PORT pin a port instead of picking a free one (a pinned port in use
 # is an error). moto (the S3 server) is no Debian package: it comes with the
 # test extra, `moto_server` in .venv/bin (or $OMOPS_MOTO_SERVER, or on PATH).
+# Azurite (Azure Blob Storage) is an npm package, installed on first use into
+# .omops-test/node (or $OMOPS_AZURITE names its azurite-blob); it runs in
+# memory with telemetry off. OMOPS_AZURE_PORT pins its port.
 
 _OMOPS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OMOPS_SERVICES_DIR="${OMOPS_SERVICES_DIR:-$_OMOPS_ROOT/.omops-test/run-$$-$RANDOM$RANDOM}"
@@ -47,7 +51,8 @@ _svc_missing_package() {
     rabbitmq) [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || echo rabbitmq-server ;;
     redis) command -v redis-server >/dev/null 2>&1 || echo redis-server ;;
     moto) ;;  # a Python package (the test extra), not a Debian one: see _moto_bin
-    *) _svc_die "unknown service '$1' (known: postgres rabbitmq redis moto)" ;;
+    azurite) command -v npm >/dev/null 2>&1 || [ -n "${OMOPS_AZURITE:-}" ] || echo npm ;;
+    *) _svc_die "unknown service '$1' (known: postgres rabbitmq redis moto azurite)" ;;
   esac
 }
 
@@ -412,6 +417,51 @@ stop_moto() {
   rm -rf "${OMOPS_SERVICES_DIR:?}/moto"
 }
 
+# ---------------------------------------------------------------- Azure Blob (Azurite)
+
+# azurite-blob from npm, installed once per checkout (runs started together
+# take turns to install it).
+_azurite_bin() {
+  local prefix="$_OMOPS_ROOT/.omops-test/node" bin
+  if [ -n "${OMOPS_AZURITE:-}" ]; then echo "$OMOPS_AZURITE"; return 0; fi
+  bin="$prefix/node_modules/.bin/azurite-blob"
+  mkdir -p "$prefix" || return 1
+  (
+    flock 8
+    [ -x "$bin" ] || npm install --prefix "$prefix" --no-audit --no-fund --silent azurite@3 >&2
+  ) 8>"$prefix/.install.lock" || { _svc_die "npm install azurite failed"; return 1; }
+  [ -x "$bin" ] || { _svc_die "azurite-blob not found after npm install"; return 1; }
+  echo "$bin"
+}
+
+start_azurite() {
+  local pkg base bin port try
+  _svc_prepare azurite || return 1
+  bin=$(_azurite_bin) || return 1
+  base="$OMOPS_SERVICES_DIR/azurite"
+  for try in 1 2 3; do
+    port="${OMOPS_AZURE_PORT:-$(_free_ports 1)}"
+    : >"$base/azurite.log"
+    # In memory, telemetry off (it would try to reach the internet), any API version.
+    _svc_launch azurite root "$base/azurite.log" "$bin" --blobHost 127.0.0.1 \
+      --blobPort "$port" --inMemoryPersistence --disableTelemetry \
+      --skipApiVersionCheck --loose
+    _svc_wait azurite 60 _svc_listens azurite "$port" && break
+    if [ -n "${OMOPS_AZURE_PORT:-}" ] || [ "$try" = 3 ] || ! _svc_port_clash azurite; then
+      _svc_failed azurite
+      return 1
+    fi
+    _svc_stop azurite 5
+  done
+  # Azurite's one account, with its documented, public development key.
+  _svc_export azurite OMOPS_TEST_AZURE "http://127.0.0.1:$port/devstoreaccount1"
+}
+
+stop_azurite() {
+  _svc_stop azurite 10
+  rm -rf "${OMOPS_SERVICES_DIR:?}/azurite"
+}
+
 # ---------------------------------------------------------------- together
 
 # Start services in parallel (RabbitMQ's ~5 s boot dominates), export their
@@ -419,7 +469,7 @@ stop_moto() {
 # failed, with its log tail, and return non-zero (stop_services cleans up).
 start_services() {
   local svc i rc=0 pids=()
-  [ "$#" -gt 0 ] || set -- postgres rabbitmq redis moto
+  [ "$#" -gt 0 ] || set -- postgres rabbitmq redis moto azurite
   ensure_packages "$@" || return 1
   mkdir -p "$OMOPS_SERVICES_DIR" || return 1
   for svc in "$@"; do
@@ -449,7 +499,7 @@ start_services() {
 services_env() {
   local dir="${1:-$OMOPS_SERVICES_DIR}" svc
   echo "export OMOPS_SERVICES_DIR=$dir"
-  for svc in postgres rabbitmq redis moto; do
+  for svc in postgres rabbitmq redis moto azurite; do
     if _svc_alive "$svc" "$dir" && [ -f "$dir/$svc.env" ]; then
       cat "$dir/$svc.env"
     fi
@@ -467,11 +517,11 @@ stop_services() {
   _OMOPS_STARTERS=()
   # In parallel, in a subshell: no job control chatter, no waiting on other jobs.
   (
-    for svc in redis postgres rabbitmq moto; do _svc_stop "$svc" 30 & done
+    for svc in redis postgres rabbitmq moto azurite; do _svc_stop "$svc" 30 & done
     wait
   )
   # Only what a run creates: a mistaken OMOPS_SERVICES_DIR loses nothing else.
-  for svc in postgres rabbitmq redis moto; do
+  for svc in postgres rabbitmq redis moto azurite; do
     rm -rf "${OMOPS_SERVICES_DIR:?}/$svc"
     rm -f "$OMOPS_SERVICES_DIR/$svc".{pid,env,start.log}
   done
@@ -519,7 +569,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
       stop_services
       ;;
     *)
-      echo "usage: bash $0 start [postgres rabbitmq redis moto] | env [RUN_DIR] | stop RUN_DIR" >&2
+      echo "usage: bash $0 start [postgres rabbitmq redis moto azurite] | env [RUN_DIR] | stop RUN_DIR" >&2
       exit 2
       ;;
   esac

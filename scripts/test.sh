@@ -23,7 +23,7 @@ exec 9<&-
 unset OMOPS_SERVICES_DIR
 source scripts/services.sh
 stop_services_on_exit  # on any exit, Ctrl-C included: stop what this run started
-start_services postgres rabbitmq redis moto
+start_services postgres rabbitmq redis moto azurite
 
 .venv/bin/ruff check omops tests bench
 .venv/bin/python -m pytest "$@"
