@@ -153,7 +153,9 @@ class ModelContract:
         body = {"columns": list(X.columns), "data": X.to_numpy().tolist()}
         old, new = self.make(0), self.make(1)
         self.put(om, old, "model", tag="v1")
-        with httpx.Client(base_url=served.url, headers={"Omops-Bucket": om.bucket}) as http:
+        headers = {"Omops-Bucket": om.bucket}
+        # the server imports the framework on its first request for it
+        with httpx.Client(base_url=served.url, headers=headers, timeout=TIMEOUT) as http:
             first = http.post("/api/v1/model/model/predict", json=body)
             assert first.status_code == 200, first.text
             self.assert_predictions(first.json()["result"], self.expected(old, X))
