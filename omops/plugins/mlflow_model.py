@@ -177,15 +177,60 @@ def _local_folder(mlflow: Any, obj: Any, scratch_folder: Path) -> tuple[str, str
     from mlflow.exceptions import MlflowException
 
     try:
-        local = download_artifacts(
-            artifact_uri=uri, dst_path=str(scratch_folder), tracking_uri=spec.tracking_uri
-        )
+        location = _artifact_location(mlflow, uri, spec.tracking_uri)
+        local = download_artifacts(artifact_uri=location, dst_path=str(scratch_folder))
     except MlflowException as exc:
         where = spec.tracking_uri or mlflow.get_tracking_uri()
         raise InvalidData(f"MLflow cannot find {uri!r} (tracking URI {where}): {exc}") from None
     if not is_model_folder(local):
         raise InvalidData(f"{uri!r} is not an MLflow model: it has no MLmodel file")
     return uri, local
+
+
+def _artifact_location(mlflow: Any, uri: str, tracking_uri: str | None) -> str:
+    """Where the artifacts of a ``runs:/`` or ``models:/`` URI lie (a folder or store URI).
+
+    Resolved here with a client of ``tracking_uri`` (also the registry): MLflow's
+    own ``download_artifacts(tracking_uri=...)`` resolves logged and registered
+    models through the process-wide tracking URI instead.
+    """
+    client = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    for _ in range(8):  # a registered version's source may be another URI
+        if uri.startswith("runs:/"):
+            run_id, _, path = uri.removeprefix("runs:/").partition("/")
+            return _run_location(client, run_id, path)
+        if not uri.startswith("models:/"):
+            return uri
+        reference = uri.removeprefix("models:/").strip("/")
+        if reference.startswith("m-") and "/" not in reference:
+            return client.get_logged_model(reference).artifact_location
+        name, _, version = reference.partition("/")
+        if "@" in name:
+            name, _, alias = name.partition("@")
+            uri = client.get_model_version_by_alias(name, alias).source
+        elif version.isdigit():
+            uri = client.get_model_version(name, version).source
+        else:
+            versions = client.search_model_versions(f"name = '{name}'")
+            if not versions:
+                return uri  # MLflow's error follows
+            uri = max(versions, key=lambda v: int(v.version)).source
+    return uri
+
+
+def _run_location(client: Any, run_id: str, path: str) -> str:
+    """A run's artifact folder ``path``, or the model logged under that name by the run."""
+    run = client.get_run(run_id)
+    name = path.split("/", 1)[0]
+    search = getattr(client, "search_logged_models", None)  # MLflow 3 and later
+    logged = search and search(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run_id}' AND name = '{name}'",
+    )
+    if logged:  # MLflow 3: log_model(name=...) keeps the model outside the run's artifacts
+        rest = path.split("/", 1)[1] if "/" in path else ""
+        return "/".join(p for p in (logged[0].artifact_location, rest) if p)
+    return f"{run.info.artifact_uri.rstrip('/')}/{path}"
 
 
 def _describe_folder(mlflow: Any, folder: str) -> dict[str, Any]:

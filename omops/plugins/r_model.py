@@ -13,9 +13,11 @@ R is one interpreter per process and not thread-safe: every call into R holds
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from omops.blobs import Blobs
@@ -81,11 +83,36 @@ def _robjects() -> Any:
         raise PluginError(
             f"kind {KIND!r} needs rpy2 and R: pip install 'omops[r]', and {_INSTALL_R}"
         ) from None
+    library_path = os.environ.get("LD_LIBRARY_PATH")
     try:
         import rpy2.robjects as ro
     except Exception as exc:  # noqa: BLE001 - rpy2 fails in many ways when R is missing or too old
         raise PluginError(f"kind {KIND!r}: rpy2 cannot start R ({exc}); {_INSTALL_R}") from None
+    finally:
+        _restore_library_path(library_path)
     return ro
+
+
+def _restore_library_path(before: str | None) -> None:
+    """Undo rpy2's ``LD_LIBRARY_PATH`` (R's and the system's library folders first).
+
+    R is loaded by then; only processes started later would see it, and their
+    Python would load the system's ``libpython`` instead of its own (Celery
+    workers, process pools, servers started from this process).
+    """
+    if before is None:
+        os.environ.pop("LD_LIBRARY_PATH", None)
+    else:
+        os.environ["LD_LIBRARY_PATH"] = before
+
+
+@contextmanager
+def _in_r(ro: Any) -> Iterator[None]:
+    """Hold R, with rpy2's default conversions (kept per thread: a server's threads have none)."""
+    from rpy2.robjects.conversion import localconverter
+
+    with R_LOCK, localconverter(ro.default_converter):
+        yield
 
 
 def _helpers(ro: Any) -> Any:
@@ -118,7 +145,7 @@ class RPlugin(Plugin):
         ro = _robjects()
         if not self.supports(obj):
             raise InvalidData(f"kind {KIND!r} stores R objects (rpy2), got {type(obj).__name__}")
-        with R_LOCK, scratch() as folder:
+        with _in_r(ro), scratch() as folder:
             helpers = _helpers(ro)
             path = folder / "model.rds"
             ro.r["saveRDS"](obj, file=str(path))
@@ -147,7 +174,7 @@ class RPlugin(Plugin):
     ) -> Any:
         ro = _robjects()
         self._no_query(query)
-        with R_LOCK:
+        with _in_r(ro):
             _attach(ro, kind_meta.get("r_packages", []))
             with blob_file(blobs, self._single(parts, self.kind).blob, "model.rds") as path:
                 return ro.r["readRDS"](str(path))
@@ -162,7 +189,7 @@ class RPlugin(Plugin):
             raise InvalidData(f"kind {KIND!r} takes a table with named columns (a DataFrame)")
         from rpy2.rinterface_lib.embedded import RRuntimeError
 
-        with R_LOCK:
+        with _in_r(ro):
             try:
                 if action == "fit":
                     return ActionOutcome(model=self._refit(ro, obj, X, y))
@@ -241,7 +268,7 @@ def _from_r(ro: Any, value: Any) -> Any:
     import numpy as np
 
     if isinstance(value, ro.FactorVector):
-        levels = list(value.levels)
+        levels = list(ro.r["levels"](value))  # (FactorVector.levels warns inside rpy2)
         return np.array([levels[i - 1] if i > 0 else None for i in np.asarray(value)], dtype=object)
     dim = ro.r["dim"](value)
     array = np.asarray(value)
