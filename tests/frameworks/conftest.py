@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from omops.omega import Omega
 from runtime.support import GPU, QUEUE, TESTS, Cluster
 from server.support import Server
+
+from omops.omega import Omega
 
 HERE = Path(__file__).resolve().parent
 #: No traffic but loopback: MLflow's usage telemetry off, in this process and its children.

@@ -85,7 +85,9 @@ class TestKeras(ModelContract):
         X, y = xy()  # noqa: N806
         with pytest.raises(InvalidData, match="not compiled"):
             perform(om, "model", "fit", X, y)
-        self.assert_predictions(perform(om, "model", "predict", X).result, model.predict_on_batch(X.to_numpy("float32")))
+        self.assert_predictions(
+            perform(om, "model", "predict", X).result, model.predict_on_batch(X.to_numpy("float32"))
+        )
 
     def test_text_columns_are_refused_clearly(self, om):
         om.models.put(self.make(), "model")

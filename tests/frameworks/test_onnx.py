@@ -91,7 +91,10 @@ class TestConvertedClassifier(ModelContract):
         om.models.put(self.make(), "model", kind=self.kind)
         X, _ = xy(seed=1)  # noqa: N806
         shuffled = X[["c", "a", "b"]]
-        assert perform(om, "model", "predict", shuffled).result.tolist() == self.make().predict(X).tolist()
+        assert (
+            perform(om, "model", "predict", shuffled).result.tolist()
+            == self.make().predict(X).tolist()
+        )
         with pytest.raises(InvalidData, match=r"lacks column\(s\) \['c'\]"):
             perform(om, "model", "predict", X[["a", "b"]])
 
@@ -139,9 +142,13 @@ class TestRegressorProto(ModelContract):
         a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [None, 1])
         b = helper.make_tensor_value_info("b", TensorProto.FLOAT, [None, 1])
         out = helper.make_tensor_value_info("sum", TensorProto.FLOAT, [None, 1])
-        graph = helper.make_graph([helper.make_node("Add", ["a", "b"], ["sum"])], "add", [a, b], [out])
+        graph = helper.make_graph(
+            [helper.make_node("Add", ["a", "b"], ["sum"])], "add", [a, b], [out]
+        )
         proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         meta = om.models.put(proto, "adder")
         assert meta.kind_meta["feature_names"] == ["a", "b"]
         frame = pd.DataFrame({"b": [1.0, 2.0], "a": [10.0, 20.0], "z": [0.0, 0.0]})
-        np.testing.assert_array_equal(perform(om, "adder", "predict", frame).result, [[11.0], [22.0]])
+        np.testing.assert_array_equal(
+            perform(om, "adder", "predict", frame).result, [[11.0], [22.0]]
+        )

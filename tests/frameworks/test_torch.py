@@ -54,7 +54,9 @@ class TorchContract(ModelContract):
 
 class TestFactory(TorchContract):
     def make(self, seed=0):
-        return with_factory(net(seed), "frameworks.nets:make_net", {"hidden": 4 + seed}, columns=COLUMNS)
+        return with_factory(
+            net(seed), "frameworks.nets:make_net", {"hidden": 4 + seed}, columns=COLUMNS
+        )
 
     def test_read_back_as_the_factory_builds_it(self, om):
         meta = om.models.put(self.make(), "model")

@@ -44,7 +44,9 @@ class TestXGBClassifier(ModelContract):
         meta = om.models.put(self.make(), "model")
         assert meta.kind_meta["format"] == "ubj"
         assert meta.kind_meta["estimator"] == "xgboost.sklearn:XGBClassifier"
-        blob = om.blobs.read(om.catalog.parts(om.catalog.lookup(om.bucket, "models", "model"))[0].blob)
+        blob = om.blobs.read(
+            om.catalog.parts(om.catalog.lookup(om.bucket, "models", "model"))[0].blob
+        )
         assert blob[:1] == b"{" and b"learner" in blob  # UBJSON, not a pickle stream
 
     def test_precedes_sklearn(self):
