@@ -27,6 +27,8 @@ from server.support import Server
 from omops.omega import Omega
 
 HERE = Path(__file__).resolve().parent
+#: The example plugin package is installed by its test, never imported from here.
+collect_ignore = ["plugin_example"]
 #: No traffic but loopback: MLflow's usage telemetry off, in this process and its children.
 QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 COLUMNS = ["a", "b", "c"]
