@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 
 from omops.blobs import Blobs
@@ -31,6 +32,8 @@ from omops.plugins.base import ActionOutcome, Plugin, ReadQuery, Stored
 __all__ = ["LightGBMPlugin"]
 
 KIND = "lightgbm.model"
+#: Up to this many rows the array lane predicts in one thread (no OpenMP team).
+SMALL_ROWS = 256
 
 
 def _lightgbm() -> Any:
@@ -127,6 +130,29 @@ class LightGBMPlugin(Plugin):
         view = copy.copy(obj)
         view._fitted_with_feature_names = False
         return view
+
+    def perform_array(self, obj: Any, action: str, X: Any) -> ActionOutcome:  # noqa: N803
+        """Predictions straight from the Booster (the lane checks they equal the usual ones).
+
+        The scikit-learn API validates its input on every call (~0.7 ms for one
+        row); the Booster answers in microseconds, in one thread for small inputs.
+        """
+        lgb = sys.modules["lightgbm"]
+        booster = obj if isinstance(obj, lgb.Booster) else obj.booster_
+        threads = {"num_threads": 1} if len(X) <= SMALL_ROWS else {}
+        if isinstance(obj, lgb.Booster) or not isinstance(obj, lgb.LGBMClassifier):
+            if action != "predict":
+                return self.perform(obj, action, X, None)
+            return ActionOutcome(result=booster.predict(X, **threads))
+        if callable(obj._objective) or action not in ("predict", "predict_proba"):
+            return self.perform(obj, action, X, None)
+        proba = booster.predict(X, **threads)
+        if proba.ndim == 1:  # binary: the positive class
+            proba = np.vstack((1.0 - proba, proba)).transpose()
+        if action == "predict_proba":
+            return ActionOutcome(result=proba)
+        # what LabelEncoder.inverse_transform returns, without its checks (~0.25 ms)
+        return ActionOutcome(result=obj._le.classes_[np.argmax(proba, axis=1)])
 
     def perform(self, obj: Any, action: str, X: Any, y: Any, **kwargs: Any) -> ActionOutcome:  # noqa: N803
         lgb = _lightgbm()

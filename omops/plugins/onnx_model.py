@@ -65,7 +65,12 @@ class OnnxModel:
         self.data = bytes(data)
         self.feature_names = list(feature_names) if feature_names else None
         self.flatten = flatten
-        self.session = ort.InferenceSession(self.data, providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        # Between calls, onnxruntime's threads would spin waiting for work, taking the
+        # cores a server's event loop and its clients need: let them sleep instead.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(self.data, options, providers=["CPUExecutionProvider"])
         self._inputs = [(i.name, _DTYPES.get(i.type), i.shape) for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]
 

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 
 from omops.blobs import Blobs
@@ -115,6 +116,30 @@ class XGBoostPlugin(Plugin):
             return False
         booster = obj if isinstance(obj, xgb.Booster) else obj.get_booster()
         return "c" not in (booster.feature_types or [])
+
+    def perform_array(self, obj: Any, action: str, X: Any) -> ActionOutcome:  # noqa: N803
+        """Predictions from ``Booster.inplace_predict`` (the lane checks they equal the usual ones).
+
+        The scikit-learn API's ``predict`` adds ~0.5 ms of checks per call.
+        """
+        xgb = sys.modules["xgboost"]
+        if isinstance(obj, xgb.Booster) or action not in ("predict", "predict_proba"):
+            return self.perform(obj, action, X, None)
+        classifier = isinstance(obj, xgb.XGBClassifier)
+        if action == "predict_proba" and not classifier:
+            return self.perform(obj, action, X, None)
+        output = obj.get_booster().inplace_predict(
+            X, iteration_range=obj._get_iteration_range(None)
+        )
+        if not classifier:
+            return ActionOutcome(result=output)
+        if output.ndim == 1:  # binary: the positive class
+            if action == "predict_proba":
+                return ActionOutcome(result=np.vstack((1.0 - output, output)).transpose())
+            return ActionOutcome(result=(output > 0.5).astype(np.int64))
+        if action == "predict_proba":
+            return ActionOutcome(result=output)
+        return ActionOutcome(result=np.argmax(output, axis=1))
 
     def perform(self, obj: Any, action: str, X: Any, y: Any, **kwargs: Any) -> ActionOutcome:  # noqa: N803
         xgb = _xgboost()

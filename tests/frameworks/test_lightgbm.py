@@ -88,3 +88,24 @@ class TestLGBMBooster(ModelContract):
         X, y = xy()  # noqa: N806
         with pytest.raises(InvalidData, match="Booster has no 'score'"):
             perform(om, "model", "score", X, y)
+
+
+@pytest.mark.parametrize("classes", [["down", "up"], [0, 1, 2]], ids=["binary", "multiclass"])
+def test_the_array_lane_answers_exactly_as_the_model(classes):
+    """The Booster fast path gives what LGBMClassifier.predict/predict_proba give."""
+    from omops.plugins.lightgbm_model import LightGBMPlugin
+    from omops.runtime._arrays import _same
+
+    X, _ = xy(n=90)  # noqa: N806
+    labels = np.asarray(classes, dtype=object if isinstance(classes[0], str) else None)
+    model = lgb.LGBMClassifier(**params(), n_jobs=1).fit(X, labels[np.arange(90) % len(labels)])
+    plugin = LightGBMPlugin()
+    view = plugin.array_view(model)
+    for action in ("predict", "predict_proba"):
+        usual = plugin.perform(model, action, X, None).result
+        assert _same(plugin.perform_array(view, action, X.to_numpy()).result, usual)
+    regressor = lgb.LGBMRegressor(**params(), n_jobs=1).fit(X, X["a"])
+    assert _same(
+        plugin.perform_array(plugin.array_view(regressor), "predict", X.to_numpy()).result,
+        regressor.predict(X),
+    )

@@ -92,3 +92,22 @@ class TestXGBBooster(ModelContract):
         X, y = xy()  # noqa: N806
         with pytest.raises(InvalidData, match="Booster has no 'fit'"):
             perform(om, "model", "fit", X, y)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_the_array_lane_answers_exactly_as_the_model(n_classes):
+    """inplace_predict gives what XGBClassifier.predict/predict_proba give."""
+    from omops.plugins.xgboost_model import XGBoostPlugin
+    from omops.runtime._arrays import _same
+
+    X, _ = xy(n=90)  # noqa: N806
+    model = xgb.XGBClassifier(n_estimators=3, max_depth=2, n_jobs=1)
+    model.fit(X, np.arange(90) % n_classes)
+    plugin = XGBoostPlugin()
+    for action in ("predict", "predict_proba"):
+        usual = plugin.perform(model, action, X, None).result
+        assert _same(plugin.perform_array(model, action, X.to_numpy()).result, usual)
+    regressor = xgb.XGBRegressor(n_estimators=3, n_jobs=1).fit(X, X["a"])
+    assert _same(
+        plugin.perform_array(regressor, "predict", X.to_numpy()).result, regressor.predict(X)
+    )
