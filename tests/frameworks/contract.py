@@ -7,6 +7,7 @@ framework itself predicts in-process (``expected``). Everything else is here.
 
 from __future__ import annotations
 
+import re
 import sys
 
 import httpx
@@ -172,3 +173,23 @@ class ModelContract:
         assert described["kind"] == self.kind
         assert described["input_columns"] == self.feature_names
         assert "predict" in described["actions"]
+
+    def test_rest_fit_stores_a_new_revision_or_says_there_is_no_fit(self, om, served):
+        X, y = xy(n=40, seed=12)  # noqa: N806
+        body = {"columns": list(X.columns), "data": X.to_numpy().tolist(), "y": y.tolist()}
+        first = self.put(om, self.make(0), "model").revision
+        headers = {"Omops-Bucket": om.bucket}
+        with httpx.Client(base_url=served.url, headers=headers, timeout=TIMEOUT) as http:
+            answer = http.post("/api/v1/model/model/fit", params={"async": "false"}, json=body)
+            if not self.fits:
+                assert answer.status_code == 400, answer.text
+                # the kind has no fit, or this object of it (a Booster) has none
+                assert re.search(r"has no (action )?'fit'", answer.json()["message"]), answer.text
+                assert [r for r, _ in om.models.revisions("model")] == [first]
+                return
+            assert answer.status_code == 200, answer.text
+            revision = answer.json()["result"]["revision"]
+            assert [r for r, _ in om.models.revisions("model")] == [first, revision]
+            predicted = http.post("/api/v1/model/model/predict", json=body).json()
+        assert predicted["revision"] == revision
+        self.assert_predictions(predicted["result"], self.expected(om.models.get("model"), X))
