@@ -114,6 +114,8 @@ class XGBoostPlugin(Plugin):
         xgb = sys.modules.get("xgboost")
         if xgb is None:
             return False
+        if isinstance(obj, xgb.XGBModel) and not obj.__sklearn_is_fitted__():
+            return False  # the usual path says it is not fitted
         booster = obj if isinstance(obj, xgb.Booster) else obj.get_booster()
         return "c" not in (booster.feature_types or [])
 

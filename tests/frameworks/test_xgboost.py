@@ -111,3 +111,17 @@ def test_the_array_lane_answers_exactly_as_the_model(n_classes):
     assert _same(
         plugin.perform_array(regressor, "predict", X.to_numpy()).result, regressor.predict(X)
     )
+
+
+def test_an_unfitted_model_answers_400_over_rest(om, served):
+    import httpx
+
+    om.models.put(xgb.XGBRegressor(n_estimators=2), "model")
+    X, _ = xy(n=3)  # noqa: N806
+    body = {"columns": list(X.columns), "data": X.to_numpy().tolist()}
+    with httpx.Client(
+        base_url=served.url, headers={"Omops-Bucket": om.bucket}, timeout=TIMEOUT
+    ) as http:
+        answer = http.post("/api/v1/model/model/predict", json=body)
+    assert answer.status_code == 400, answer.text
+    assert "fit" in answer.json()["message"]
