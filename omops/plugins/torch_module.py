@@ -214,7 +214,8 @@ class TorchPlugin(Plugin):
         with torch.no_grad():
             try:
                 out = module(x, **kwargs)
-            except RuntimeError as exc:  # shape and dtype mismatches are RuntimeErrors
+            # shape and dtype mismatches: RuntimeError (an exported program's guards: AssertionError)
+            except (RuntimeError, AssertionError) as exc:
                 raise InvalidData(f"the module could not predict this input: {exc}") from None
         if isinstance(out, (tuple, list)):
             out = out[0]

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from omops.blobs import Blobs
-from omops.errors import InvalidQuery, PluginError
+from omops.errors import InvalidData, InvalidQuery, PluginError
 from omops.omega import Omega
 from omops.plugins import BUILTIN, SUPPORTS_ORDER, Stored, default_registry
 from omops.runtime.actions import perform
@@ -146,6 +146,12 @@ class ModelContract:
         for action in sorted({"fit", "partial_fit", "predict_proba", "score"} - plugin.actions):
             with pytest.raises(InvalidQuery, match=f"has no action '{action}'"):
                 perform(om, "model", action, X, y)
+
+    def test_an_input_of_the_wrong_width_is_invalid_data(self, om):
+        self.put(om, self.make(), "model")
+        X, _ = xy()  # noqa: N806
+        with pytest.raises(InvalidData):
+            perform(om, "model", "predict", X[["a"]].to_numpy())  # one column, not three
 
     # -- serving ---------------------------------------------------------------
 
