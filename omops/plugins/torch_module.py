@@ -75,9 +75,11 @@ def with_factory(
     columns : list of str, optional
         The input columns, in the order the module expects them.
 
-    Examples
-    --------
-    >>> om.models.put(with_factory(net, 'mypkg.nets:make_net', {'hidden': 8}), 'net')  # doctest: +SKIP
+    Notes
+    -----
+    ``om.models.put(with_factory(net, 'mypkg.nets:make_net', {'hidden': 8}), 'net')``
+    stores ``net``'s weights; reading it back calls ``make_net(hidden=8)`` and
+    loads them (see ``tests/frameworks/test_torch.py``).
     """
     torch = _torch()
     if not isinstance(module, torch.nn.Module):
