@@ -53,6 +53,9 @@ import omops  # noqa: E402
 
 TARGET_MS = 1.5
 QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "TF_CPP_MIN_LOG_LEVEL": "2"}
+#: One PyTorch thread on both sides: on 2 busy cores an OpenMP team per call
+#: costs ~8 ms for 1,000 rows where one thread takes ~0.3 ms.
+TORCH_THREADS = {"OMOPS_TORCH_THREADS": "1"}
 
 
 # -- data --------------------------------------------------------------------
@@ -115,6 +118,7 @@ def torch_model(X, y, folder):  # noqa: N803
     import torch
 
     torch.manual_seed(0)
+    torch.set_num_threads(int(TORCH_THREADS["OMOPS_TORCH_THREADS"]))  # as the server
     module = torch.nn.Sequential(
         torch.nn.Linear(X.shape[1], 16), torch.nn.ReLU(), torch.nn.Linear(16, 1), torch.nn.Sigmoid()
     ).eval()
@@ -233,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="omops-bench-") as tmp:
         root = Path(tmp)
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("OMOPS_")}, **QUIET}
+        env.update(TORCH_THREADS)
         os.environ.update(QUIET)
         om = omops.Omega(home=root / "home")
         local: dict[str, Callable] = {}
@@ -328,7 +333,8 @@ def report(args, results, load_before: str, load_after: str) -> None:
                 "rpy2",
             )
         ),
-        f"- one `om runtime serve` (1 uvicorn worker, array lane on); client: http.client "
+        f"- one `om runtime serve` (1 uvicorn worker, array lane on, OMOPS_TORCH_THREADS=1; "
+        "PyTorch in-process also 1 thread); client: http.client "
         f"keep-alive on the same 2 cores; {args.features} float64 columns; p50 over "
         f"{args.requests} 1-row and {args.bulk_requests} {args.rows}-row requests per kind, "
         f"in {args.blocks} alternating blocks",

@@ -33,8 +33,10 @@ from omops.plugins.base import ActionOutcome, Plugin, ReadQuery, Stored
 __all__ = ["LightGBMPlugin"]
 
 KIND = "lightgbm.model"
-#: Up to this many rows the array lane predicts in one thread (no OpenMP team).
-SMALL_ROWS = 256
+#: Up to this many rows the array lane predicts in one thread: an OpenMP team
+#: per request costs more than it saves in a server that answers requests in
+#: several threads (its threads spin for the cores the server needs).
+SMALL_ROWS = 10_000
 
 
 def _lightgbm() -> Any:

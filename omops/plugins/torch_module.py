@@ -39,11 +39,14 @@ from omops.plugins._frameworks import (
 )
 from omops.plugins.base import ActionOutcome, Plugin, ReadQuery, Stored
 
-__all__ = ["DEVICE_VARIABLE", "TorchPlugin", "with_factory"]
+__all__ = ["DEVICE_VARIABLE", "THREADS_VARIABLE", "TorchPlugin", "with_factory"]
 
 KIND = "torch.module"
 #: The environment variable that picks the device models are loaded on.
 DEVICE_VARIABLE = "OMOPS_TORCH_DEVICE"
+#: The environment variable that sets PyTorch's intra-op threads when a model is
+#: loaded (``torch.set_num_threads``; process-wide, so only when asked for).
+THREADS_VARIABLE = "OMOPS_TORCH_THREADS"
 #: Where a module marked by :func:`with_factory` keeps its factory.
 _FACTORY = "omops_factory"
 #: Where a loaded exported program keeps its callable module (made once per load).
@@ -166,6 +169,7 @@ class TorchPlugin(Plugin):
     ) -> Any:
         torch = _torch()
         self._no_query(query)
+        _set_threads(torch)
         device = _device(torch, kind_meta)
         data = io.BytesIO(blobs.read(self._single(parts, self.kind).blob))
         form = kind_meta.get("form")
@@ -266,6 +270,17 @@ def _device(torch: Any, kind_meta: Mapping[str, Any]) -> Any:
         return device
     stored = torch.device(kind_meta.get("device", "cpu"))
     return stored if _available(torch, stored) else torch.device("cpu")
+
+
+def _set_threads(torch: Any) -> None:
+    """``OMOPS_TORCH_THREADS``, when set: e.g. 1 in a server whose requests run in threads."""
+    asked = env_setting(THREADS_VARIABLE)
+    if asked is None:
+        return
+    if not asked.isdigit() or int(asked) < 1:
+        raise PluginError(f"{THREADS_VARIABLE} must be a positive number of threads, got {asked!r}")
+    if torch.get_num_threads() != int(asked):
+        torch.set_num_threads(int(asked))
 
 
 def _available(torch: Any, device: Any) -> bool:

@@ -121,3 +121,19 @@ def test_workers_import_torch_lazily(fw_local):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_threads_are_set_at_load_when_asked(om, monkeypatch):
+    from omops.plugins.torch_module import THREADS_VARIABLE
+
+    om.models.put(TestExported().make(), "model")
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv(THREADS_VARIABLE, "1")
+        om.models.get("model")
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv(THREADS_VARIABLE, "many")
+        with pytest.raises(PluginError, match="OMOPS_TORCH_THREADS must be a positive number"):
+            om.models.get("model")
+    finally:
+        torch.set_num_threads(before)
