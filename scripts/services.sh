@@ -13,6 +13,7 @@
 #   services_env                              # the export lines of this run
 #   stop_services                             # stops this run's processes, removes its dir
 #   stop_services_on_exit                     # (scripts/test.sh) stop_services on any exit
+#   ensure_debian_packages "${OMOPS_R_PACKAGES[@]}"  # (scripts/test.sh) R for the r.model tests
 # Executed, for manual use (the services keep running after it returns):
 #   bash scripts/services.sh start [postgres rabbitmq redis moto azurite]   # prints the run dir and env
 #   bash scripts/services.sh env [RUN_DIR]    # export lines of one run, or of every live run
@@ -72,6 +73,32 @@ ensure_packages() {
   echo "installing ${missing[*]} with apt-get" >&2
   if ! { apt-get update -qq >/dev/null &&
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }; then
+    _svc_die "apt-get install ${missing[*]} failed"
+  fi
+}
+
+# Debian packages the model-framework tests need besides the services: R for
+# the r.model plugin (rpy2 builds against it) and the R packages of the models
+# the tests train.
+OMOPS_R_PACKAGES=(r-base-core r-cran-randomforest)
+
+# Install the given Debian packages that are not installed yet, without their
+# recommended packages, in one apt-get call.
+ensure_debian_packages() {
+  local pkg missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" ||
+      missing+=("$pkg")
+  done
+  [ "${#missing[@]}" = 0 ] && return 0
+  if [ "$(id -u)" != "0" ]; then
+    _svc_die "missing Debian package(s) ${missing[*]}: install them (sudo apt-get install ${missing[*]}) or run as root"
+    return 1
+  fi
+  echo "installing ${missing[*]} with apt-get" >&2
+  if ! { apt-get update -qq >/dev/null &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >/dev/null; }; then
     _svc_die "apt-get install ${missing[*]} failed"
   fi
 }

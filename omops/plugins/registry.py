@@ -51,19 +51,45 @@ BUILTIN: Mapping[str, PluginSpec] = MappingProxyType(
         "python.json": PluginSpec("omops.plugins.simple:JsonPlugin"),
         "python.pickle": PluginSpec("omops.plugins.simple:PicklePlugin"),
         "sklearn.joblib": PluginSpec("omops.plugins.sklearn:SklearnPlugin", extra="sklearn"),
+        "keras.model": PluginSpec("omops.plugins.keras_model:KerasPlugin", extra="keras"),
+        "torch.module": PluginSpec("omops.plugins.torch_module:TorchPlugin", extra="torch"),
+        "xgboost.model": PluginSpec("omops.plugins.xgboost_model:XGBoostPlugin", extra="xgboost"),
+        "lightgbm.model": PluginSpec(
+            "omops.plugins.lightgbm_model:LightGBMPlugin", extra="lightgbm"
+        ),
+        "onnx.model": PluginSpec("omops.plugins.onnx_model:OnnxPlugin", extra="onnx"),
+        "mlflow.model": PluginSpec("omops.plugins.mlflow_model:MLflowPlugin", extra="mlflow"),
+        "r.model": PluginSpec("omops.plugins.r_model:RPlugin", extra="r"),
         "python.package": PluginSpec("omops.plugins.package:PackagePlugin"),
         "dask.dataframe": PluginSpec("omops.plugins.dask:DaskDataFramePlugin", extra="dask"),
     }
 )
 
-#: Kinds tried, in this order, when no ``kind=`` is given. ``python.pickle`` is
-#: never chosen implicitly: it must be asked for.
+#: Kinds tried, in this order, when no ``kind=`` is given (the README's table).
+#: ``python.pickle`` is never chosen implicitly: it must be asked for.
+#:
+#: * ``mlflow.model`` comes before ``python.json``: it takes the strings that
+#:   name an MLflow model (a folder with an ``MLmodel`` file, ``runs:/...``,
+#:   ``models:/...``) in ``models``, which would otherwise be refused as paths.
+#: * ``xgboost.model`` and ``lightgbm.model`` come before ``sklearn.joblib``:
+#:   their scikit-learn-API models (``XGBClassifier``, ``LGBMClassifier``) are
+#:   scikit-learn estimators too, and must be stored in their native formats.
+#: * Each framework's ``supports`` looks only at frameworks already imported
+#:   (an object of a framework cannot exist before it is), except
+#:   ``mlflow.model``'s string check, so none of them imports anything.
 SUPPORTS_ORDER: tuple[str, ...] = (
     "pandas.dataframe",
     "pandas.series",
     "dask.dataframe",
     "numpy.ndarray",
+    "mlflow.model",
+    "xgboost.model",
+    "lightgbm.model",
     "sklearn.joblib",
+    "keras.model",
+    "torch.module",
+    "onnx.model",
+    "r.model",
     "python.package",  # scripts only: takes paths there, before python.json refuses them
     "python.json",
 )

@@ -1,0 +1,192 @@
+"""``keras.model``: Keras 3 models, stored in the ``.keras`` format.
+
+The ``.keras`` file holds the architecture, the weights and, for a compiled
+model, the compile configuration and optimizer state, so a stored model can
+be fitted again (each fit is a new revision). Keras runs on whichever backend
+it is configured with (``KERAS_BACKEND``; TensorFlow by default).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from omops.blobs import Blobs
+from omops.catalog import PartRecord, RevisionRecord
+from omops.errors import InvalidData, PluginError
+from omops.plugins._frameworks import (
+    INPUT_COLUMNS,
+    as_matrix,
+    blob_file,
+    check_action,
+    describe_model,
+    framework,
+    remember_columns,
+    remembered_columns,
+    scratch,
+    stored_file,
+)
+from omops.plugins.base import ActionOutcome, Plugin, ReadQuery, Stored
+
+__all__ = ["KerasPlugin"]
+
+KIND = "keras.model"
+#: Up to this many rows a prediction is one batch (``predict_on_batch``: no
+#: per-call dataset set-up); larger inputs go through ``predict`` in batches.
+ONE_BATCH_ROWS = 8192
+_FIT_DEFAULTS = {"verbose": 0}
+
+
+def _keras() -> Any:
+    keras = framework(KIND, "keras", extra="keras", what="Keras 3 with a backend")
+    if not hasattr(keras, "saving") or int(keras.__version__.split(".")[0]) < 3:
+        raise PluginError(
+            f"kind {KIND!r} needs Keras 3, found keras {keras.__version__}: "
+            "pip install 'omops[keras]'"
+        )
+    return keras
+
+
+class KerasPlugin(Plugin):
+    """Any ``keras.Model`` (Sequential, functional or subclassed and registered).
+
+    ``kind_meta``: ``model`` (the class), ``keras_version``, ``backend``,
+    ``compiled``, ``n_features`` (a single 2-D input's width) and
+    ``feature_names`` (the columns the model was fitted on through omops, or
+    set as ``model.omops_input_columns``).
+    """
+
+    kind = KIND
+    stores = ("models",)
+    actions = frozenset({"fit", "partial_fit", "predict", "score"})
+
+    @classmethod
+    def supports(cls, obj: Any) -> bool:
+        keras = sys.modules.get("keras")
+        model = getattr(keras, "Model", None) if keras is not None else None
+        return isinstance(model, type) and isinstance(obj, model)
+
+    def put(self, obj: Any, blobs: Blobs, *, base: RevisionRecord | None = None) -> Stored:
+        keras = _keras()
+        if not isinstance(obj, keras.Model):
+            raise InvalidData(f"kind {KIND!r} stores a keras.Model, got {type(obj).__name__}")
+        meta: dict[str, Any] = {
+            "model": f"{type(obj).__module__}.{type(obj).__qualname__}",
+            "keras_version": keras.__version__,
+            "backend": keras.backend.backend(),
+            "compiled": bool(getattr(obj, "compiled", False)),
+        }
+        width = _input_width(obj)
+        if width is not None:
+            meta["n_features"] = width
+        columns = remembered_columns(obj)
+        if columns is not None:
+            meta["feature_names"] = columns
+        _build_optimizer(obj)
+        with scratch() as folder:
+            path = folder / "model.keras"
+            try:
+                obj.save(path)
+            except (ValueError, TypeError, NotImplementedError) as exc:
+                raise InvalidData(f"kind {KIND!r} cannot save this model: {exc}") from None
+            part = stored_file(blobs, path)
+        return Stored(parts=[part], kind_meta=meta)
+
+    def get(
+        self,
+        blobs: Blobs,
+        parts: Sequence[PartRecord],
+        kind_meta: Mapping[str, Any],
+        *,
+        query: ReadQuery | None = None,
+    ) -> Any:
+        keras = _keras()
+        self._no_query(query)
+        with blob_file(blobs, self._single(parts, self.kind).blob, "model.keras") as path:
+            try:
+                model = keras.saving.load_model(path)
+            except (ValueError, TypeError) as exc:
+                raise InvalidData(
+                    f"kind {KIND!r} cannot load this model here ({exc}); custom layers must "
+                    "be registered with keras.saving.register_keras_serializable in an "
+                    "installed package"
+                ) from None
+        if "feature_names" in kind_meta:
+            setattr(model, INPUT_COLUMNS, tuple(kind_meta["feature_names"]))
+        return model
+
+    def describe(self, kind_meta: Mapping[str, Any]) -> dict[str, Any]:
+        return describe_model(kind_meta, ("model", "backend", "feature_names", "n_features"))
+
+    def takes_arrays(self, obj: Any) -> bool:
+        """True: the model is given the frame's numbers as an array either way."""
+        return True
+
+    def perform(self, obj: Any, action: str, X: Any, y: Any, **kwargs: Any) -> ActionOutcome:  # noqa: N803
+        check_action(KIND, self.actions, action)
+        x = as_matrix(X, "float32", KIND)
+        if action == "predict":
+            if len(x) <= ONE_BATCH_ROWS and not kwargs:
+                return ActionOutcome(result=_numpy(obj.predict_on_batch(x)))
+            return ActionOutcome(result=obj.predict(x, **{**_FIT_DEFAULTS, **kwargs}))
+        _check_compiled(obj, action)
+        targets = None if y is None else _targets(y)
+        if action == "fit":
+            obj.fit(x, targets, **{**_FIT_DEFAULTS, **kwargs})
+        elif action == "partial_fit":
+            obj.train_on_batch(x, targets, **kwargs)
+        else:  # score
+            found = obj.evaluate(x, targets, return_dict=True, **{**_FIT_DEFAULTS, **kwargs})
+            return ActionOutcome(result=_score(found))
+        remember_columns(obj, X)
+        return ActionOutcome(model=obj)
+
+
+def _input_width(model: Any) -> int | None:
+    """The number of columns of a model with one 2-D input ``(None, n)``, else None."""
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):  # a subclassed model not built yet
+        return None
+    if not inputs or len(inputs) != 1:
+        return None
+    shape = tuple(inputs[0].shape)
+    return int(shape[1]) if len(shape) == 2 and shape[1] is not None else None
+
+
+def _build_optimizer(model: Any) -> None:
+    """Give a compiled, never fitted model's optimizer its variables before saving.
+
+    Otherwise the file holds an optimizer without slots, and loading it warns
+    that the optimizer's variables were skipped (they are made on first fit).
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not optimizer.built and model.built:
+        optimizer.build(model.trainable_variables)
+
+
+def _check_compiled(model: Any, action: str) -> None:
+    if not getattr(model, "compiled", False):
+        raise InvalidData(
+            f"the Keras model is not compiled, so it cannot {action}: call "
+            "model.compile(optimizer=..., loss=...) before storing it"
+        )
+
+
+def _targets(y: Any) -> Any:
+    import numpy as np
+
+    return np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y)
+
+
+def _numpy(value: Any) -> Any:
+    import numpy as np
+
+    return value if isinstance(value, np.ndarray) else np.asarray(value)
+
+
+def _score(found: Mapping[str, Any]) -> float:
+    """The first metric given to ``compile`` (e.g. accuracy), else the loss."""
+    metrics = [k for k in found if k != "loss"]
+    return float(found[metrics[0]] if metrics else found["loss"])

@@ -1,0 +1,96 @@
+"""``keras.model``: Keras 3 models in the ``.keras`` format (TensorFlow CPU backend here)."""
+
+from __future__ import annotations
+
+import functools
+
+import keras
+import numpy as np
+import pytest
+
+from omops.errors import InvalidData
+from omops.runtime.actions import perform
+
+from .conftest import COLUMNS, xy
+from .contract import TIMEOUT, ModelContract
+
+# TensorFlow's variables predate NumPy 2's copy= keyword (TensorFlow's warning, not ours)
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+)
+
+
+def network(seed: int = 0) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(1)]
+    )
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    return model
+
+
+@functools.cache
+def trained(seed: int = 0) -> keras.Model:
+    X, y = xy(seed=seed)  # noqa: N806
+    model = network(seed)
+    model.fit(X.to_numpy("float32"), y.to_numpy("float32"), epochs=2, verbose=0)
+    model.omops_input_columns = tuple(COLUMNS)  # what omops' own fit records
+    return model
+
+
+class TestKeras(ModelContract):
+    kind = "keras.model"
+    extra = "keras"
+    modules = ("keras",)
+    fits = True
+
+    def make(self, seed=0):
+        return trained(seed)
+
+    def expected(self, model, X):  # noqa: N803
+        return model.predict_on_batch(X.to_numpy("float32"))
+
+    def test_fit_passes_epochs_batch_size_and_validation_split(self, runtime_om):
+        om, runtime = runtime_om
+        X, y = xy(n=40, seed=4)  # noqa: N806
+        om.datasets.put(X.assign(y=y), "train", append=False)
+        first = om.models.put(network(), "model").revision
+        assert "feature_names" not in om.models.metadata("model").kind_meta
+        fit = runtime.model("model").fit(
+            "train[a,b,c]", "train[y]", epochs=3, batch_size=10, validation_split=0.25
+        )
+        summary = fit.get(timeout=TIMEOUT)
+        assert [r for r, _ in om.models.revisions("model")] == [first, summary["revision"]]
+        fitted = om.models.get("model")
+        # 30 training rows (validation_split 0.25 of 40) in batches of 10, 3 epochs
+        assert int(fitted.optimizer.iterations) == 9
+        assert om.models.metadata("model").kind_meta["feature_names"] == COLUMNS
+        got = runtime.model("model").predict("train[a,b,c]").get(timeout=TIMEOUT)
+        self.assert_predictions(got, self.expected(fitted, X))
+        score = runtime.model("model").score("train[a,b,c]", "train[y]").get(timeout=TIMEOUT)
+        mae = float(np.mean(np.abs(fitted.predict_on_batch(X.to_numpy("float32"))[:, 0] - y)))
+        assert score == pytest.approx(mae, rel=1e-4)
+
+    def test_partial_fit_is_one_batch(self, om):
+        X, y = xy(n=20)  # noqa: N806
+        om.models.put(network(), "model")
+        perform(om, "model", "partial_fit", X, y)
+        perform(om, "model", "partial_fit", X, y)
+        assert len(om.models.revisions("model")) == 3
+        assert int(om.models.get("model").optimizer.iterations) == 2
+
+    def test_an_uncompiled_model_cannot_fit(self, om):
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        om.models.put(model, "model")
+        X, y = xy()  # noqa: N806
+        with pytest.raises(InvalidData, match="not compiled"):
+            perform(om, "model", "fit", X, y)
+        self.assert_predictions(
+            perform(om, "model", "predict", X).result, model.predict_on_batch(X.to_numpy("float32"))
+        )
+
+    def test_text_columns_are_refused_clearly(self, om):
+        om.models.put(self.make(), "model")
+        X, _ = xy()  # noqa: N806
+        with pytest.raises(InvalidData, match="column 'a' has dtype"):
+            perform(om, "model", "predict", X.assign(a="x"))

@@ -1,0 +1,149 @@
+"""``mlflow.model``: MLflow model folders and runs:/ or models:/ URIs, predicted through pyfunc."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+with warnings.catch_warnings():
+    # MLflow warns about its own type hints while importing pyfunc (its warning, not ours)
+    warnings.simplefilter("ignore")
+    import mlflow
+    import mlflow.pyfunc
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+from omops.errors import InvalidData
+from omops.plugins import default_registry
+from omops.plugins.mlflow_model import MLflowModel
+from omops.runtime.actions import perform
+
+from .conftest import COLUMNS, xy
+from .contract import TIMEOUT, ModelContract
+
+pytestmark = [
+    # MLflow's own SQLAlchemy store uses an option SQLAlchemy 2.1 deprecates
+    pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::FutureWarning:mlflow"),
+]
+
+
+@functools.cache
+def classifier(seed: int = 0) -> LogisticRegression:
+    X, y = xy(seed=seed)  # noqa: N806
+    return LogisticRegression(C=1.0 + seed).fit(X, y)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("mlflow-models")
+
+
+@functools.cache
+def _saved(folder: str, seed: int) -> str:
+    path = Path(folder) / f"model-{seed}"
+    model = classifier(seed)
+    X, _ = xy(seed=seed)  # noqa: N806
+    mlflow.sklearn.save_model(
+        model,
+        str(path),
+        signature=infer_signature(X, model.predict(X)),
+        pip_requirements=["scikit-learn"],
+    )
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tracking(tmp_path_factory, quiet_env) -> str:
+    """A local tracking store (SQLite) with its artifacts in a folder."""
+    root = tmp_path_factory.mktemp("mlflow-tracking")
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+class TestModelFolder(ModelContract):
+    kind = "mlflow.model"
+    extra = "mlflow"
+    modules = ("mlflow", "mlflow.pyfunc")
+
+    @pytest.fixture(autouse=True)
+    def _folder(self, folders):
+        self.folder = str(folders)
+
+    def make(self, seed=0):
+        return _saved(self.folder, seed)
+
+    def expected(self, model, X):  # noqa: N803
+        if isinstance(model, str):
+            return classifier(int(model.rpartition("-")[2])).predict(X)
+        return model.predict(X)
+
+    def test_a_stored_model_needs_no_folder_to_serve(self, om, tmp_path):
+        import shutil
+
+        copy = shutil.copytree(self.make(), tmp_path / "copy")
+        meta = om.models.put(str(copy), "model")
+        shutil.rmtree(copy)
+        assert meta.kind_meta["flavors"] == ["python_function", "sklearn"]
+        X, _ = xy(seed=2)  # noqa: N806
+        got = perform(om, "model", "predict", X).result
+        assert got.tolist() == classifier(0).predict(X).tolist()
+        # read back, it can be put again
+        assert om.models.put(om.models.get("model"), "again").kind == self.kind
+
+    def test_signature_enforces_the_inputs(self, om):
+        om.models.put(self.make(), "model")
+        X, _ = xy()  # noqa: N806
+        with pytest.raises(InvalidData, match=r"lacks column\(s\) \['c'\]"):
+            perform(om, "model", "predict", X[["a", "b"]])
+
+    def test_a_folder_without_mlmodel_is_not_taken(self, om, tmp_path):
+        with pytest.raises(InvalidData, match="path of an existing folder"):
+            om.models.put(str(tmp_path), "model")
+        with pytest.raises(InvalidData, match="neither an MLflow model folder"):
+            om.models.put(str(tmp_path), "model", kind=self.kind)
+
+
+def test_runs_and_models_uris_from_a_tracking_store(om, tracking, tmp_path, monkeypatch):
+    model = classifier(0)
+    X, _ = xy()  # noqa: N806
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
+    client = mlflow.MlflowClient(tracking)
+    experiment = client.create_experiment("omops", artifact_location=str(tmp_path / "artifacts"))
+    with mlflow.start_run(experiment_id=experiment) as run:
+        logged = mlflow.sklearn.log_model(
+            model,
+            name="clf",
+            signature=infer_signature(X, model.predict(X)),
+            pip_requirements=["scikit-learn"],
+            registered_model_name="clf",
+        )
+    runs_uri = f"runs:/{run.info.run_id}/clf"
+    # selected by its string, resolved through the given tracking URI
+    assert default_registry().select(runs_uri, "models").kind == "mlflow.model"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    meta = om.models.put(MLflowModel(runs_uri, tracking_uri=tracking), "from-run")
+    assert meta.kind == "mlflow.model"
+    assert meta.kind_meta["source"] == runs_uri
+    assert meta.kind_meta["run_id"] == run.info.run_id
+    assert meta.kind_meta["feature_names"] == COLUMNS
+    registered = om.models.put(MLflowModel("models:/clf/1", tracking_uri=tracking), "from-registry")
+    assert registered.kind_meta["source"] == "models:/clf/1"
+    for name in ("from-run", "from-registry"):
+        np.testing.assert_array_equal(perform(om, name, "predict", X).result, model.predict(X))
+    assert logged.model_uri  # logged through the same store
+    with pytest.raises(InvalidData, match="MLflow cannot find 'runs:/nope/clf'"):
+        om.models.put(MLflowModel("runs:/nope/clf", tracking_uri=tracking), "missing")
+
+
+def test_served_by_workers_too(fw_celery, folders):
+    om = fw_celery.omega()
+    X, _ = xy(seed=4)  # noqa: N806
+    om.models.put(_saved(str(folders), 1), "model")
+    om.datasets.put(X, "inputs")
+    got = om.runtime.require(fw_celery.queue).model("model").predict("inputs").get(timeout=TIMEOUT)
+    assert got == classifier(1).predict(X).tolist()

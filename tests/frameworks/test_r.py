@@ -1,0 +1,124 @@
+"""``r.model``: R models through rpy2 (R and randomForest from Debian), stored with saveRDS."""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from omops.errors import InvalidData, PluginError
+from omops.plugins.r_model import R_LOCK, _r_frame, _robjects
+from omops.runtime.actions import perform
+
+from .conftest import COLUMNS, xy
+from .contract import TIMEOUT, ModelContract
+
+# through the plugin: it keeps rpy2's LD_LIBRARY_PATH from the workers and servers started later
+ro = _robjects()
+
+
+@functools.cache
+def forest(seed: int = 0):
+    """A randomForest classifier of y (a factor) on a, b, c, fitted in R."""
+    X, y = xy(seed=seed)  # noqa: N806
+    with R_LOCK:
+        ro.r("suppressPackageStartupMessages(library(randomForest))")
+        ro.r["set.seed"](seed)
+        data = _r_frame(ro, X.assign(y=y), factors={"y"})
+        return ro.r["randomForest"](ro.Formula("y ~ a + b + c"), data=data, ntree=15 + 2 * seed)
+
+
+def r_predict(model, X, **kwargs):  # noqa: N803
+    with R_LOCK:
+        result = ro.r["predict"](model, newdata=_r_frame(ro, X), **kwargs)
+        if isinstance(result, ro.FactorVector):
+            levels = list(ro.r["levels"](result))
+            return np.array([levels[i - 1] for i in np.asarray(result)], dtype=object)
+        return np.asarray(result)
+
+
+class TestRandomForest(ModelContract):
+    kind = "r.model"
+    extra = "r"
+    modules = ("rpy2",)
+    fits = True
+
+    def make(self, seed=0):
+        return forest(seed)
+
+    def expected(self, model, X):  # noqa: N803
+        return r_predict(model, X)
+
+    def test_kind_meta_names_class_packages_and_columns(self, om):
+        meta = om.models.put(self.make(), "model")
+        assert meta.kind_meta["r_class"] == ["randomForest.formula", "randomForest"]
+        assert meta.kind_meta["r_packages"] == ["randomForest"]
+        assert meta.kind_meta["response"] == "y"
+        assert meta.details["feature_names"] == COLUMNS
+
+    def test_predict_proba_over_the_runtime(self, runtime_om):
+        om, runtime = runtime_om
+        X, _ = xy(seed=6)  # noqa: N806
+        om.datasets.put(X, "inputs", append=False)
+        om.models.put(self.make(), "model")
+        got = runtime.model("model").predict_proba("inputs").get(timeout=TIMEOUT)
+        want = np.asarray(r_predict(self.make(), X, type="prob")).reshape((len(X), 2), order="F")
+        np.testing.assert_allclose(got, want)
+
+    def test_fit_refits_the_formula_on_new_data(self, runtime_om):
+        om, runtime = runtime_om
+        X, _ = xy(n=50, seed=8)  # noqa: N806
+        X["target"] = 2.0 * X["a"] - X["b"] + 1.0
+        om.datasets.put(X, "train", append=False)
+        with R_LOCK:
+            linear = ro.r["lm"](ro.Formula("target ~ a + b"), data=_r_frame(ro, X.iloc[:5] * 0 + 1))
+        first = om.models.put(linear, "model").revision
+        summary = runtime.model("model").fit("train[a,b]", "train[target]").get(timeout=TIMEOUT)
+        assert [r for r, _ in om.models.revisions("model")] == [first, summary["revision"]]
+        got = runtime.model("model").predict("train[a,b]").get(timeout=TIMEOUT)
+        np.testing.assert_allclose(got, X["target"], atol=1e-9)
+
+    def test_r_errors_are_invalid_data(self, om):
+        X, _ = xy()  # noqa: N806
+        with R_LOCK:
+            linear = ro.r["lm"](ro.Formula("a ~ b"), data=_r_frame(ro, X))
+        om.models.put(linear, "model")
+        with pytest.raises(InvalidData, match="R could not predict_proba this input"):
+            perform(om, "model", "predict_proba", X)
+
+
+def test_missing_r_package_names_the_debian_package(om):
+    with R_LOCK:
+        model = ro.r("structure(list(), class = 'omopsNoSuchModel')")
+    meta = om.models.put(model, "model")
+    stored = om.catalog.lookup(om.bucket, "models", "model")
+    plugin = om.plugins.get("r.model")
+    kind_meta = {**meta.kind_meta, "r_packages": ["omopsNoSuchPkg"]}
+    with pytest.raises(PluginError, match="apt-get install r-cran-omopsnosuchpkg"):
+        plugin.get(om.blobs, om.catalog.parts(stored), kind_meta)
+
+
+def test_starting_r_leaves_the_library_path_alone():
+    code = (
+        "import os; from omops.plugins.r_model import _robjects; _robjects(); "
+        "print(os.environ.get('LD_LIBRARY_PATH'))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.stdout.strip() == "None", done.stderr
+
+
+def test_missing_r_names_what_to_install(tmp_path):
+    """Without R, the plugin says to install R (rpy2 itself is there)."""
+    code = (
+        "from omops.plugins.r_model import _robjects\n"
+        "try:\n    _robjects()\nexcept Exception as exc:\n    print(type(exc).__name__, exc)\n"
+    )
+    env = {**os.environ, "R_HOME": str(tmp_path / "no-r"), "PATH": "/nonexistent"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert "PluginError" in done.stdout, done.stdout + done.stderr
+    assert "apt-get install r-base-core" in done.stdout
