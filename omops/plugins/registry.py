@@ -53,6 +53,7 @@ BUILTIN: Mapping[str, PluginSpec] = MappingProxyType(
         "sklearn.joblib": PluginSpec("omops.plugins.sklearn:SklearnPlugin", extra="sklearn"),
         "python.package": PluginSpec("omops.plugins.package:PackagePlugin"),
         "dask.dataframe": PluginSpec("omops.plugins.dask:DaskDataFramePlugin", extra="dask"),
+        "notebook.ipynb": PluginSpec("omops.plugins.notebook:NotebookPlugin", extra="jobs"),
     }
 )
 
@@ -65,6 +66,7 @@ SUPPORTS_ORDER: tuple[str, ...] = (
     "numpy.ndarray",
     "sklearn.joblib",
     "python.package",  # scripts only: takes paths there, before python.json refuses them
+    "notebook.ipynb",  # before python.json: a notebook is a dict, its path a string
     "python.json",
 )
 
@@ -192,7 +194,8 @@ _READ_FIRST = MappingProxyType(
         "datasets": "read it first (e.g. pd.read_csv(path)) and put the DataFrame",
         "models": "load it first (e.g. joblib.load(path)) and put the model",
         "scripts": "omops cannot store script packages yet (planned kind python.package)",
-        "jobs": "omops cannot store notebooks yet (planned kind notebook.ipynb)",
+        "jobs": "om.jobs stores notebooks: give the path of a .ipynb file, an nbformat "
+        "NotebookNode, or code for om.jobs.create(code, name)",
     }
 )
 
