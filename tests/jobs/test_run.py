@@ -1,0 +1,178 @@
+"""Job runs in real Jupyter kernels, on the local executor and on real Celery workers."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from omops.errors import InvalidData, NotFound, TaskFailed
+from omops.omega import Omega
+from omops.runtime import Runtime
+
+from .support import notebook, stdout_of
+
+TIMEOUT = 180
+
+
+def test_parameters_reach_the_notebook_both_ways(cluster_om: Omega, crt: Runtime) -> None:
+    cluster_om.jobs.put(
+        notebook(
+            "print('papermill', region, n * 2)",
+            "print('seed', job.get('region'), job.get('n'), sorted(job))",
+            parameters="region = 'us'\nn = 1",
+        ),
+        "params",
+    )
+    record = crt.job("params").run(region="eu", n=21).get(timeout=TIMEOUT)
+    assert record["status"] == "ok"
+    assert record["job"] == "params"
+    assert record["parameters"] == {"region": "eu", "n": 21}
+    assert record["duration"] > 0
+    assert record["result"].startswith("results/params_")
+    executed = cluster_om.jobs.get(record["result"])
+    out = stdout_of(executed)
+    assert "papermill eu 42" in out
+    assert "seed eu 21 ['n', 'region']" in out
+    # The injected cell comes right after the cell tagged 'parameters'.
+    assert executed.cells[1].metadata["tags"] == ["injected-parameters"]
+    assert executed.metadata["omops"]["parameters"] == {"region": "eu", "n": 21}
+    meta = cluster_om.jobs.metadata(record["result"])
+    assert meta.attributes["status"] == "ok"
+    assert meta.attributes["started"] == record["started"]
+    # Without parameters the notebook's own defaults hold, and job is an empty dict.
+    default = crt.job("params").run().get(timeout=TIMEOUT)
+    out = stdout_of(cluster_om.jobs.get(default["result"]))
+    assert "papermill us 2" in out and "seed None None []" in out
+
+
+def test_the_kernel_works_on_the_jobs_own_store_and_bucket(cluster_om: Omega, crt: Runtime) -> None:
+    cluster_om.datasets.put(pd.DataFrame({"x": [1, 2, 3]}), "input", append=False)
+    cluster_om.jobs.create(
+        "import omops as om\n"
+        "df = om.datasets.get('input')\n"
+        "om.datasets.put(df * factor, 'output', append=False)\n"
+        "print(om.datasets.get('output')['x'].tolist())",
+        "pipeline",
+        parameters={"factor": 1},
+    )
+    record = crt.job("pipeline").run(factor=10).get(timeout=TIMEOUT)
+    assert "[10, 20, 30]" in stdout_of(cluster_om.jobs.get(record["result"]))
+    assert cluster_om.datasets.get("output")["x"].tolist() == [10, 20, 30]
+
+
+def test_a_failing_cell_is_reported_and_stored_and_the_worker_lives_on(
+    cluster_om: Omega, crt: Runtime
+) -> None:
+    cluster_om.jobs.put(notebook("x = 1", "print('before')\n1 / 0", "print('never')"), "bad")
+    with pytest.raises(TaskFailed) as failed:
+        crt.job("bad").run().get(timeout=TIMEOUT)
+    assert failed.value.exc_type == "ZeroDivisionError"
+    assert "failed in cell 2" in failed.value.exc_message  # cell 0 is the injected one
+    assert "ZeroDivisionError" in failed.value.remote_traceback
+    [run] = cluster_om.jobs.results("bad")
+    assert run["status"] == "failed"
+    assert run["error"]["cell"] == 2
+    assert run["error"]["ename"] == "ZeroDivisionError"
+    assert run["error"]["evalue"] == "division by zero"
+    assert "1 / 0" in run["error"]["traceback"]
+    assert "\x1b[" not in run["error"]["traceback"]  # plain text, no terminal colours
+    assert run["result"] in failed.value.exc_message
+    executed = cluster_om.jobs.get(run["result"])
+    assert "before" in stdout_of(executed) and "never" not in stdout_of(executed)
+    # The process that ran it runs the next job.
+    cluster_om.jobs.create("print('fine')", "good")
+    assert crt.job("good").run().get(timeout=TIMEOUT)["status"] == "ok"
+
+
+def test_a_kernel_that_dies_is_reported_not_hung_on(cluster_om: Omega, crt: Runtime) -> None:
+    cluster_om.jobs.put(notebook("import os", "os._exit(3)", "print('never')"), "dies")
+    with pytest.raises(TaskFailed) as failed:
+        crt.job("dies").run().get(timeout=TIMEOUT)
+    assert failed.value.exc_type == "DeadKernelError"
+    assert "the kernel died while running this cell (exit status 3)" in failed.value.exc_message
+    [run] = cluster_om.jobs.results("dies")
+    assert run["status"] == "failed" and run["error"]["cell"] == 2
+    cluster_om.jobs.create("print('alive')", "after")
+    assert crt.job("after").run().get(timeout=TIMEOUT)["status"] == "ok"
+
+
+def test_map_runs_once_per_item_and_answers_in_input_order(cluster_om: Omega, crt: Runtime) -> None:
+    cluster_om.jobs.create(
+        "import time\ntime.sleep(0.3 * (3 - job['param']))\nprint('item', job['param'], param)",
+        "chunk",
+    )
+    records = crt.job("chunk").map(range(4), region="eu").get(timeout=TIMEOUT)
+    assert [r["parameters"] for r in records] == [{"region": "eu", "param": i} for i in range(4)]
+    for i, record in enumerate(records):
+        assert f"item {i} {i}" in stdout_of(cluster_om.jobs.get(record["result"]))
+    assert len(cluster_om.jobs.results("chunk")) == 4
+    assert crt.job("chunk").map([]).get(timeout=TIMEOUT) == []
+
+
+def test_parallel_collects_job_runs(cluster_om: Omega, crt: Runtime) -> None:
+    cluster_om.jobs.create("print('one', job)", "compute-1")
+    cluster_om.jobs.create("print('two', job)", "compute-2")
+    with crt.parallel() as batch:
+        batch.job("compute-1").run(n=1)
+        batch.job("compute-1").run(n=2)
+        batch.job("compute-2").run()
+        results = batch.run()
+    records = results.get(timeout=TIMEOUT)
+    assert [(r["job"], r["parameters"]) for r in records] == [
+        ("compute-1", {"n": 1}),
+        ("compute-1", {"n": 2}),
+        ("compute-2", {}),
+    ]
+
+
+def test_tracked_runs_log_task_events(cluster_om: Omega, crt: Runtime) -> None:
+    cluster_om.jobs.create("print(job)", "tracked", parameters={"n": 0})
+    cluster_om.jobs.create("raise ValueError('nope')", "broken")
+    with cluster_om.runtime.experiment("jobs-exp") as exp:
+        crt.job("tracked").run(n=5).get(timeout=TIMEOUT)
+        with pytest.raises(TaskFailed):
+            crt.job("broken").run().get(timeout=TIMEOUT)
+    frame = exp.data(event=["task_call", "task_success", "task_failure"])
+    rows = list(zip(frame["event"], frame["key"], strict=True))
+    assert rows.count(("task_call", "omops.job")) == 2
+    assert ("task_success", "omops.job") in rows and ("task_failure", "omops.job") in rows
+    calls = frame[frame["event"] == "task_call"]["value"].tolist()
+    assert {"name": "tracked", "kwargs": {"n": 5}} in [c["args"] for c in calls]
+    success = frame[frame["event"] == "task_success"]["value"].iloc[0]
+    assert success["result"]["status"] == "ok"
+
+
+def test_cell_timeout(local_cluster) -> None:
+    om = local_cluster.omega()
+    om.jobs.create("import time\ntime.sleep(30)", "slow")
+    with pytest.raises(TaskFailed) as failed:
+        om.runtime.job("slow", timeout=1).run().get(timeout=TIMEOUT)
+    assert failed.value.exc_type == "CellTimeoutError"
+    assert "did not finish within 1 s" in failed.value.exc_message
+    with pytest.raises(InvalidData, match="seconds >= 0"):
+        om.runtime.job("slow", timeout=-1)
+
+
+def test_bad_calls_fail_before_any_kernel(local_cluster) -> None:
+    om = local_cluster.omega()
+    with pytest.raises(TaskFailed, match="NotFound"):
+        om.runtime.job("missing").run().get()
+    with pytest.raises(NotFound, match="does not exist"):
+        om.runtime.job("missing").submit()
+    om.jobs.put({"not": "a notebook"}, "json-thing")
+    with pytest.raises(TaskFailed, match="not a notebook"):
+        om.runtime.job("json-thing").run().get()
+    om.jobs.create("x = 1", "ok")
+    with pytest.raises(InvalidData, match="JSON values"):
+        om.runtime.job("ok").run(when=object())
+    assert om.jobs.results("ok") == []
+
+
+def test_a_notebook_made_with_another_python_kernel_runs_on_python3(local_cluster) -> None:
+    om = local_cluster.omega()
+    nb = notebook("print('ran')")
+    nb.metadata["kernelspec"] = {"name": "my-venv", "display_name": "x", "language": "python"}
+    om.jobs.put(nb, "other-kernel")
+    record = om.runtime.job("other-kernel").run().get(timeout=TIMEOUT)
+    assert record["kernel"] == "python3"
+    assert "ran" in stdout_of(om.jobs.get(record["result"]))
