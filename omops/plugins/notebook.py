@@ -75,14 +75,16 @@ def read_notebook(obj: Any) -> Any:
             )
         try:
             node = nbf.read(str(path), as_version=4)
-        except (OSError, ValueError, KeyError, TypeError) as exc:  # NotJSONError is a ValueError
-            raise InvalidData(f"{str(path)!r} is not a Jupyter notebook: {exc}") from None
+        except (OSError, ValueError, KeyError, TypeError, nbf.ValidationError) as exc:
+            # (nbformat's NotJSONError is a ValueError)
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InvalidData(f"{str(path)!r} is not a Jupyter notebook: {reason}") from None
     elif is_notebook(obj):
         try:
             node = nbf.from_dict(dict(obj))
             if node.get("nbformat") != 4:
                 node = nbf.convert(node, 4)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, nbf.ValidationError) as exc:
             raise InvalidData(f"cannot read this notebook object: {exc}") from None
     else:
         raise InvalidData(
