@@ -176,3 +176,35 @@ def test_a_notebook_made_with_another_python_kernel_runs_on_python3(local_cluste
     record = om.runtime.job("other-kernel").run().get(timeout=TIMEOUT)
     assert record["kernel"] == "python3"
     assert "ran" in stdout_of(om.jobs.get(record["result"]))
+
+
+def test_a_kernel_pool_hands_out_started_kernels_each_used_once(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("OMOPS_KERNEL_POOL", "1")
+    om = Omega(home=str(tmp_path / "home"))
+    try:
+        om.jobs.create("import os\nprint('pid', os.getpid())\nleak = 'from an earlier run'", "a")
+        om.jobs.create("print('leaked' if 'leak' in globals() else 'clean')", "b")
+        first = om.runtime.job("a").run().get(timeout=TIMEOUT)
+        assert first["pooled_kernel"] is False  # nothing was started ahead yet
+
+        def pooled_run(name: str) -> dict:
+            # The spare is started in the background after each run; give it time.
+            for _ in range(100):
+                record = om.runtime.job(name).run().get(timeout=TIMEOUT)
+                if record["pooled_kernel"]:
+                    return record
+            raise AssertionError("no run got a kernel started ahead")
+
+        second = pooled_run("b")
+        assert "clean" in stdout_of(om.jobs.get(second["result"]))
+        third = pooled_run("a")
+        pids = [stdout_of(om.jobs.get(r["result"])).split()[1] for r in (first, third)]
+        assert pids[0] != pids[1]  # a fresh kernel per run
+    finally:
+        om.close()
+    monkeypatch.setenv("OMOPS_KERNEL_POOL", "lots")
+    broken = Omega(home=str(tmp_path / "home"))
+    broken.jobs.create("x = 1", "c")
+    with pytest.raises(TaskFailed, match="OMOPS_KERNEL_POOL must be a number"):
+        broken.runtime.job("c").run().get()
+    broken.close()
