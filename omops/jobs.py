@@ -154,7 +154,7 @@ class JobsRepository(Repository):
         run_at: str,
         *,
         parameters: Mapping[str, Any] | None = None,
-        label: str = "default",
+        label: str | None = None,
     ) -> dict[str, Any]:
         """Run job ``name`` at ``run_at`` (UTC), from now on, replacing any earlier schedule.
 
@@ -173,8 +173,9 @@ class JobsRepository(Repository):
             ``'weekdays at 06:00'``, ``'mondays at 08:30'``.
         parameters : dict, optional
             Parameters of every run.
-        label : str, default='default'
-            The queue runs are sent to.
+        label : str, optional
+            The queue runs are sent to; by default the scheduler's own
+            (``OMOPS_LABEL``, else ``default``).
 
         Returns
         -------
@@ -197,7 +198,7 @@ class JobsRepository(Repository):
             run_at=" ".join(run_at.split()),
             cron=cron,
             parameters=json_parameters(parameters),
-            queue=check_tag(label),
+            queue="" if label is None else check_tag(label),
             next_run=next_after(cron, dt.datetime.now(dt.UTC)),
         )
         return record.to_dict()

@@ -41,7 +41,7 @@ class ScheduleRecord:
     parameters : dict
         Parameters of every run.
     queue : str
-        The runtime label (queue) runs go to.
+        The runtime label (queue) runs go to; empty: the scheduler's own.
     next_run : datetime
         The next occurrence to fire (UTC).
     last_run : datetime or None

@@ -52,7 +52,15 @@ ParamOption = Annotated[
     ),
 ]
 LocalOption = Annotated[bool, typer.Option("--local", help="Run here even if a broker is set.")]
-LabelOption = Annotated[str, typer.Option("--label", "-l", help="Queue to run on.")]
+LabelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--label",
+        "-l",
+        help="Queue to run on (default OMOPS_LABEL or 'default').",
+        show_default=False,
+    ),
+]
 CellTimeoutOption = Annotated[
     float | None,
     typer.Option(
@@ -69,12 +77,14 @@ def _parameters(specs: list[str] | None) -> dict[str, Any]:
     return {k: parse_value(v) for k, v in parse_attributes(specs or []).items()}
 
 
-def _runtime(bucket: str | None, *, local: bool, label: str) -> Any:
+def _runtime(bucket: str | None, *, local: bool, label: str | None) -> Any:
     om = omops.get_omega()
     if bucket is not None:
         om = om[bucket]
     runtime = om.runtime.mode(local=local)
-    return runtime if local or not om.broker else runtime.require(check_tag(label))
+    if local or not om.broker or label is None:
+        return runtime
+    return runtime.require(check_tag(label))
 
 
 @contextlib.contextmanager
@@ -212,7 +222,7 @@ def run(
     name: NameArgument,
     param: ParamOption = None,
     local: LocalOption = False,
-    label: LabelOption = "default",
+    label: LabelOption = None,
     cell_timeout: CellTimeoutOption = None,
     wait: WaitOption = 3600.0,
     run_async: Annotated[
@@ -251,7 +261,7 @@ def map_(
     ] = None,
     param: ParamOption = None,
     local: LocalOption = False,
-    label: LabelOption = "default",
+    label: LabelOption = None,
     cell_timeout: CellTimeoutOption = None,
     wait: WaitOption = 3600.0,
     bucket: BucketOption = None,
@@ -295,7 +305,7 @@ def schedule(
         ),
     ] = None,
     param: ParamOption = None,
-    label: LabelOption = "default",
+    label: LabelOption = None,
     drop: Annotated[bool, typer.Option("--drop", help="Stop scheduling NAME.")] = False,
     bucket: BucketOption = None,
     as_json: JsonOption = False,

@@ -103,7 +103,7 @@ class Scheduler:
             "scheduled": schedule.next_run.isoformat(),
             "record": task_id,
         }
-        queue = schedule.queue if om.broker else "default"
+        queue = schedule.queue or om.settings.label  # '': the scheduler's own label
         call = TaskCall("omops.job", payload, queue, schedule.bucket)
         om.catalog.task_log.submitted(task_id, bucket=schedule.bucket, task=call.task)
         error = None

@@ -1,21 +1,21 @@
-"""Job runs in real Jupyter kernels, on the local executor and on real Celery workers."""
+"""Job runs (omops/runtime/jobs.py) in real Jupyter kernels, on the local executor and on
+real Celery workers (the runtime suite's clusters)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
+from jobs.support import notebook, stdout_of
 
 from omops.errors import InvalidData, NotFound, TaskFailed
 from omops.omega import Omega
 from omops.runtime import Runtime
 
-from .support import notebook, stdout_of
-
 TIMEOUT = 180
 
 
-def test_parameters_reach_the_notebook_both_ways(cluster_om: Omega, crt: Runtime) -> None:
-    cluster_om.jobs.put(
+def test_parameters_reach_the_notebook_both_ways(om: Omega, rt: Runtime) -> None:
+    om.jobs.put(
         notebook(
             "print('papermill', region, n * 2)",
             "print('seed', job.get('region'), job.get('n'), sorted(job))",
@@ -23,31 +23,31 @@ def test_parameters_reach_the_notebook_both_ways(cluster_om: Omega, crt: Runtime
         ),
         "params",
     )
-    record = crt.job("params").run(region="eu", n=21).get(timeout=TIMEOUT)
+    record = rt.job("params").run(region="eu", n=21).get(timeout=TIMEOUT)
     assert record["status"] == "ok"
     assert record["job"] == "params"
     assert record["parameters"] == {"region": "eu", "n": 21}
     assert record["duration"] > 0
     assert record["result"].startswith("results/params_")
-    executed = cluster_om.jobs.get(record["result"])
+    executed = om.jobs.get(record["result"])
     out = stdout_of(executed)
     assert "papermill eu 42" in out
     assert "seed eu 21 ['n', 'region']" in out
     # The injected cell comes right after the cell tagged 'parameters'.
     assert executed.cells[1].metadata["tags"] == ["injected-parameters"]
     assert executed.metadata["omops"]["parameters"] == {"region": "eu", "n": 21}
-    meta = cluster_om.jobs.metadata(record["result"])
+    meta = om.jobs.metadata(record["result"])
     assert meta.attributes["status"] == "ok"
     assert meta.attributes["started"] == record["started"]
     # Without parameters the notebook's own defaults hold, and job is an empty dict.
-    default = crt.job("params").run().get(timeout=TIMEOUT)
-    out = stdout_of(cluster_om.jobs.get(default["result"]))
+    default = rt.job("params").run().get(timeout=TIMEOUT)
+    out = stdout_of(om.jobs.get(default["result"]))
     assert "papermill us 2" in out and "seed None None []" in out
 
 
-def test_the_kernel_works_on_the_jobs_own_store_and_bucket(cluster_om: Omega, crt: Runtime) -> None:
-    cluster_om.datasets.put(pd.DataFrame({"x": [1, 2, 3]}), "input", append=False)
-    cluster_om.jobs.create(
+def test_the_kernel_works_on_the_jobs_own_store_and_bucket(om: Omega, rt: Runtime) -> None:
+    om.datasets.put(pd.DataFrame({"x": [1, 2, 3]}), "input", append=False)
+    om.jobs.create(
         "import omops as om\n"
         "df = om.datasets.get('input')\n"
         "om.datasets.put(df * factor, 'output', append=False)\n"
@@ -55,21 +55,21 @@ def test_the_kernel_works_on_the_jobs_own_store_and_bucket(cluster_om: Omega, cr
         "pipeline",
         parameters={"factor": 1},
     )
-    record = crt.job("pipeline").run(factor=10).get(timeout=TIMEOUT)
-    assert "[10, 20, 30]" in stdout_of(cluster_om.jobs.get(record["result"]))
-    assert cluster_om.datasets.get("output")["x"].tolist() == [10, 20, 30]
+    record = rt.job("pipeline").run(factor=10).get(timeout=TIMEOUT)
+    assert "[10, 20, 30]" in stdout_of(om.jobs.get(record["result"]))
+    assert om.datasets.get("output")["x"].tolist() == [10, 20, 30]
 
 
 def test_a_failing_cell_is_reported_and_stored_and_the_worker_lives_on(
-    cluster_om: Omega, crt: Runtime
+    om: Omega, rt: Runtime
 ) -> None:
-    cluster_om.jobs.put(notebook("x = 1", "print('before')\n1 / 0", "print('never')"), "bad")
+    om.jobs.put(notebook("x = 1", "print('before')\n1 / 0", "print('never')"), "bad")
     with pytest.raises(TaskFailed) as failed:
-        crt.job("bad").run().get(timeout=TIMEOUT)
+        rt.job("bad").run().get(timeout=TIMEOUT)
     assert failed.value.exc_type == "ZeroDivisionError"
     assert "failed in cell 2" in failed.value.exc_message  # cell 0 is the injected one
     assert "ZeroDivisionError" in failed.value.remote_traceback
-    [run] = cluster_om.jobs.results("bad")
+    [run] = om.jobs.results("bad")
     assert run["status"] == "failed"
     assert run["error"]["cell"] == 2
     assert run["error"]["ename"] == "ZeroDivisionError"
@@ -77,42 +77,42 @@ def test_a_failing_cell_is_reported_and_stored_and_the_worker_lives_on(
     assert "1 / 0" in run["error"]["traceback"]
     assert "\x1b[" not in run["error"]["traceback"]  # plain text, no terminal colours
     assert run["result"] in failed.value.exc_message
-    executed = cluster_om.jobs.get(run["result"])
+    executed = om.jobs.get(run["result"])
     assert "before" in stdout_of(executed) and "never" not in stdout_of(executed)
     # The process that ran it runs the next job.
-    cluster_om.jobs.create("print('fine')", "good")
-    assert crt.job("good").run().get(timeout=TIMEOUT)["status"] == "ok"
+    om.jobs.create("print('fine')", "good")
+    assert rt.job("good").run().get(timeout=TIMEOUT)["status"] == "ok"
 
 
-def test_a_kernel_that_dies_is_reported_not_hung_on(cluster_om: Omega, crt: Runtime) -> None:
-    cluster_om.jobs.put(notebook("import os", "os._exit(3)", "print('never')"), "dies")
+def test_a_kernel_that_dies_is_reported_not_hung_on(om: Omega, rt: Runtime) -> None:
+    om.jobs.put(notebook("import os", "os._exit(3)", "print('never')"), "dies")
     with pytest.raises(TaskFailed) as failed:
-        crt.job("dies").run().get(timeout=TIMEOUT)
+        rt.job("dies").run().get(timeout=TIMEOUT)
     assert failed.value.exc_type == "DeadKernelError"
     assert "the kernel died while running this cell (exit status 3)" in failed.value.exc_message
-    [run] = cluster_om.jobs.results("dies")
+    [run] = om.jobs.results("dies")
     assert run["status"] == "failed" and run["error"]["cell"] == 2
-    cluster_om.jobs.create("print('alive')", "after")
-    assert crt.job("after").run().get(timeout=TIMEOUT)["status"] == "ok"
+    om.jobs.create("print('alive')", "after")
+    assert rt.job("after").run().get(timeout=TIMEOUT)["status"] == "ok"
 
 
-def test_map_runs_once_per_item_and_answers_in_input_order(cluster_om: Omega, crt: Runtime) -> None:
-    cluster_om.jobs.create(
+def test_map_runs_once_per_item_and_answers_in_input_order(om: Omega, rt: Runtime) -> None:
+    om.jobs.create(
         "import time\ntime.sleep(0.3 * (3 - job['param']))\nprint('item', job['param'], param)",
         "chunk",
     )
-    records = crt.job("chunk").map(range(4), region="eu").get(timeout=TIMEOUT)
+    records = rt.job("chunk").map(range(4), region="eu").get(timeout=TIMEOUT)
     assert [r["parameters"] for r in records] == [{"region": "eu", "param": i} for i in range(4)]
     for i, record in enumerate(records):
-        assert f"item {i} {i}" in stdout_of(cluster_om.jobs.get(record["result"]))
-    assert len(cluster_om.jobs.results("chunk")) == 4
-    assert crt.job("chunk").map([]).get(timeout=TIMEOUT) == []
+        assert f"item {i} {i}" in stdout_of(om.jobs.get(record["result"]))
+    assert len(om.jobs.results("chunk")) == 4
+    assert rt.job("chunk").map([]).get(timeout=TIMEOUT) == []
 
 
-def test_parallel_collects_job_runs(cluster_om: Omega, crt: Runtime) -> None:
-    cluster_om.jobs.create("print('one', job)", "compute-1")
-    cluster_om.jobs.create("print('two', job)", "compute-2")
-    with crt.parallel() as batch:
+def test_parallel_collects_job_runs(om: Omega, rt: Runtime) -> None:
+    om.jobs.create("print('one', job)", "compute-1")
+    om.jobs.create("print('two', job)", "compute-2")
+    with rt.parallel() as batch:
         batch.job("compute-1").run(n=1)
         batch.job("compute-1").run(n=2)
         batch.job("compute-2").run()
@@ -125,13 +125,13 @@ def test_parallel_collects_job_runs(cluster_om: Omega, crt: Runtime) -> None:
     ]
 
 
-def test_tracked_runs_log_task_events(cluster_om: Omega, crt: Runtime) -> None:
-    cluster_om.jobs.create("print(job)", "tracked", parameters={"n": 0})
-    cluster_om.jobs.create("raise ValueError('nope')", "broken")
-    with cluster_om.runtime.experiment("jobs-exp") as exp:
-        crt.job("tracked").run(n=5).get(timeout=TIMEOUT)
+def test_tracked_runs_log_task_events(om: Omega, rt: Runtime) -> None:
+    om.jobs.create("print(job)", "tracked", parameters={"n": 0})
+    om.jobs.create("raise ValueError('nope')", "broken")
+    with om.runtime.experiment("jobs-exp") as exp:
+        rt.job("tracked").run(n=5).get(timeout=TIMEOUT)
         with pytest.raises(TaskFailed):
-            crt.job("broken").run().get(timeout=TIMEOUT)
+            rt.job("broken").run().get(timeout=TIMEOUT)
     frame = exp.data(event=["task_call", "task_success", "task_failure"])
     rows = list(zip(frame["event"], frame["key"], strict=True))
     assert rows.count(("task_call", "omops.job")) == 2
