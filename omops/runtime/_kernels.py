@@ -22,6 +22,7 @@ import re
 import shutil
 import tempfile
 import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,6 +118,7 @@ class Kernels:
         self._idle: dict[_Key, list[_Kernel]] = {}  # touched on the loop only
         self._starting: dict[_Key, int] = {}
         self._closed = False
+        self._finalizer: weakref.finalize | None = None
 
     def __repr__(self) -> str:
         return f"<Kernels spares={self.spares} running={self._thread is not None}>"
@@ -132,6 +134,8 @@ class Kernels:
                 )
                 thread.start()
                 self._loop, self._thread = loop, thread
+                # An Omega dropped without close() still stops its kernels and thread.
+                self._finalizer = weakref.finalize(self, _stop, loop, thread, self._idle)
             return self._loop
 
     def run(
@@ -227,22 +231,30 @@ class Kernels:
         """Stop the spare kernels and the loop thread."""
         with self._lock:
             self._closed = True
-            loop, thread = self._loop, self._thread
+            finalizer, self._finalizer = self._finalizer, None
             self._loop = self._thread = None
-        if loop is None or thread is None:
-            return
+        if finalizer is not None:
+            finalizer()
 
-        async def stop_all() -> None:
-            kernels = [k for idle in self._idle.values() for k in idle]
-            self._idle.clear()
-            await asyncio.gather(*(k.stop() for k in kernels))
 
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(stop_all(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        if not thread.is_alive():
-            loop.close()
+def _stop(
+    loop: asyncio.AbstractEventLoop, thread: threading.Thread, idle: dict[_Key, list[_Kernel]]
+) -> None:
+    """Stop the spare kernels in ``idle``, then the loop and its thread."""
+
+    async def stop_all() -> None:
+        kernels = [k for found in idle.values() for k in found]
+        idle.clear()
+        await asyncio.gather(*(k.stop() for k in kernels))
+
+    if loop.is_closed() or not thread.is_alive():
+        return
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(stop_all(), loop).result(timeout=30)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=10)
+    if not thread.is_alive():
+        loop.close()
 
 
 async def _execute(kernel: _Kernel, notebook: Any, timeout: float | None) -> Executed:

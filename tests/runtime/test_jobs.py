@@ -208,3 +208,34 @@ def test_a_kernel_pool_hands_out_started_kernels_each_used_once(tmp_path, monkey
     with pytest.raises(TaskFailed, match="OMOPS_KERNEL_POOL must be a number"):
         broken.runtime.job("c").run().get()
     broken.close()
+
+
+def _kernels_of_this_process() -> set[int]:
+    import psutil
+
+    return {
+        child.pid
+        for child in psutil.Process().children(recursive=True)
+        if "ipykernel_launcher" in " ".join(child.cmdline())
+    }
+
+
+def test_spare_kernels_stop_with_their_omega_closed_or_dropped(tmp_path, monkeypatch) -> None:
+    import gc
+
+    from jobs.support import wait_for
+
+    monkeypatch.setenv("OMOPS_KERNEL_POOL", "1")
+    before = _kernels_of_this_process()
+    for close in (True, False):
+        om = Omega(home=str(tmp_path / f"home-{close}"))
+        om.jobs.create("x = 1", "a")
+        om.runtime.job("a").run().get(timeout=TIMEOUT)
+        spares = wait_for(lambda: _kernels_of_this_process() - before, "a spare kernel")
+        if close:
+            om.close()
+        else:
+            om.catalog.close()
+            del om
+            gc.collect()
+        wait_for(lambda s=spares: not (s & _kernels_of_this_process()), "the spare's exit")
