@@ -18,8 +18,8 @@ Each way runs ``--repeats`` times, the ways interleaved, on the same file:
 
 omops runs on a temporary ``OMOPS_HOME`` (SQLite catalog, blob folder).
 papermill is not an omops dependency: ``pip install papermill`` (the ``bench``
-extra). The notebook part is :func:`notebook_part`; a scripts part can be added
-next to it.
+extra). The notebook part is :func:`notebook_part`; scripts are measured by
+``bench/scripts.py``.
 
 Run::
 
