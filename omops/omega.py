@@ -11,6 +11,7 @@ from omops.blobs import Blobs
 from omops.catalog import Catalog
 from omops.config import Settings, load_settings
 from omops.errors import InvalidData, InvalidName
+from omops.jobs import JobsRepository
 from omops.plugins import Registry, default_registry
 from omops.repository import STORES, Repository
 
@@ -105,7 +106,7 @@ class Omega:
             setattr(
                 self,
                 store,
-                Repository(
+                (JobsRepository if store == "jobs" else Repository)(
                     store,
                     catalog=self.catalog,
                     blobs=self.blobs,
@@ -117,7 +118,7 @@ class Omega:
 
     datasets: Repository
     models: Repository
-    jobs: Repository
+    jobs: JobsRepository
     scripts: Repository
     streams: Repository
 

@@ -193,3 +193,21 @@ tracked_models = sa.Table(
         primary_key=True,
     ),
 )
+
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("bucket", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    # What the user wrote ('every 5 minutes') and the cron line it means, in UTC.
+    sa.Column("run_at", sa.String(255), nullable=False),
+    sa.Column("cron", sa.String(128), nullable=False),
+    sa.Column("parameters", sa.JSON, nullable=False),
+    sa.Column("queue", sa.String(64), nullable=False),
+    # The occurrence to fire next; a scheduler claims it by moving it on.
+    sa.Column("next_run", UTCDateTime, nullable=False),
+    sa.Column("last_run", UTCDateTime, nullable=True),
+    sa.Column("last_task", sa.String(64), nullable=True),
+    sa.Column("created", UTCDateTime, nullable=False),
+)
+sa.Index("ix_schedules_next_run", schedules.c.next_run)

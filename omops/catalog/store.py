@@ -35,6 +35,7 @@ from omops.catalog._records import (
 )
 from omops.catalog._statements import LOOKUP, PARTS, REVISION_EXISTS
 from omops.catalog.keys import ApiKeys
+from omops.catalog.schedules import Schedules
 from omops.catalog.tasks import TaskLog
 from omops.catalog.tracking import Tracking
 from omops.errors import NotFound, StorageError
@@ -217,6 +218,11 @@ class Catalog:
     def task_log(self) -> TaskLog:
         """Tasks recorded for lookup from any process."""
         return TaskLog(self)
+
+    @property
+    def schedules(self) -> Schedules:
+        """Job schedules, and the claims that make each occurrence fire once."""
+        return Schedules(self)
 
     # -- objects -----------------------------------------------------------
 

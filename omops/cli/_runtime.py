@@ -343,3 +343,52 @@ def _environ_set(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@app.command(
+    epilog=examples(
+        "  om runtime scheduler                 # fires scheduled jobs until Ctrl-C",
+        "  om runtime scheduler --once          # fire what is due now, then exit",
+    )
+)
+def scheduler(
+    interval: Annotated[
+        float, typer.Option(min=0.05, help="Seconds between looks at the catalog.")
+    ] = 5.0,
+    once: Annotated[bool, typer.Option("--once", help="Fire what is due now and exit.")] = False,
+) -> None:
+    """Fire the scheduled job runs of every bucket (om jobs schedule); times are UTC.
+
+    Any number of schedulers may share a catalog: each run fires once. Runs go
+    to the configured broker's workers (the schedule's label), else run here.
+    """
+    import signal
+
+    from omops.runtime.scheduler import Fired, Scheduler
+
+    om = omops.get_omega()
+
+    def report(fired: Fired) -> None:
+        what = (
+            f"job {fired.name!r} (bucket {fired.bucket!r}, due {fired.scheduled:%Y-%m-%d %H:%M:%S})"
+        )
+        if fired.error:
+            print_note(f"could not send {what}: {fired.error}")
+        else:
+            print_note(
+                f"fired {what} as task {fired.task}; next {fired.next_run:%Y-%m-%d %H:%M:%S}"
+            )
+
+    runner = Scheduler(om, interval=interval, on_fire=report)
+    try:
+        if once:
+            runner.tick()
+            return
+        signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+        print_note(f"scheduler watching {om.catalog!r} (runs go to {om.runtime!r}); Ctrl-C stops")
+        try:
+            runner.run()
+        except KeyboardInterrupt:
+            runner.stop()
+    finally:
+        om.close()

@@ -13,7 +13,17 @@ import typer
 from typer.core import TyperGroup
 
 import omops
-from omops.cli import _auth, _config, _datasets, _db, _experiments, _models, _runtime, _scripts
+from omops.cli import (
+    _auth,
+    _config,
+    _datasets,
+    _db,
+    _experiments,
+    _jobs,
+    _models,
+    _runtime,
+    _scripts,
+)
 from omops.cli._common import (
     CliError,
     JsonOption,
@@ -65,6 +75,7 @@ app = typer.Typer(
 )
 app.add_typer(_datasets.app)
 app.add_typer(_models.app)
+app.add_typer(_jobs.app)
 app.add_typer(_config.app)
 app.add_typer(_runtime.app)
 app.add_typer(_auth.app)

@@ -62,6 +62,7 @@ BUILTIN: Mapping[str, PluginSpec] = MappingProxyType(
         "r.model": PluginSpec("omops.plugins.r_model:RPlugin", extra="r"),
         "python.package": PluginSpec("omops.plugins.package:PackagePlugin"),
         "dask.dataframe": PluginSpec("omops.plugins.dask:DaskDataFramePlugin", extra="dask"),
+        "notebook.ipynb": PluginSpec("omops.plugins.notebook:NotebookPlugin", extra="jobs"),
     }
 )
 
@@ -91,6 +92,7 @@ SUPPORTS_ORDER: tuple[str, ...] = (
     "onnx.model",
     "r.model",
     "python.package",  # scripts only: takes paths there, before python.json refuses them
+    "notebook.ipynb",  # before python.json: a notebook is a dict, its path a string
     "python.json",
 )
 
@@ -218,7 +220,8 @@ _READ_FIRST = MappingProxyType(
         "datasets": "read it first (e.g. pd.read_csv(path)) and put the DataFrame",
         "models": "load it first (e.g. joblib.load(path)) and put the model",
         "scripts": "omops cannot store script packages yet (planned kind python.package)",
-        "jobs": "omops cannot store notebooks yet (planned kind notebook.ipynb)",
+        "jobs": "om.jobs stores notebooks: give the path of a .ipynb file, an nbformat "
+        "NotebookNode, or code for om.jobs.create(code, name)",
     }
 )
 

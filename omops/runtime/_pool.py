@@ -124,17 +124,18 @@ class ProcessPool:
     def _read(self, worker: _Worker) -> None:
         """Results of one worker, until it exits."""
         stdout: IO[bytes] = worker.proc.stdout  # type: ignore[assignment]
-        for line in stdout:
-            message = orjson.loads(line)
-            with self._lock:
-                if message.get("ready"):
-                    worker.ready = True
-                else:
-                    _, future = worker.busy or (None, None)
-                    worker.busy = None
-                    if future is not None:
-                        _resolve(future, message)
-                self._dispatch()
+        with stdout:  # closed at the worker's exit, not left to the garbage collector
+            for line in stdout:
+                message = orjson.loads(line)
+                with self._lock:
+                    if message.get("ready"):
+                        worker.ready = True
+                    else:
+                        _, future = worker.busy or (None, None)
+                        worker.busy = None
+                        if future is not None:
+                            _resolve(future, message)
+                    self._dispatch()
         self._lost(worker)
 
     def _lost(self, worker: _Worker) -> None:

@@ -15,6 +15,7 @@ from omops.names import check_tag, parse_reference
 from omops.runtime._state import state_of
 from omops.runtime.actions import action as action_spec
 from omops.runtime.executors import Executor, executor_for
+from omops.runtime.jobs import JobProxy
 from omops.runtime.plan import Batch, TaskCall
 from omops.runtime.results import TaskResult
 from omops.runtime.tasks import temp_name
@@ -113,6 +114,13 @@ class Runtime:
         recorded = replace(call, payload={**call.payload, "record": task_id})
         self.executor.submit(recorded, task_id=task_id, background=True)
         return task_id
+
+    def job(self, name: str, *, timeout: float | None = None) -> JobProxy:
+        """Runs of the stored notebook ``name``: ``.run(**parameters)``, ``.map(items)``.
+
+        ``timeout``: seconds each cell may run (see :class:`omops.runtime.jobs.JobProxy`).
+        """
+        return JobProxy(self, name, timeout=timeout)
 
     def ping(self, data: Any = None) -> TaskResult:
         """A no-op task: answers ``{'pong': data, 'host', 'pid'}`` from where it ran."""

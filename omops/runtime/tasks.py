@@ -17,6 +17,7 @@ from omops.errors import NotFound
 from omops.omega import Omega
 from omops.runtime._tracking import TaskTracking
 from omops.runtime.actions import perform
+from omops.runtime.jobs import job_task
 from omops.runtime.serialize import to_json
 
 __all__ = ["TASKS", "TEMP_PREFIX", "execute", "to_json"]
@@ -64,6 +65,7 @@ TASKS: Mapping[str, Callable[[Omega, Mapping[str, Any], Any], Any]] = MappingPro
         "omops.ping": ping,
         "omops.collect": collect,
         "omops.script": script,
+        "omops.job": job_task,
     }
 )
 

@@ -22,7 +22,7 @@ from omops.server._guard import (
 )
 from omops.server._limits import BodyLimitMiddleware
 from omops.server._metrics import Metrics, MetricsMiddleware
-from omops.server.routers import auth, dataset, meta, model, script, task
+from omops.server.routers import auth, dataset, job, meta, model, script, task
 
 __all__ = ["DEFAULT_MAX_BODY", "ERROR_RESPONSES", "app_from_environment", "create_app"]
 
@@ -112,7 +112,7 @@ def create_app(
     app.state.metrics = Metrics()
     app.state.arrays = arrays
     install_error_handlers(app)
-    for router in (meta.router, model.router, dataset.router, task.router, auth.router):
+    for router in (meta.router, model.router, dataset.router, task.router, auth.router, job.router):
         app.include_router(router)
     app.include_router(script.router)
     app.openapi = _with_errors(app.openapi)  # type: ignore[method-assign]

@@ -211,6 +211,25 @@ class TestNdarray(PluginContract):
         assert local_om.datasets.list() == []
 
 
+class TestNotebook(PluginContract):
+    kind = "notebook.ipynb"
+    store = "jobs"
+
+    def make(self, seed=0):
+        import nbformat
+
+        cells = [nbformat.v4.new_code_cell(f"x = {seed}"), nbformat.v4.new_markdown_cell("# hi")]
+        return nbformat.v4.new_notebook(cells=cells)
+
+    def assert_same(self, got, want):
+        import nbformat
+
+        assert isinstance(got, nbformat.NotebookNode)
+        assert [(c.cell_type, c.source) for c in got.cells] == [
+            (c.cell_type, c.source) for c in want.cells
+        ]
+
+
 class TestJson(PluginContract):
     kind = "python.json"
 
@@ -273,7 +292,7 @@ def test_a_url_is_never_stored_as_json_silently(local_om, store, text, shown, fr
     [
         ("datasets", "pd.read_csv(path)"),
         ("models", "joblib.load(path)"),
-        ("jobs", "planned kind notebook.ipynb"),
+        ("jobs", "om.jobs stores notebooks: give the path of a .ipynb file"),
     ],
 )
 def test_an_existing_path_is_never_stored_as_json_silently(
@@ -511,6 +530,7 @@ def test_every_builtin_kind_has_a_contract_subclass():
             TestSklearnEstimator,
             TestSklearnPipeline,
             TestPackage,
+            TestNotebook,
         )
     }
     # the model frameworks' kinds have theirs in tests/frameworks (a pytest process of their own)
@@ -687,6 +707,7 @@ def test_builtin_table_and_order_are_read_only():
         "onnx.model",
         "r.model",
         "python.package",
+        "notebook.ipynb",
         "python.json",
     )
     assert default_registry().order[: len(SUPPORTS_ORDER)] == SUPPORTS_ORDER
