@@ -27,9 +27,12 @@ fi
 # machine's local CPU wheel (a looser spec downloads a CUDA build of several GB),
 # tensorflow-cpu is Keras' backend, xgboost-cpu provides `xgboost` without CUDA
 # libraries, and rpy2 3.6 needs R >= 4.5 (Debian 12 has 4.2).
-.venv/bin/python -m pip install -q 'torch==2.13.0' 'tensorflow-cpu>=2.16' 'xgboost-cpu>=2.0' \
+# scripts/ci-constraints.txt pins every other package to a set known to work:
+# without it pip backtracks through s3fs/aiobotocore and dask releases for half
+# an hour and gives up (resolution-too-deep). `bash scripts/lock.sh` rewrites it.
+.venv/bin/python -m pip install -q -c scripts/ci-constraints.txt 'torch==2.13.0' 'tensorflow-cpu>=2.16' 'xgboost-cpu>=2.0' \
   'rpy2>=3.5.13,<3.6'
-.venv/bin/python -m pip install -q -e ".[test,keras,torch,lightgbm,onnx,mlflow,r]"
+.venv/bin/python -m pip install -q -c scripts/ci-constraints.txt -e ".[test,keras,torch,lightgbm,onnx,mlflow,r]"
 flock -u 9
 exec 9<&-
 
