@@ -8,105 +8,30 @@ names, buckets and revisions; the bytes are the plugins' business.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from omops.blobs import Blobs
 from omops.catalog import Catalog, MissingBlobs, NewRevision, ObjectRecord, RevisionRecord
-from omops.errors import ConfigError, InvalidData, InvalidName, InvalidQuery, NotFound, PluginError
+from omops.errors import (
+    InvalidData,
+    InvalidName,
+    InvalidQuery,
+    NotFound,
+    OmopsError,
+    PluginError,
+    StorageError,
+)
 from omops.names import check_name, check_tag, parse_reference
-from omops.plugins import ReadQuery, Registry, default_registry
+from omops.plugins import ReadQuery, Registry, TableStream, default_registry
+from omops.readcache import ReadCache
 
-__all__ = ["STORES", "Metadata", "ReadCache", "Repository"]
+__all__ = ["STORES", "Metadata", "ReadCache", "Repository"]  # ReadCache: from omops.readcache
 
 #: Writes of one put when concurrent drops keep deleting its blobs (see Catalog.delete_unused).
 _PUT_ATTEMPTS = 5
-
-
-class ReadCache:
-    """Small objects read before, by revision; each hit is a fresh deep copy.
-
-    A revision never changes, so a process that reads the same small dataset
-    again and again (a worker predicting on it, a notebook loop) reads its
-    blob once. The name is still looked up on every read, so a new revision
-    is seen at once. Only kinds whose plugin ``caches_reads`` (DataFrames and
-    Series), reads without filters, blobs up to ``max_blob_bytes`` and
-    objects up to ``max_object_bytes`` in memory are kept, ``max_bytes`` in
-    all (least recently used first out).
-    """
-
-    def __init__(
-        self,
-        max_bytes: int | None = 64 * 2**20,
-        max_object_bytes: int = 4 * 2**20,
-        max_blob_bytes: int = 2**20,
-    ) -> None:
-        # None: read OMOPS_READ_CACHE_MB when first needed (import reads nothing).
-        self._max_bytes, self.max_object_bytes = max_bytes, max_object_bytes
-        self.max_blob_bytes = max_blob_bytes
-        self._items: OrderedDict[tuple[Any, ...], tuple[Any, int]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    @property
-    def max_bytes(self) -> int:
-        if self._max_bytes is None:
-            self._max_bytes = _read_cache_bytes()
-        return self._max_bytes
-
-    @max_bytes.setter
-    def max_bytes(self, value: int) -> None:
-        self._max_bytes = value
-
-    def get(self, key: tuple[Any, ...], read: Callable[[], Any], *, small: bool) -> Any:
-        """A copy of the kept object, or ``read()`` (kept when ``small``)."""
-        with self._lock:
-            found = self._items.get(key)
-            if found is not None:
-                self._items.move_to_end(key)
-        if found is not None:
-            return found[0].copy(deep=True)
-        obj = read()
-        if small:
-            self._keep(key, obj)
-        return obj
-
-    def _keep(self, key: tuple[Any, ...], obj: Any) -> None:
-        size = obj.memory_usage(deep=True)
-        size = int(size.sum() if hasattr(size, "sum") else size)
-        if size > min(self.max_object_bytes, self.max_bytes):
-            return
-        kept = obj.copy(deep=True)  # the caller may change the object it got
-        with self._lock:
-            if key in self._items:
-                return
-            self._items[key] = (kept, size)
-            self._bytes += size
-            while self._bytes > self.max_bytes:
-                _, (_, dropped) = self._items.popitem(last=False)
-                self._bytes -= dropped
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self._bytes = 0
-
-
-def _read_cache_bytes() -> int:
-    text = os.environ.get("OMOPS_READ_CACHE_MB", "64")
-    try:
-        megabytes = float(text)
-    except ValueError:
-        megabytes = -1.0
-    if not megabytes >= 0:
-        raise ConfigError(
-            f"OMOPS_READ_CACHE_MB must be a number of MiB >= 0 (0: off), not {text!r}"
-        )
-    return int(megabytes * 2**20)
 
 
 #: The repositories every Omega instance has.
@@ -282,28 +207,30 @@ class Repository:
         append = plugin.appendable if append is None else append
         base = self._append_base(name, plugin.kind) if append else None
         for attempt in range(_PUT_ATTEMPTS):
-            stored = plugin.put(obj, self.blobs, base=base)
-            new = NewRevision(
-                kind=plugin.kind,
-                kind_meta=stored.kind_meta,
-                parts=stored.parts,
-                append=append,
-                tags=tags,
-                attributes=attributes,
-                extend=lambda b, stored=stored: plugin.extend(stored, b),
-                missing=self._missing,
-            )
-            try:
-                record, revision = self.catalog.commit(self.bucket, self.store, name, new)
-            except MissingBlobs:
-                # A concurrent drop deleted a blob of the same content as
-                # ours after we wrote it: write it again.
-                if attempt == _PUT_ATTEMPTS - 1:
+            # Our blobs stay locked until the commit: a sweep meanwhile leaves them alone.
+            with self.blobs.holding():
+                stored = plugin.put(obj, self.blobs, base=base)
+                new = NewRevision(
+                    kind=plugin.kind,
+                    kind_meta=stored.kind_meta,
+                    parts=stored.parts,
+                    append=append,
+                    tags=tags,
+                    attributes=attributes,
+                    extend=lambda b, stored=stored: plugin.extend(stored, b),
+                    missing=self._missing,
+                )
+                try:
+                    record, revision = self.catalog.commit(self.bucket, self.store, name, new)
+                except MissingBlobs:
+                    # A concurrent drop deleted a blob of the same content as
+                    # ours after we wrote it: write it again.
+                    if attempt == _PUT_ATTEMPTS - 1:
+                        raise
+                    continue
+                except BaseException:
+                    self._forget_blobs([p.blob for p in stored.parts])
                     raise
-                continue
-            except BaseException:
-                self._forget_blobs([p.blob for p in stored.parts])
-                raise
             return self._metadata(record, revision, ["latest", *tags])
         raise AssertionError("unreachable")
 
@@ -474,20 +401,147 @@ class Repository:
             filters={**(filters or {}), **kwfilters},
         )
         plugin = self.plugins.get(rev.kind)
-        if not plugin.caches_reads or query.filters:
-            return plugin.get(self.blobs, self.catalog.parts(rev), rev.kind_meta, query=query)
-        key = (
-            self.catalog.url,
-            self.bucket,
-            self.store,
-            rev.revision,
-            None if query.columns is None else tuple(query.columns),
-            query.exclude,
+        parts = self.catalog.parts(rev)
+        with self._reading(ref.name, rev, parts):
+            if not plugin.caches_reads:
+                return plugin.get(self.blobs, parts, rev.kind_meta, query=query)
+            if query.filters:
+                table = plugin.read_table(self.blobs, parts, rev.kind_meta, query=query)
+            else:
+                key = (
+                    self.catalog.url,
+                    self.bucket,
+                    self.store,
+                    rev.revision,
+                    None if query.columns is None else tuple(query.columns),
+                    query.exclude,
+                )
+                table = self.reads.get(
+                    key,
+                    lambda: plugin.read_table(self.blobs, parts, rev.kind_meta, query=query),
+                    small=rev.size <= self.reads.max_blob_bytes,
+                )
+            # A new object on every read: the cached table is immutable, what is
+            # built from it is the caller's alone (nested cells included).
+            return plugin.from_table(table, rev.kind_meta)
+
+    def stream(
+        self,
+        name: str,
+        /,
+        *,
+        columns: Sequence[str] | None = None,
+        filters: Mapping[str, Any] | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+        batch_rows: int = 65_536,
+    ) -> TableStream:
+        """Read a DataFrame or Series ``name`` as Arrow record batches, a window at a time.
+
+        For results too large to hold at once (the REST server streams them):
+        the filters, the column selection and the window ``offset``/``limit``
+        are applied while reading, so rows outside the window are never
+        loaded, and at most about one batch (plus a Parquet row group) is in
+        memory at a time. Errors in the name, the filters or the columns are
+        raised here, before the first batch; a blob that turns out missing
+        or damaged while reading raises StorageError from the iteration.
+
+        Parameters
+        ----------
+        name : str
+            As for :meth:`get` (``name@ref[a,b]``).
+        columns, filters
+            As for :meth:`get`.
+        offset, limit : int
+            Rows ``offset`` to ``offset + limit`` of the (filtered) result.
+        batch_rows : int
+            Rows per batch.
+
+        Returns
+        -------
+        TableStream
+            ``schema``, ``data_columns`` (not the index), ``batches`` and
+            ``count()``; call ``close()`` to stop early.
+
+        Examples
+        --------
+        >>> import pandas as pd, omops, tempfile
+        >>> om = omops.Omega(home=tempfile.mkdtemp())
+        >>> _ = om.datasets.put(pd.DataFrame({'x': range(10)}), 'xs')
+        >>> rows = om.datasets.stream('xs', offset=2, limit=5, batch_rows=2)
+        >>> rows.count(), [b.num_rows for b in rows.batches]
+        (5, [2, 2, 1])
+        """
+        if offset < 0 or (limit is not None and limit < 0):
+            raise InvalidQuery(f"offset and limit must be >= 0, got {offset} and {limit}")
+        ref = parse_reference(name)
+        if columns is not None and ref.columns is not None:
+            raise InvalidQuery(f"{name!r} selects columns already; drop columns=")
+        rev = self.catalog.lookup(self.bucket, self.store, check_name(ref.name), ref.ref)
+        plugin = self.plugins.get(rev.kind)
+        if not plugin.caches_reads:
+            raise InvalidQuery(f"{ref.name!r} is a {rev.kind}, not a table; read it whole")
+        query = ReadQuery(
+            columns=ref.columns if ref.columns is not None else columns,
+            exclude=ref.exclude,
+            filters=dict(filters or {}),
+            offset=offset,
+            limit=limit,
         )
-        return self.reads.get(
-            key,
-            lambda: plugin.get(self.blobs, self.catalog.parts(rev), rev.kind_meta, query=query),
-            small=rev.size <= self.reads.max_blob_bytes,
+        parts = self.catalog.parts(rev)
+        missing = self._missing([p.blob for p in parts])
+        if missing:
+            raise self._unreadable(ref.name, rev, parts, FileNotFoundError(missing[0]))
+        found = plugin.stream(self.blobs, parts, rev.kind_meta, query=query, batch_rows=batch_rows)
+        found.batches = self._guarded(found.batches, ref.name, rev, parts)
+        return found
+
+    def _guarded(
+        self, batches: Any, name: str, rev: RevisionRecord, parts: Sequence[Any]
+    ) -> Any:
+        """``batches``, with read errors named as :meth:`get` names them."""
+        try:
+            with self._reading(name, rev, parts):
+                yield from batches
+        finally:
+            close = getattr(batches, "close", None)
+            if callable(close):
+                close()
+
+    @contextmanager
+    def _reading(self, name: str, rev: RevisionRecord, parts: Sequence[Any]) -> Iterator[None]:
+        """Errors from reading ``name``'s blobs as StorageError or PluginError naming it."""
+        try:
+            yield
+        except (OmopsError, MemoryError, GeneratorExit):
+            raise
+        except Exception as exc:
+            raise self._unreadable(name, rev, parts, exc) from exc
+
+    def _unreadable(
+        self, name: str, rev: RevisionRecord, parts: Sequence[Any], exc: Exception
+    ) -> OmopsError:
+        """Why ``name`` cannot be read: a blob missing, a blob damaged, or the plugin failing."""
+        what = f"{self.store} {name!r} (revision {rev.revision[:12]}, kind {rev.kind})"
+        keys = [p.blob for p in parts]
+        missing = self._missing(keys)
+        if missing:
+            return StorageError(
+                f"{what} cannot be read: its blob {missing[0]} is missing from {self.blobs.url}. "
+                "The blob store is damaged (a file was deleted behind omops' back): restore "
+                f"it from a backup, or drop {name!r} and put it again"
+            )
+        damaged = [key for key in keys if not self.blobs.intact(key)]
+        if damaged:
+            return StorageError(
+                f"{what} cannot be read: its blob {damaged[0]} in {self.blobs.url} does not "
+                "match its content hash, so its bytes are damaged. Restore the blob from a "
+                f"backup, or drop {name!r} and put it again"
+            )
+        return PluginError(
+            f"{what} cannot be read by its plugin: {type(exc).__name__}: {exc}. Its bytes "
+            "are intact (they match their hash): it was probably written with other versions "
+            "of the libraries it needs; read it where those are installed, or put it again"
         )
 
     def exists(self, name: str) -> bool:

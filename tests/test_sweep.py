@@ -76,9 +76,8 @@ def test_recent_unused_blobs_stay(om: Omega) -> None:
     assert om.blobs.exists(orphan)
 
 
-def test_a_blob_swept_before_its_commit_is_written_again(om: Omega, monkeypatch) -> None:
-    """The sweep deletes under the catalog's blob lock: the put notices and retries."""
-    frame = pd.DataFrame({"x": [1.5, 2.5]})
+def sweep_before_the_first_commit(om: Omega, monkeypatch) -> list[dict]:
+    """Make the next put's commit run a sweep (older_than=0) just before it commits."""
     commit = om.catalog.commit
     swept: list[dict] = []
 
@@ -88,9 +87,31 @@ def test_a_blob_swept_before_its_commit_is_written_again(om: Omega, monkeypatch)
         return commit(*args, **kwargs)
 
     monkeypatch.setattr(om.catalog, "commit", sweep_then_commit)
+    return swept
+
+
+def test_a_sweep_leaves_the_blobs_of_a_put_in_progress_alone(om: Omega, monkeypatch) -> None:
+    """A put holds its blob (a lock on the local file) from writing it to its commit."""
+    frame = pd.DataFrame({"x": [1.5, 2.5]})
+    swept = sweep_before_the_first_commit(om, monkeypatch)
     om.datasets.put(frame, "raced")
-    assert swept[0]["orphans"] >= 1  # the put's blob, not yet referenced, was deleted
+    assert swept[0]["orphans"] == 0  # not yet referenced, but held
     pd.testing.assert_frame_equal(om.datasets.get("raced"), frame)
+
+
+def test_a_blob_swept_before_its_commit_is_written_again(tmp_path: Path, monkeypatch) -> None:
+    """Without locks (a remote store) the sweep deletes under the catalog's blob lock, and
+    the put notices and writes the blob again."""
+    om = Omega(catalog=f"sqlite:///{tmp_path}/catalog.sqlite", blobs="memory://sweep-race")
+    try:
+        frame = pd.DataFrame({"x": [1.5, 2.5]})
+        swept = sweep_before_the_first_commit(om, monkeypatch)
+        om.datasets.put(frame, "raced")
+        assert swept[0]["orphans"] >= 1  # the put's blob, not yet referenced, was deleted
+        pd.testing.assert_frame_equal(om.datasets.get("raced"), frame)
+    finally:
+        om.blobs.fs.rm("/sweep-race", recursive=True)
+        om.catalog.close()
 
 
 def test_a_negative_age_is_refused(om: Omega) -> None:
