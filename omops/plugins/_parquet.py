@@ -257,7 +257,7 @@ class FilteredRead:
         cursor = _DUCKDB.cursor(self.blobs)
         try:
             try:
-                reader = self._run(cursor, self._sql).fetch_record_batch(batch_rows)
+                reader = self._run(cursor, self._sql).to_arrow_reader(batch_rows)
                 for batch in reader:
                     yield conform(batch, self.target)
             except Exception as exc:
