@@ -142,9 +142,12 @@ class _DuckDB:
     could not share one. (fsspec reuses instances, so stores on one filesystem,
     e.g. all ``memory://`` ones, share a connection.) A connection is a cache
     of the process, not state: it holds nothing a reader could see.
+
+    ``threads``: DuckDB threads per connection (default: one per core).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int | None = None) -> None:
+        self._threads = threads
         self._conns: dict[int, tuple[Any, Any]] = {}
         self._pid: int | None = None
         self._lock = threading.Lock()
@@ -158,7 +161,7 @@ class _DuckDB:
                 self._conns, self._pid = {}, os.getpid()
             found = self._conns.get(key)
             if found is None:
-                config: dict[str, Any] = {"threads": max(os.cpu_count() or 1, 1)}
+                config: dict[str, Any] = {"threads": self._threads or max(os.cpu_count() or 1, 1)}
                 if blobs.is_local:
                     # The OS caches local files already; DuckDB's own copy would grow
                     # with every file read, up to its memory limit.
@@ -172,6 +175,11 @@ class _DuckDB:
 
 
 _DUCKDB = _DuckDB()
+#: Streamed reads scan with one thread: DuckDB reads ahead about one row group per
+#: thread, so one thread bounds a stream's memory (~150 MB at most, measured on
+#: 1M-row groups) whatever the number of cores, and the stream's consumer (an
+#: encoder, the network) is the slower side anyway.
+_STREAMS = _DuckDB(threads=1)
 
 
 class FilteredRead:
@@ -254,7 +262,7 @@ class FilteredRead:
         """The result as a stream of batches; DuckDB runs ahead by a bounded buffer."""
         if self._empty:
             return
-        cursor = _DUCKDB.cursor(self.blobs)
+        cursor = _STREAMS.cursor(self.blobs)
         try:
             try:
                 reader = self._run(cursor, self._sql).to_arrow_reader(batch_rows)

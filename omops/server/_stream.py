@@ -47,6 +47,8 @@ PARQUET = "application/vnd.apache.parquet"
 #: The answers a dataset read can give, besides JSON, by the Accept header.
 MEDIA_TYPES = (NDJSON, ARROW_STREAM, PARQUET)
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+#: What the encoders yield: bytes, or views of bytes (sent without a copy).
+Piece = bytes | memoryview
 
 
 def negotiate(accept: str | None) -> str:
@@ -60,7 +62,7 @@ def negotiate(accept: str | None) -> str:
     return JSON
 
 
-def encode(stream: TableStream, media_type: str, orient: str = "records") -> Iterator[bytes]:
+def encode(stream: TableStream, media_type: str, orient: str = "records") -> Iterator[Piece]:
     """The pieces of the answer in ``media_type``; closes the stream when done or dropped."""
     if media_type == NDJSON:
         pieces = _ndjson(stream)
@@ -136,35 +138,53 @@ def _record_rows(stream: TableStream) -> Iterator[list[dict[str, Any]]]:
             yield json_values(batch, stream.data_columns).to_pylist()
 
 
-def _records(stream: TableStream) -> Iterator[bytes]:
-    opening = b"["
-    for rows in _record_rows(stream):
-        # A list's JSON less its brackets: the batches join into one array.
-        yield opening + orjson.dumps(rows, option=_OPTIONS, default=_default)[1:-1]
-        opening = b","
-    yield b"[]" if opening == b"[" else b"]"
+def _array_pieces(lists: Iterator[list[Any]], opening: bytes, closing: bytes) -> Iterator[Piece]:
+    """One JSON array of the items of ``lists``, a list at a time, between ``opening``
+    and ``closing``.
+
+    Each list is written by one orjson call and sent without its brackets (a
+    view, no copy); the separator before it is sent after it was written, so the
+    first piece comes only once the first batch was read.
+    """
+    separator = opening
+    for items in lists:
+        data = orjson.dumps(items, option=_OPTIONS, default=_default)
+        del items  # not kept while the piece is sent
+        yield separator
+        yield memoryview(data)[1:-1]
+        separator = b","
+    yield (opening + closing) if separator == opening else closing
 
 
-def _ndjson(stream: TableStream) -> Iterator[bytes]:
+def _records(stream: TableStream) -> Iterator[Piece]:
+    return _array_pieces(_record_rows(stream), b"[", b"]")
+
+
+def _split(stream: TableStream) -> Iterator[Piece]:
+    def rows() -> Iterator[list[Any]]:
+        for batch in stream.batches:
+            if batch.num_rows:
+                values = json_values(batch, stream.data_columns)
+                yield list(zip(*(column.to_pylist() for column in values.columns), strict=True))
+
+    opening = b'{"columns":' + orjson.dumps(stream.data_columns) + b',"data":['
+    return _array_pieces(rows(), opening, b"]}")
+
+
+def _ndjson(stream: TableStream) -> Iterator[Piece]:
     options = _OPTIONS | orjson.OPT_APPEND_NEWLINE
     written = False
     for rows in _record_rows(stream):
-        yield b"".join(orjson.dumps(row, option=options, default=_default) for row in rows)
+        # One growing buffer per batch: a joined list of small pieces, held while the
+        # next batch is built, fragmented the heap (~2x the peak memory, measured).
+        piece = bytearray()
+        for row in rows:
+            piece += orjson.dumps(row, option=options, default=_default)
+        del rows
+        yield memoryview(piece)
         written = True
     if not written:
         yield b""
-
-
-def _split(stream: TableStream) -> Iterator[bytes]:
-    opening = b'{"columns":' + orjson.dumps(stream.data_columns) + b',"data":['
-    for batch in stream.batches:
-        if not batch.num_rows:
-            continue
-        values = json_values(batch, stream.data_columns)
-        rows = list(zip(*(column.to_pylist() for column in values.columns), strict=True))
-        yield opening + orjson.dumps(rows, option=_OPTIONS, default=_default)[1:-1]
-        opening = b","
-    yield (opening if opening != b"," else b"") + b"]}"
 
 
 # -- Arrow and Parquet -----------------------------------------------------
@@ -206,7 +226,7 @@ class _Sink:
         return out
 
 
-def _arrow(stream: TableStream) -> Iterator[bytes]:
+def _arrow(stream: TableStream) -> Iterator[Piece]:
     sink = _Sink()
     with pa.ipc.new_stream(sink, stream.schema) as writer:
         for batch in stream.batches:
@@ -215,7 +235,7 @@ def _arrow(stream: TableStream) -> Iterator[bytes]:
     yield sink.take()  # the end-of-stream marker (and the schema, if no batch came)
 
 
-def _parquet(stream: TableStream) -> Iterator[bytes]:
+def _parquet(stream: TableStream) -> Iterator[Piece]:
     import pyarrow.parquet as pq
 
     sink = _Sink()

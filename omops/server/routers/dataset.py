@@ -33,7 +33,7 @@ from omops.server._payload import (
     parse_json,
     to_json_bytes,
 )
-from omops.server._stream import JSON, NDJSON, encode, negotiate
+from omops.server._stream import JSON, NDJSON, Piece, encode, negotiate
 from omops.server.routers.model import _DATA_BODY
 
 __all__ = ["DEFAULT_MAX_COLUMNS", "DEFAULT_MAX_ROWS", "router"]
@@ -126,7 +126,7 @@ def _read(
     return StreamingResponse(_chain(first, pieces), media_type=media_type)
 
 
-def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+def _chain(first: Piece, rest: Iterator[Piece]) -> Iterator[Piece]:
     yield first
     yield from rest
 
