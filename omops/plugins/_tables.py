@@ -12,6 +12,9 @@ refuse it up front with :class:`~omops.errors.InvalidData`:
 * cells nested deeper than :data:`MAX_DEPTH` lists, dicts or maps (Parquet
   stops reading at a fixed schema depth; deeper Python values can even crash
   the Arrow converter, so object columns are measured before conversion);
+* booleans and numbers in one place of a column (the column itself, the items
+  of its lists, one key of its dicts): Arrow would silently convert one into
+  the other;
 * empty structs (a ``{}`` cell in a column of only ``{}``): Parquet has no
   struct without fields.
 """
@@ -59,6 +62,11 @@ def check_columns(frame: Any) -> None:
             f"duplicate column names {dupes} (as strings: stored columns are named by text); "
             "rename them before storing"
         )
+    if not all(type(c) is str for c in names) and "mixed" in frame.columns.inferred_type:
+        raise InvalidData(
+            f"column names {names[:10]} mix types; they would read back as text: rename "
+            "them, e.g. df.columns = df.columns.map(str)"
+        )
     clash = sorted({str(n) for n in levels} & set(texts))
     if clash:
         raise InvalidData(
@@ -81,41 +89,75 @@ def check_names_round_trip(frame: Any, table: pa.Table) -> None:
         )
 
 
-def _too_deep(values: Iterable[Any], limit: int) -> bool:
-    """Whether any value nests lists, tuples, dicts or arrays more than ``limit`` deep."""
-    level: list[Any] = list(values)
+def _mixes_booleans_and_numbers(kinds: set[type]) -> bool:
+    booleans = {k for k in kinds if issubclass(k, bool) or k.__name__ == "bool"}
+    numbers = {
+        k
+        for k in kinds - booleans
+        if issubclass(k, (int, float)) or (k.__module__ == "numpy" and hasattr(k, "dtype"))
+    }
+    return bool(booleans) and bool(numbers)
+
+
+def _check_cells(name: Any, values: list[Any]) -> None:
+    """Depth and one type per place: the values at each path (list items, dict keys).
+
+    Arrow gives every place in a column one type: where booleans and numbers
+    meet, it silently turns one into the other (``[0.0, False]`` reads back as
+    ``[0.0, 0.0]``), so that is refused. Walked a level at a time; a level of
+    plain values costs one C-speed pass.
+    """
+    pending: list[tuple[tuple[Any, ...], list[Any]]] = [((), values)]
     depth = 0
-    while level:
-        if _SCALARS.issuperset(map(type, level)):  # C speed: the common case
-            return False
-        containers = [v for v in level if type(v) not in _SCALARS]
-        depth += 1
-        if depth > limit:
-            return True
-        nested: list[Any] = []
-        for value in containers:
-            if isinstance(value, dict):
-                nested.append(value.values())
-            elif isinstance(value, (list, tuple)):
-                nested.append(value)
-            elif hasattr(value, "ndim") and hasattr(value, "dtype"):  # a NumPy array
-                if value.dtype.hasobject:
-                    nested.append(value.ravel().tolist())
-                elif value.ndim + depth - 1 > limit:
-                    return True
-        level = list(itertools.chain.from_iterable(nested))
-    return False
+    while pending:
+        found: dict[tuple[Any, ...], list[Any]] = {}
+        for path, items in pending:
+            kinds = set(map(type, items))
+            if _mixes_booleans_and_numbers(kinds):
+                where = "".join(f"[{k!r}]" if k != "[]" else "[i]" for k in path)
+                raise InvalidData(
+                    f"column {str(name)!r} mixes booleans and numbers at {where or 'the top'}; "
+                    "Arrow would turn one into the other: give each place one type"
+                )
+            if _SCALARS.issuperset(kinds):
+                continue
+            for value in items:
+                if isinstance(value, dict):
+                    for key, item in value.items():
+                        if isinstance(key, str) and "\0" in key:
+                            raise InvalidData(_nul_key_message(name, key))
+                        found.setdefault((*path, key), []).append(item)
+                elif isinstance(value, (list, tuple)):
+                    found.setdefault((*path, "[]"), []).extend(value)
+                elif hasattr(value, "ndim") and hasattr(value, "dtype"):  # a NumPy array
+                    if value.dtype.hasobject:
+                        found.setdefault((*path, "[]"), []).extend(value.ravel().tolist())
+                    elif value.ndim + depth > MAX_DEPTH:
+                        raise InvalidData(_too_deep_message(name))
+        if found:
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise InvalidData(_too_deep_message(name))
+        pending = list(found.items())
 
 
 def check_objects(frame: Any) -> None:
-    """Refuse cells of object columns nested deeper than :data:`MAX_DEPTH`.
+    """Refuse object columns Arrow would change or Parquet could not read back.
 
-    Only object columns are looked at (typed columns cannot nest in Python
-    values), and each only as deep as it goes.
+    Cells nested deeper than :data:`MAX_DEPTH`, and booleans mixed with numbers
+    in one place. Only object columns are looked at (typed columns cannot nest
+    Python values), each only as deep as it goes.
     """
     for name, dtype in frame.dtypes.items():
-        if dtype == object and _too_deep(frame[name].array, MAX_DEPTH):
-            raise InvalidData(_too_deep_message(name))
+        if dtype == object:
+            _check_cells(name, list(frame[name].array))
+
+
+def _nul_key_message(name: Any, key: str) -> str:
+    return (
+        f"column {str(name)!r} holds a dict key {key!r} with a NUL character, which Parquet "
+        "cannot store (it would read back cut short); rename the key"
+    )
 
 
 def _too_deep_message(name: Any) -> str:
@@ -135,6 +177,9 @@ def check_schema(schema: pa.Schema) -> None:
             if depth > MAX_DEPTH:
                 raise InvalidData(_too_deep_message(field.name))
             if pa.types.is_struct(kind):
+                for i in range(kind.num_fields):
+                    if "\0" in kind.field(i).name:
+                        raise InvalidData(_nul_key_message(field.name, kind.field(i).name))
                 if kind.num_fields == 0:
                     raise InvalidData(
                         f"column {field.name!r} holds empty dicts ({{}}) only, at some "
