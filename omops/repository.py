@@ -492,8 +492,18 @@ class Repository:
         missing = self._missing([p.blob for p in parts])
         if missing:
             raise self._unreadable(ref.name, rev, parts, FileNotFoundError(missing[0]))
-        found = plugin.stream(self.blobs, parts, rev.kind_meta, query=query, batch_rows=batch_rows)
+        with self._reading(ref.name, rev, parts):
+            found = plugin.stream(
+                self.blobs, parts, rev.kind_meta, query=query, batch_rows=batch_rows
+            )
         found.batches = self._guarded(found.batches, ref.name, rev, parts)
+        count = found.count
+
+        def counted() -> int:
+            with self._reading(ref.name, rev, parts):
+                return count()
+
+        found.count = counted
         return found
 
     def _guarded(
@@ -513,31 +523,45 @@ class Repository:
         """Errors from reading ``name``'s blobs as StorageError or PluginError naming it."""
         try:
             yield
-        except (OmopsError, MemoryError, GeneratorExit):
+        except StorageError as exc:  # a blob store's own error: name the object
+            raise self._unreadable(name, rev, parts, exc, intact=exc) from exc
+        except (OmopsError, MemoryError):
             raise
         except Exception as exc:
             raise self._unreadable(name, rev, parts, exc) from exc
 
     def _unreadable(
-        self, name: str, rev: RevisionRecord, parts: Sequence[Any], exc: Exception
+        self,
+        name: str,
+        rev: RevisionRecord,
+        parts: Sequence[Any],
+        exc: Exception,
+        *,
+        intact: OmopsError | None = None,
     ) -> OmopsError:
-        """Why ``name`` cannot be read: a blob missing, a blob damaged, or the plugin failing."""
+        """Why ``name`` cannot be read: a blob missing, a blob damaged, or the plugin failing.
+
+        ``intact``: what to raise when every blob is there and intact (by default
+        a PluginError: the plugin could not load good bytes).
+        """
         what = f"{self.store} {name!r} (revision {rev.revision[:12]}, kind {rev.kind})"
         keys = [p.blob for p in parts]
         missing = self._missing(keys)
         if missing:
             return StorageError(
-                f"{what} cannot be read: its blob {missing[0]} is missing from {self.blobs.url}. "
-                "The blob store is damaged (a file was deleted behind omops' back): restore "
-                f"it from a backup, or drop {name!r} and put it again"
+                f"{what} cannot be read: its blob {missing[0]} is missing from {self.blobs.url}, "
+                "so the blob store is damaged (a file was deleted behind omops' back): restore "
+                f"the blob from a backup, or drop {name!r} and put it again"
             )
         damaged = [key for key in keys if not self.blobs.intact(key)]
         if damaged:
             return StorageError(
                 f"{what} cannot be read: its blob {damaged[0]} in {self.blobs.url} does not "
-                "match its content hash, so its bytes are damaged. Restore the blob from a "
+                "match its content hash, so its bytes are damaged: restore the blob from a "
                 f"backup, or drop {name!r} and put it again"
             )
+        if intact is not None:
+            return intact
         return PluginError(
             f"{what} cannot be read by its plugin: {type(exc).__name__}: {exc}. Its bytes "
             "are intact (they match their hash): it was probably written with other versions "

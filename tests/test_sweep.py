@@ -181,3 +181,36 @@ def test_top_level_sweep_uses_the_default_instance() -> None:
     assert omops.sweep()["temporaries"] == 1
     assert not os.path.exists(old)
     assert omops.sweep.__doc__ == Omega.sweep.__doc__
+
+
+def test_a_live_writers_temporary_file_is_never_swept(om: Omega) -> None:
+    """Age alone is not enough: the writer's lock on its file keeps it, however old."""
+    with om.blobs.writer() as out:
+        out.write(b"half")
+        (path,) = [p for p, _ in om.blobs.temporaries(0)]
+        age(path, 2 * DAY)
+        assert om.sweep(dry_run=True)["temporaries"] == 0
+        assert om.sweep(older_than=0)["temporaries"] == 0
+        assert os.path.exists(path)
+        out.write(b" and the rest")
+    assert om.blobs.read(out.hexdigest()) == b"half and the rest"
+    assert om.blobs.temporaries(0) == []
+
+
+def test_a_file_swept_before_its_writer_locked_it_is_replaced(om: Omega, monkeypatch) -> None:
+    """The writer creates its file, then locks it: a sweep in between takes the file, and
+    the writer, finding it unlinked once locked, starts over under a new name."""
+    import omops.blobs as blobs_module
+
+    real_flock = blobs_module.fcntl.flock
+    swept: list[bool] = []
+
+    def flock_after_a_sweep(fd: int, operation: int) -> None:
+        if not swept and operation == blobs_module.fcntl.LOCK_EX:
+            swept.append(True)
+            assert om.sweep(older_than=0)["temporaries"] == 1  # the new, unlocked file
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(blobs_module.fcntl, "flock", flock_after_a_sweep)
+    key = om.blobs.put_bytes(b"written anyway")
+    assert swept and om.blobs.read(key) == b"written anyway"
