@@ -8,27 +8,20 @@ names, buckets and revisions; the bytes are the plugins' business.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from omops.blobs import Blobs
 from omops.catalog import Catalog, MissingBlobs, NewRevision, ObjectRecord, RevisionRecord
-from omops.errors import (
-    InvalidData,
-    InvalidName,
-    InvalidQuery,
-    NotFound,
-    OmopsError,
-    PluginError,
-    StorageError,
-)
+from omops.errors import InvalidData, InvalidName, InvalidQuery, NotFound, PluginError
+from omops.metadata import Metadata
 from omops.names import check_name, check_tag, parse_reference
 from omops.plugins import ReadQuery, Registry, TableStream, default_registry
 from omops.readcache import ReadCache
+from omops.reading import guarded, reading
 
-__all__ = ["STORES", "Metadata", "ReadCache", "Repository"]  # ReadCache: from omops.readcache
+# Metadata and ReadCache live in their own modules; importable from here as before.
+__all__ = ["STORES", "Metadata", "ReadCache", "Repository"]
 
 #: Writes of one put when concurrent drops keep deleting its blobs (see Catalog.delete_unused).
 _PUT_ATTEMPTS = 5
@@ -36,79 +29,6 @@ _PUT_ATTEMPTS = 5
 
 #: The repositories every Omega instance has.
 STORES: tuple[str, ...] = ("datasets", "models", "jobs", "scripts", "streams")
-
-
-@dataclass
-class Metadata:
-    """What the catalog knows about one object (at one revision).
-
-    ``attributes`` is yours to edit; :meth:`save` persists it.
-
-    Attributes
-    ----------
-    name, bucket, store, kind : str
-    revision : str
-        Id of the revision this metadata describes.
-    tags : list of str
-        Tags on that revision.
-    created, modified : datetime
-        When the object was first stored and last changed (UTC).
-    attributes : dict
-        User attributes.
-    size : int
-        Bytes in the blob store for this revision.
-    rows : int or None
-        Rows, for DataFrames and Series.
-    columns : list of str or None
-        Columns, for DataFrames and Series.
-    origin : dict or None
-        Where a promoted object came from.
-    kind_meta : dict
-        What the plugin recorded to read the object back.
-    """
-
-    name: str
-    bucket: str
-    store: str
-    kind: str
-    revision: str
-    tags: list[str]
-    created: dt.datetime
-    modified: dt.datetime
-    attributes: dict[str, Any]
-    size: int
-    rows: int | None
-    columns: list[str] | None
-    origin: dict[str, Any] | None
-    kind_meta: dict[str, Any] = field(repr=False)
-    details: dict[str, Any] = field(default_factory=dict, repr=False)
-    _repository: Repository | None = field(default=None, repr=False, compare=False)
-
-    def save(self) -> Metadata:
-        """Persist edited ``attributes``."""
-        if self._repository is None:
-            raise InvalidData("this Metadata is not bound to a repository")
-        self._repository.set_attributes(self.name, self.attributes)
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able view (datetimes as ISO strings), without the plugin's kind_meta."""
-        return {
-            "name": self.name,
-            "bucket": self.bucket,
-            "store": self.store,
-            "kind": self.kind,
-            "revision": self.revision,
-            "tags": list(self.tags),
-            "created": self.created.isoformat(),
-            "modified": self.modified.isoformat(),
-            "attributes": dict(self.attributes),
-            "size": self.size,
-            "rows": self.rows,
-            "columns": self.columns,
-            "origin": self.origin,
-            **self.details,
-        }
 
 
 def _tags(tag: str | Sequence[str] | None) -> list[str]:
@@ -439,29 +359,14 @@ class Repository:
         """Read a DataFrame or Series ``name`` as Arrow record batches, a window at a time.
 
         For results too large to hold at once (the REST server streams them):
-        the filters, the column selection and the window ``offset``/``limit``
-        are applied while reading, so rows outside the window are never
-        loaded, and at most about one batch (plus a Parquet row group) is in
-        memory at a time. Errors in the name, the filters or the columns are
-        raised here, before the first batch; a blob that turns out missing
-        or damaged while reading raises StorageError from the iteration.
-
-        Parameters
-        ----------
-        name : str
-            As for :meth:`get` (``name@ref[a,b]``).
-        columns, filters
-            As for :meth:`get`.
-        offset, limit : int
-            Rows ``offset`` to ``offset + limit`` of the (filtered) result.
-        batch_rows : int
-            Rows per batch.
-
-        Returns
-        -------
-        TableStream
-            ``schema``, ``data_columns`` (not the index), ``batches`` and
-            ``count()``; call ``close()`` to stop early.
+        filters, columns (as for :meth:`get`) and rows ``offset`` to ``offset +
+        limit`` of the filtered result are applied while reading, so rows
+        outside the window are never loaded, and about one batch of
+        ``batch_rows`` (plus a Parquet row group) is in memory at a time.
+        Errors in the name, filters or columns, and missing blobs, are raised
+        here; a blob found damaged while reading raises StorageError from the
+        iteration. Returns a :class:`~omops.plugins.TableStream` (``schema``,
+        ``data_columns``, ``batches``, ``count()``, ``close()``).
 
         Examples
         --------
@@ -489,84 +394,18 @@ class Repository:
             limit=limit,
         )
         parts = self.catalog.parts(rev)
-        missing = self._missing([p.blob for p in parts])
-        if missing:
-            raise self._unreadable(ref.name, rev, parts, FileNotFoundError(missing[0]))
         with self._reading(ref.name, rev, parts):
+            if self._missing([p.blob for p in parts]):  # before a 200 goes out
+                raise FileNotFoundError(ref.name)
             found = plugin.stream(
                 self.blobs, parts, rev.kind_meta, query=query, batch_rows=batch_rows
             )
-        found.batches = self._guarded(found.batches, ref.name, rev, parts)
-        count = found.count
+        return guarded(found, lambda: self._reading(ref.name, rev, parts))
 
-        def counted() -> int:
-            with self._reading(ref.name, rev, parts):
-                return count()
-
-        found.count = counted
-        return found
-
-    def _guarded(
-        self, batches: Any, name: str, rev: RevisionRecord, parts: Sequence[Any]
-    ) -> Any:
-        """``batches``, with read errors named as :meth:`get` names them."""
-        try:
-            with self._reading(name, rev, parts):
-                yield from batches
-        finally:
-            close = getattr(batches, "close", None)
-            if callable(close):
-                close()
-
-    @contextmanager
-    def _reading(self, name: str, rev: RevisionRecord, parts: Sequence[Any]) -> Iterator[None]:
-        """Errors from reading ``name``'s blobs as StorageError or PluginError naming it."""
-        try:
-            yield
-        except StorageError as exc:  # a blob store's own error: name the object
-            raise self._unreadable(name, rev, parts, exc, intact=exc) from exc
-        except (OmopsError, MemoryError):
-            raise
-        except Exception as exc:
-            raise self._unreadable(name, rev, parts, exc) from exc
-
-    def _unreadable(
-        self,
-        name: str,
-        rev: RevisionRecord,
-        parts: Sequence[Any],
-        exc: Exception,
-        *,
-        intact: OmopsError | None = None,
-    ) -> OmopsError:
-        """Why ``name`` cannot be read: a blob missing, a blob damaged, or the plugin failing.
-
-        ``intact``: what to raise when every blob is there and intact (by default
-        a PluginError: the plugin could not load good bytes).
-        """
+    def _reading(self, name: str, rev: RevisionRecord, parts: Sequence[Any]) -> Any:
+        """A block whose read errors become StorageError or PluginError naming ``name``."""
         what = f"{self.store} {name!r} (revision {rev.revision[:12]}, kind {rev.kind})"
-        keys = [p.blob for p in parts]
-        missing = self._missing(keys)
-        if missing:
-            return StorageError(
-                f"{what} cannot be read: its blob {missing[0]} is missing from {self.blobs.url}, "
-                "so the blob store is damaged (a file was deleted behind omops' back): restore "
-                f"the blob from a backup, or drop {name!r} and put it again"
-            )
-        damaged = [key for key in keys if not self.blobs.intact(key)]
-        if damaged:
-            return StorageError(
-                f"{what} cannot be read: its blob {damaged[0]} in {self.blobs.url} does not "
-                "match its content hash, so its bytes are damaged: restore the blob from a "
-                f"backup, or drop {name!r} and put it again"
-            )
-        if intact is not None:
-            return intact
-        return PluginError(
-            f"{what} cannot be read by its plugin: {type(exc).__name__}: {exc}. Its bytes "
-            "are intact (they match their hash): it was probably written with other versions "
-            "of the libraries it needs; read it where those are installed, or put it again"
-        )
+        return reading(self.blobs, what, name, [p.blob for p in parts])
 
     def exists(self, name: str) -> bool:
         """Whether ``name`` (or ``name@ref``) exists."""

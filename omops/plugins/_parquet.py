@@ -33,8 +33,7 @@ _ALIAS = re.compile(r'"?\bc(\d+)\b"?')
 def conform(data: Any, target: pa.Schema) -> Any:
     """A table or batch under ``target``'s names and types, matching columns by position."""
     columns = [
-        c.cast(f.type) if c.type != f.type else c
-        for c, f in zip(data.columns, target, strict=True)
+        c.cast(f.type) if c.type != f.type else c for c, f in zip(data.columns, target, strict=True)
     ]
     if isinstance(data, pa.RecordBatch):
         return pa.RecordBatch.from_arrays(columns, schema=target)

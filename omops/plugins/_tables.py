@@ -21,8 +21,6 @@ refuse it up front with :class:`~omops.errors.InvalidData`:
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
@@ -148,8 +146,10 @@ def check_objects(frame: Any) -> None:
     in one place. Only object columns are looked at (typed columns cannot nest
     Python values), each only as deep as it goes.
     """
+    import numpy as np
+
     for name, dtype in frame.dtypes.items():
-        if dtype == object:
+        if isinstance(dtype, np.dtype) and dtype.kind == "O":  # not str, categories ...
             _check_cells(name, list(frame[name].array))
 
 

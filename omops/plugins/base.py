@@ -38,9 +38,7 @@ class ReadQuery:
 
     @property
     def is_empty(self) -> bool:
-        return (
-            self.columns is None and not self.filters and self.limit is None and not self.offset
-        )
+        return self.columns is None and not self.filters and self.limit is None and not self.offset
 
 
 @dataclass

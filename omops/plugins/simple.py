@@ -20,7 +20,14 @@ from omops.catalog import PartRecord, RevisionRecord
 from omops.errors import InvalidData
 from omops.plugins.base import Plugin, ReadQuery, Stored
 
-__all__ = ["MAX_JSON_DEPTH", "JsonPlugin", "NdarrayPlugin", "PicklePlugin", "check_json", "location"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "JsonPlugin",
+    "NdarrayPlugin",
+    "PicklePlugin",
+    "check_json",
+    "location",
+]
 
 #: ``scheme://...`` with no blank in it: a URL or connection string, not data.
 _URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://\S*")
@@ -110,7 +117,9 @@ def check_json(obj: Any) -> None:
                 level, map(operator.is_, map(type, level), itertools.repeat(float))
             )
             if not all(map(math.isfinite, floats)):
-                _refuse_non_finite(next(v for v in level if type(v) is float and not math.isfinite(v)))
+                _refuse_non_finite(
+                    next(v for v in level if type(v) is float and not math.isfinite(v))
+                )
         if kinds <= _PLAIN | {float}:
             return
         depth += 1

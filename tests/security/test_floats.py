@@ -35,9 +35,7 @@ ARROW = "application/vnd.apache.arrow.stream"
 PARQUET = "application/vnd.apache.parquet"
 FLOATS = st.floats(width=64)  # every float64, NaN and infinities included
 FINITE = st.floats(allow_nan=False, allow_infinity=False)
-EXAMPLES = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+EXAMPLES = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 _names = (f"floats/{i}" for i in itertools.count())
 
 

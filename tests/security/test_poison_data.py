@@ -240,9 +240,7 @@ CELLS = {
 def typed_column(rows: int) -> st.SearchStrategy[list[Any]]:
     """Cells of one shape (what a column holds when it is well-formed), some missing."""
     return st.sampled_from(sorted(CELLS)).flatmap(
-        lambda shape: st.lists(
-            st.one_of(st.none(), CELLS[shape]), min_size=rows, max_size=rows
-        )
+        lambda shape: st.lists(st.one_of(st.none(), CELLS[shape]), min_size=rows, max_size=rows)
     )
 
 
@@ -285,9 +283,7 @@ def same(sent: Any, got: Any) -> bool:
             return float(sent) == float(got)
         return sent == got
     if isinstance(sent, dict) and isinstance(got, dict):
-        return set(sent) <= set(got) and all(
-            same(sent.get(k), got[k]) for k in got
-        )
+        return set(sent) <= set(got) and all(same(sent.get(k), got[k]) for k in got)
     if isinstance(sent, list) and isinstance(got, list):
         return len(sent) == len(got) and all(same(a, b) for a, b in zip(sent, got, strict=True))
     return sent == got
@@ -352,8 +348,12 @@ def test_random_frames_through_rest(
     body = {"columns": names, "data": rows}
 
     def put() -> None:
-        response = http.put(path, content=orjson.dumps(body), params={"append": "false"},
-                            headers={"Content-Type": "application/json"})
+        response = http.put(
+            path,
+            content=orjson.dumps(body),
+            params={"append": "false"},
+            headers={"Content-Type": "application/json"},
+        )
         if response.status_code == 400:
             assert response.json()["error"] in ("invalid_data", "invalid_name"), response.text
             raise Refused

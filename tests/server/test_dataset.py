@@ -265,9 +265,7 @@ def test_a_window_across_parts(client: TestClient, store: Omega, offset, limit) 
     params = {"offset": offset, **({} if limit is None else {"limit": limit})}
     rows = client.get("/api/v1/dataset/parts", params=params).json()
     assert rows == want.to_dict(orient="records")
-    arrow = client.get(
-        "/api/v1/dataset/parts", params=params, headers={"Accept": ARROW}
-    ).content
+    arrow = client.get("/api/v1/dataset/parts", params=params, headers={"Accept": ARROW}).content
     pd.testing.assert_frame_equal(pa.ipc.open_stream(arrow).read_all().to_pandas(), want)
 
 
@@ -309,7 +307,9 @@ def test_json_types_follow_one_rule(client: TestClient, store: Omega) -> None:
     frame = pd.DataFrame(
         {
             "f": [0.1234567890123456, 1.7976931348623157e308, np.nan, -np.inf],
-            "t": pd.to_datetime(["2024-01-01 00:00:01.5", None, "2024-03-01 00:00:00.0", "2024-04-01 00:00:00.0"]),
+            "t": pd.to_datetime(
+                ["2024-01-01 00:00:01.5", None, "2024-03-01 00:00:00.0", "2024-04-01 00:00:00.0"]
+            ),
             "z": pd.date_range("2024-01-01 06:00", periods=4, tz="Europe/Zurich"),
             "d": [dt.date(2024, 1, 2)] * 4,
             "c": pd.Categorical(["a", "b", "a", None]),
@@ -404,8 +404,14 @@ def test_put_an_arrow_or_parquet_body(client: TestClient, store: Omega, media_ty
 
 @pytest.mark.parametrize(
     ("params", "body_append", "rows"),
-    [({}, False, 1), ({}, True, 21), ({"append": "false"}, None, 1), ({}, None, 21),
-     ({"append": "true"}, True, 21), ({"append": "false"}, False, 1)],
+    [
+        ({}, False, 1),
+        ({}, True, 21),
+        ({"append": "false"}, None, 1),
+        ({}, None, 21),
+        ({"append": "true"}, True, 21),
+        ({"append": "false"}, False, 1),
+    ],
 )
 def test_append_in_the_body_or_the_query(client: TestClient, params, body_append, rows) -> None:
     body: dict = {"columns": ["x", "sales", "y", "region"], "data": [[1.0, 10, 0, "EU"]]}

@@ -110,9 +110,7 @@ def _read(
         return Response(body, media_type=JSON)
     types = dict(meta.details.get("dtypes", {}))
     filters = coerce_filters(raw_filters, types)
-    stream = om.datasets.stream(
-        name, columns=wanted, filters=filters, offset=offset, limit=limit
-    )
+    stream = om.datasets.stream(name, columns=wanted, filters=filters, offset=offset, limit=limit)
     try:
         if limit is None or limit > max_rows:
             rows = stream.count()
@@ -223,7 +221,7 @@ def _media_type(request: Request) -> str:
 @router.put(
     "/{name:path}",
     summary="Create, append to or replace a dataset from JSON, Arrow or Parquet",
-    description="Appends by default; `?append=false` or `\"append\": false` in a JSON body "
+    description='Appends by default; `?append=false` or `"append": false` in a JSON body '
     "replaces (both may be given if they agree). An Arrow IPC stream "
     f"(Content-Type: {ARROW_STREAM}) or a Parquet file ({PARQUET}) keeps the exact types "
     "and, when the table describes it (pandas metadata), the index. A body of more columns "
