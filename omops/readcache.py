@@ -1,10 +1,17 @@
-"""The read cache: small tables read before, kept as immutable Arrow data.
+"""The read cache: small tables read before, kept so that no reader can change them.
 
 One per Omega (``om.context.reads``), shared by its repositories and bucket
-views. It keeps what a tabular plugin's ``read_table`` returned, a
-``pyarrow.Table``, which nobody can change; every read builds a new pandas
-object from it (``from_table``). So nothing a reader is handed, not even a
-dict or list inside a cell, is shared with the cache or with another reader.
+views. For each small read it keeps either
+
+* a template object, when the plugin can copy it without sharing anything a
+  caller could change (``safe_copy``: a DataFrame of numbers, text, dates,
+  categories: a deep copy, ~10 µs), and every hit is such a copy; or
+* the ``pyarrow.Table`` the plugin read (``read_table``), which nobody can
+  change, and every hit builds a new object from it (``from_table``): for
+  frames with dicts or lists in cells, which a deep copy would share.
+
+So nothing a reader is handed, not even a dict inside a cell, is shared with
+the cache or with another reader.
 """
 
 from __future__ import annotations
@@ -72,33 +79,57 @@ class ReadCache:
         """Bytes of the tables kept now."""
         return self._bytes
 
-    def get(self, key: tuple[Any, ...], read: Callable[[], Any], *, small: bool) -> Any:
-        """The table kept under ``key``, or ``read()`` (then kept when ``small``).
+    def get(
+        self,
+        key: tuple[Any, ...],
+        read: Callable[[], Any],
+        *,
+        small: bool,
+        build: Callable[[Any], Any] | None = None,
+        copy: Callable[[Any], Any] | None = None,
+    ) -> Any:
+        """A new object for ``key``: from what is kept, or from ``read()`` (kept when ``small``).
 
-        ``read`` returns a ``pyarrow.Table``; the caller must not change what it
-        is given (Arrow tables cannot be changed) and builds its object from it.
+        Parameters
+        ----------
+        read : callable
+            Reads the ``pyarrow.Table``.
+        build : callable, optional
+            Makes the object from a table (by default the table itself).
+        copy : callable, optional
+            A copy of a built object sharing nothing a caller could change, or
+            None when there is none (then the table is kept, and built from).
         """
+        build = build or (lambda table: table)
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
-                return found[0]
+        if found is not None:
+            kept, _, is_template = found
+            return copy(kept) if is_template and copy is not None else build(kept)
         table = read()
+        obj = build(table)
         if small:
-            self._keep(key, table)
-        return table
+            template = copy(obj) if copy is not None else None
+            self._keep(key, table if template is None else template, template is not None)
+        return obj
 
-    def _keep(self, key: tuple[Any, ...], table: Any) -> None:
-        size = int(table.get_total_buffer_size())
+    def _keep(self, key: tuple[Any, ...], kept: Any, is_template: bool) -> None:
+        if is_template:
+            usage = kept.memory_usage(deep=True)
+            size = int(usage.sum() if hasattr(usage, "sum") else usage)
+        else:
+            size = int(kept.get_total_buffer_size())
         if size > min(self.max_object_bytes, self.max_bytes):
             return
         with self._lock:
             if key in self._items:
                 return
-            self._items[key] = (table, size)
+            self._items[key] = (kept, size, is_template)
             self._bytes += size
             while self._bytes > self.max_bytes:
-                _, (_, dropped) = self._items.popitem(last=False)
+                _, (_, dropped, _) = self._items.popitem(last=False)
                 self._bytes -= dropped
 
     def clear(self) -> None:

@@ -336,13 +336,15 @@ class Repository:
                     None if query.columns is None else tuple(query.columns),
                     query.exclude,
                 )
-                table = self.reads.get(
+                # A new object on every read: built from the kept (immutable) table,
+                # or a copy that shares nothing mutable (see omops.readcache).
+                return self.reads.get(
                     key,
                     lambda: plugin.read_table(self.blobs, parts, rev.kind_meta, query=query),
                     small=rev.size <= self.reads.max_blob_bytes,
+                    build=lambda table: plugin.from_table(table, rev.kind_meta),
+                    copy=plugin.safe_copy,
                 )
-            # A new object on every read: the cached table is immutable, what is
-            # built from it is the caller's alone (nested cells included).
             return plugin.from_table(table, rev.kind_meta)
 
     def stream(

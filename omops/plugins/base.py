@@ -163,6 +163,12 @@ class Plugin:
         """A new object from a table :meth:`read_table` gave; the table must stay unchanged."""
         raise NotImplementedError
 
+    def safe_copy(self, obj: Any) -> Any | None:
+        """A copy of ``obj`` (built by :meth:`from_table`) sharing nothing a caller could
+        change, or None when only :meth:`from_table` can make one. The read cache keeps
+        such a copy and hands out copies of it, else it keeps the table."""
+        return None
+
     def stream(
         self,
         blobs: Blobs,
