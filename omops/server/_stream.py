@@ -9,7 +9,8 @@ once still gets an error status instead of a cut-off 200.
 JSON values follow one rule (documented in the README): floats are written
 in the shortest form that reads back to the same float64 (orjson), and NaN
 and infinities, which JSON has no form for, are written as ``null``; Arrow and
-Parquet answers keep them. Timestamps are ISO 8601 text with the stored
+Parquet answers keep infinities (NaN, pandas' missing value, is stored as
+null). Timestamps are ISO 8601 text with the stored
 precision (microseconds at least); zoned ones in UTC with a ``Z``. Dates and
 times of day are ISO text, durations ISO 8601 durations (``P0DT0H0M1.5S``),
 decimals numbers with their exact digits, bytes base64 text.
