@@ -340,6 +340,8 @@ def test_more_rows_than_the_server_answers_with_is_a_413(store: Omega) -> None:
         assert len(client.get("/api/v1/dataset/parts", params={"limit": 30}).json()) == 30
         assert len(client.get("/api/v1/dataset/parts", params={"offset": 70}).json()) == 30
         assert len(client.get("/api/v1/dataset/parts", params={"i__lt": 30}).json()) == 30
+        store.datasets.put(np.zeros((31, 2)), "array")
+        assert_error(client.get("/api/v1/dataset/array"), 413, "31 rows")
 
 
 def test_more_columns_than_the_server_takes_is_a_413(store: Omega) -> None:

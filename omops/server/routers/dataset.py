@@ -104,6 +104,9 @@ def _read(
     if meta.kind not in _TABULAR:
         if raw_filters or wanted:
             raise InvalidQuery(f"filters and columns apply to DataFrames; {name!r} is {meta.kind}")
+        shape = meta.kind_meta.get("shape") or [1]  # arrays: answered whole, as JSON lists
+        if shape[0] > max_rows:
+            raise _too_many_rows(shape[0], max_rows)
         body = to_json_bytes(
             {"name": meta.name, "kind": meta.kind, "data": to_json(om.datasets.get(name))}
         )
