@@ -3,12 +3,21 @@
 A blob's key is the SHA-256 of its bytes. Writes go to a temporary key and are
 then moved into place, so a crash leaves at worst an orphan under ``tmp/``,
 never a half-written blob under its key.
+
+On a local filesystem a writer holds an exclusive ``flock`` on its temporary
+file from the moment it creates it until the file is renamed into place, and
+:meth:`Blobs.remove` (the sweep) deletes a temporary file only when it can take
+that lock itself: a live writer's file is never swept, whatever its age. Inside
+:meth:`Blobs.holding`, the lock stays on the written blob until the block ends
+(a put holds its blobs until its catalog commit). Other fsspec filesystems have
+no such locks: the sweep then relies on age alone.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import os
 import queue
 import threading
@@ -22,7 +31,12 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from omops import _uploads
-from omops.errors import ConfigError, NotFound, StorageError
+from omops.errors import ConfigError, StorageError
+
+try:  # POSIX; elsewhere the sweep relies on age alone, as on remote filesystems
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["Blobs", "HashingWriter"]
 
@@ -196,6 +210,16 @@ class Blobs:
         self.root = root.rstrip("/")
         self.storage_options = storage_options
         self._made: set[str] = set()
+        self._threads = threading.local()  # per thread: the blobs held by holding()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_threads"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._threads = threading.local()
 
     def __repr__(self) -> str:
         return f"Blobs({self.url!r})"
@@ -237,32 +261,86 @@ class Blobs:
         """
         tmp_dir = f"{self.root}/tmp"
         self._makedirs(tmp_dir)
+        if self._locks:
+            with self._local_writer(tmp_dir) as out:
+                yield out
+            return
         tmp = f"{tmp_dir}/{uuid.uuid4().hex}"
         try:
             with self.fs.open(tmp, "wb") as raw:
-                sync = None
-                if self.is_local:
-
-                    def sync() -> None:
-                        raw.flush()
-                        _fdatasync(raw.fileno())
-
-                out = HashingWriter(raw, background=True, sync=sync)
+                out = HashingWriter(raw, background=True)
                 try:
                     yield out
                     out.finish()
                 except BaseException:
                     out.abort()
                     raise
-                if self.is_local:
-                    raw.flush()
-                    os.fsync(raw.fileno())
             final = self.path(out.hexdigest())
             self._makedirs(final.rsplit("/", 1)[0])
             self.fs.mv(tmp, final)
         except BaseException:
             self._discard(tmp)
             raise
+
+    @property
+    def _locks(self) -> bool:
+        """Whether writers lock their files (local filesystems with ``flock``)."""
+        return fcntl is not None and self.is_local
+
+    @contextmanager
+    def _local_writer(self, tmp_dir: str) -> Iterator[HashingWriter]:
+        """A local write: the temporary file stays locked until it is renamed into place."""
+        raw, tmp = _create_locked(tmp_dir)
+        moved = False
+        try:
+
+            def sync() -> None:
+                raw.flush()
+                _fdatasync(raw.fileno())
+
+            out = HashingWriter(raw, background=True, sync=sync)
+            try:
+                yield out
+                out.finish()
+            except BaseException:
+                out.abort()
+                raise
+            raw.flush()
+            os.fsync(raw.fileno())
+            final = self.path(out.hexdigest())
+            self._makedirs(final.rsplit("/", 1)[0])
+            os.replace(tmp, final)  # still locked: no sweep can take the file in between
+            moved = True
+        except BaseException:
+            self._discard(tmp)
+            raise
+        finally:
+            held = getattr(self._threads, "held", None)
+            if moved and held is not None:
+                held.append(raw)  # the lock now guards the blob, until holding() ends
+            else:
+                raw.close()
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """Keep the blobs this thread writes inside the block locked until it ends.
+
+        A put holds its blobs from writing them to its catalog commit, so that a
+        sweep running meanwhile does not take them for orphans (on filesystems
+        with locks; elsewhere the commit notices a swept blob and writes it again).
+        Nested blocks share the outermost one.
+        """
+        if getattr(self._threads, "held", None) is not None:
+            yield
+            return
+        held: list[IO[bytes]] = []
+        self._threads.held = held
+        try:
+            yield
+        finally:
+            self._threads.held = None
+            for handle in held:
+                handle.close()
 
     def _discard(self, tmp: str) -> None:
         try:
@@ -283,11 +361,25 @@ class Blobs:
         return out.hexdigest(), out.size
 
     def open(self, key: str) -> IO[bytes]:
-        """Open a blob for reading."""
+        """Open a blob for reading; StorageError if it is missing."""
         try:
             return self.fs.open(self.path(key), "rb")
         except FileNotFoundError as exc:
-            raise NotFound(f"blob {key} is missing from {self.url}; the store is damaged") from exc
+            raise StorageError(
+                f"blob {key} is missing from {self.url}: the store is damaged; restore the "
+                "blob from a backup, or drop the object that needs it and put it again"
+            ) from exc
+
+    def intact(self, key: str) -> bool:
+        """Whether the blob is there and its bytes still hash to its key."""
+        digest = hashlib.sha256()
+        try:
+            with self.fs.open(self.path(key), "rb") as fh:
+                while chunk := fh.read(_CHUNK):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            return False
+        return digest.hexdigest() == key
 
     def read(self, key: str) -> bytes:
         """All bytes of a blob."""
@@ -325,14 +417,45 @@ class Blobs:
                 found.append((key, size))
         return found
 
-    def remove(self, path: str) -> None:
-        """Remove one file found by :meth:`temporaries`; a missing one is not an error."""
+    def remove(self, path: str) -> bool:
+        """Remove one file found by :meth:`temporaries`, unless a live writer holds it.
+
+        Returns whether it was removed (a missing file was not). On a local
+        filesystem the file is removed under its writer's lock, taken without
+        waiting: a writer still writing (or holding its blob) keeps its file.
+        """
         if not path.startswith(f"{self.root}/tmp/"):
             raise StorageError(f"{path!r} is not a temporary file of {self.url}")
         if _uploads.is_upload(path):
             _uploads.abort(self.fs, path)
-            return
+            return True
+        if self._locks:
+            return _remove_unlocked(path)
         self._discard(path)
+        return True
+
+    def delete_unheld(self, key: str) -> bool:
+        """Delete a blob unless a put holds it (see :meth:`holding`); whether it went."""
+        if self._locks:
+            return _remove_unlocked(self.path(key))
+        self.delete(key)
+        return True
+
+    def in_use(self, path: str) -> bool:
+        """Whether a live writer holds the file at ``path`` (always False without locks)."""
+        if not self._locks:
+            return False
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # also releases a lock just taken
+        return False
 
     def _old_files(self, folder: str, older_than: float) -> list[tuple[str, int]]:
         try:
@@ -359,6 +482,43 @@ class Blobs:
                 out.write(chunk)
         if out.hexdigest() != key:
             raise StorageError(f"blob {key} in {other.url} does not match its hash; it is corrupt")
+
+
+def _create_locked(tmp_dir: str) -> tuple[io.BufferedWriter, str]:
+    """A new temporary file, opened for writing and locked (``flock``, exclusive)."""
+    while True:
+        tmp = f"{tmp_dir}/{uuid.uuid4().hex}"
+        raw = open(tmp, "xb")  # noqa: SIM115 - closed by the caller
+        try:
+            fcntl.flock(raw.fileno(), fcntl.LOCK_EX)
+            if os.fstat(raw.fileno()).st_nlink > 0:
+                return raw, tmp
+        except BaseException:
+            raw.close()
+            raise
+        raw.close()  # a sweep removed it between the open and the lock: take another name
+
+
+def _remove_unlocked(path: str) -> bool:
+    """Remove ``path`` holding its lock, unless someone else holds it; whether it went."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a live writer's
+        try:
+            if os.stat(path).st_ino != os.fstat(fd).st_ino:
+                return False  # renamed away and replaced meanwhile: not the file we locked
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        return True
+    finally:
+        os.close(fd)
 
 
 def _mtime(info: dict[str, Any], default: float) -> float:

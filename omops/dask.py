@@ -101,7 +101,7 @@ def dask_frame(
         if unknown:
             raise InvalidData(f"no column(s) {unknown} in {name!r}; it has {sorted(known)}")
         schema = pa.schema([schema.field(c) for c in [*columns, *index]], metadata=schema.metadata)
-    meta = DataFramePlugin()._to_pandas(schema.empty_table(), kind_meta)
+    meta = DataFramePlugin().from_table(schema.empty_table(), kind_meta)
     # One partition per part, in the order they were put (read_parquet on a list of
     # files would sort them by name: content hashes, not the dataset's order).
     return dd.from_map(
@@ -120,9 +120,10 @@ def _read_part(url: str, *, schema: Any, kind_meta: Any, options: dict[str, Any]
     import fsspec
     import pyarrow.parquet as pq
 
-    from omops.plugins.pandas import DataFramePlugin, _as_schema
+    from omops.plugins._parquet import conform
+    from omops.plugins.pandas import DataFramePlugin
 
     fs, path = fsspec.core.url_to_fs(url, **options)
     with fs.open(path, "rb") as fh:
         table = pq.read_table(fh, columns=schema.names)
-    return DataFramePlugin()._to_pandas(_as_schema(table, schema), kind_meta)
+    return DataFramePlugin().from_table(conform(table, schema), kind_meta)

@@ -140,7 +140,7 @@ class Omega:
         """Remove what crashed or killed writers left in the blob store.
 
         Two kinds of leftovers, each only when not modified for ``older_than``
-        seconds (so that no write in progress is touched):
+        seconds:
 
         * files under ``tmp/``: a put killed while writing;
         * blobs no revision refers to: a put killed after writing its blob but
@@ -148,11 +148,19 @@ class Omega:
           lock, so a put committing the same blob at that moment either keeps
           it or writes it again.
 
+        Age alone does not protect a write in progress: on a local blob store
+        a writer locks its temporary file (``flock``) until it is in place, and
+        a put its blobs until its commit, and the sweep skips what is locked,
+        so even ``older_than=0`` never removes a live writer's file. Other
+        fsspec filesystems (``s3://`` ...) have no such locks: there only
+        ``older_than`` protects writes, so keep it well above the longest put.
+
         The blob store must belong to this catalog alone (the default: each
         ``OMOPS_HOME`` has its own); blobs of another catalog sharing the
         folder would look unused. Buckets share the store and are all covered.
 
-        Returns ``{"temporaries": n, "orphans": n, "bytes": n, "dry_run": bool}``.
+        Returns ``{"temporaries": n, "orphans": n, "bytes": n, "dry_run": bool}``:
+        what was (or, with ``dry_run``, would be) removed.
 
         Examples
         --------
@@ -160,21 +168,23 @@ class Omega:
         >>> omops.Omega(home=tempfile.mkdtemp()).sweep()
         {'temporaries': 0, 'orphans': 0, 'bytes': 0, 'dry_run': False}
         """
-        if older_than < 0:
+        if not older_than >= 0:
             raise InvalidData(f"older_than must be >= 0 seconds, got {older_than}")
-        temporaries = self.blobs.temporaries(older_than)
         stored = dict(self.blobs.stored(older_than))
         keys = sorted(stored)
         orphans: list[str] = []
         for start in range(0, len(keys), _SWEEP_CHUNK):  # bounded IN (...) lists
             chunk = keys[start : start + _SWEEP_CHUNK]
             unused = sorted(set(chunk) - self.catalog.blobs_in_use(chunk))
+            unused = [key for key in unused if not self.blobs.in_use(self.blobs.path(key))]
             if unused and not dry_run:
-                unused = self.catalog.delete_unused(unused, self.blobs.delete)
+                unused = self._delete_orphans(unused)
             orphans += unused
-        if not dry_run:
-            for path, _ in temporaries:
-                self.blobs.remove(path)
+        temporaries = [
+            (path, size)
+            for path, size in self.blobs.temporaries(older_than)
+            if (self.blobs.remove(path) if not dry_run else not self.blobs.in_use(path))
+        ]
         size = sum(n for _, n in temporaries) + sum(stored[key] for key in orphans)
         return {
             "temporaries": len(temporaries),
@@ -182,6 +192,17 @@ class Omega:
             "bytes": size,
             "dry_run": dry_run,
         }
+
+    def _delete_orphans(self, keys: list[str]) -> list[str]:
+        """Delete those of ``keys`` still unused and not held by a put; return them."""
+        deleted: list[str] = []
+
+        def delete(key: str) -> None:
+            if self.blobs.delete_unheld(key):
+                deleted.append(key)
+
+        self.catalog.delete_unused(keys, delete)
+        return deleted
 
     def __getitem__(self, bucket: str) -> Omega:
         """The same instance family in another bucket: ``om['dev']``."""

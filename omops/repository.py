@@ -8,182 +8,27 @@ names, buckets and revisions; the bytes are the plugins' business.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from omops.blobs import Blobs
 from omops.catalog import Catalog, MissingBlobs, NewRevision, ObjectRecord, RevisionRecord
-from omops.errors import ConfigError, InvalidData, InvalidName, InvalidQuery, NotFound, PluginError
+from omops.errors import InvalidData, InvalidName, InvalidQuery, NotFound, PluginError
+from omops.metadata import Metadata
 from omops.names import check_name, check_tag, parse_reference
-from omops.plugins import ReadQuery, Registry, default_registry
+from omops.plugins import ReadQuery, Registry, TableStream, default_registry
+from omops.readcache import ReadCache
+from omops.reading import guarded, reading
 
+# Metadata and ReadCache live in their own modules; importable from here as before.
 __all__ = ["STORES", "Metadata", "ReadCache", "Repository"]
 
 #: Writes of one put when concurrent drops keep deleting its blobs (see Catalog.delete_unused).
 _PUT_ATTEMPTS = 5
 
 
-class ReadCache:
-    """Small objects read before, by revision; each hit is a fresh deep copy.
-
-    A revision never changes, so a process that reads the same small dataset
-    again and again (a worker predicting on it, a notebook loop) reads its
-    blob once. The name is still looked up on every read, so a new revision
-    is seen at once. Only kinds whose plugin ``caches_reads`` (DataFrames and
-    Series), reads without filters, blobs up to ``max_blob_bytes`` and
-    objects up to ``max_object_bytes`` in memory are kept, ``max_bytes`` in
-    all (least recently used first out).
-    """
-
-    def __init__(
-        self,
-        max_bytes: int | None = 64 * 2**20,
-        max_object_bytes: int = 4 * 2**20,
-        max_blob_bytes: int = 2**20,
-    ) -> None:
-        # None: read OMOPS_READ_CACHE_MB when first needed (import reads nothing).
-        self._max_bytes, self.max_object_bytes = max_bytes, max_object_bytes
-        self.max_blob_bytes = max_blob_bytes
-        self._items: OrderedDict[tuple[Any, ...], tuple[Any, int]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    @property
-    def max_bytes(self) -> int:
-        if self._max_bytes is None:
-            self._max_bytes = _read_cache_bytes()
-        return self._max_bytes
-
-    @max_bytes.setter
-    def max_bytes(self, value: int) -> None:
-        self._max_bytes = value
-
-    def get(self, key: tuple[Any, ...], read: Callable[[], Any], *, small: bool) -> Any:
-        """A copy of the kept object, or ``read()`` (kept when ``small``)."""
-        with self._lock:
-            found = self._items.get(key)
-            if found is not None:
-                self._items.move_to_end(key)
-        if found is not None:
-            return found[0].copy(deep=True)
-        obj = read()
-        if small:
-            self._keep(key, obj)
-        return obj
-
-    def _keep(self, key: tuple[Any, ...], obj: Any) -> None:
-        size = obj.memory_usage(deep=True)
-        size = int(size.sum() if hasattr(size, "sum") else size)
-        if size > min(self.max_object_bytes, self.max_bytes):
-            return
-        kept = obj.copy(deep=True)  # the caller may change the object it got
-        with self._lock:
-            if key in self._items:
-                return
-            self._items[key] = (kept, size)
-            self._bytes += size
-            while self._bytes > self.max_bytes:
-                _, (_, dropped) = self._items.popitem(last=False)
-                self._bytes -= dropped
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self._bytes = 0
-
-
-def _read_cache_bytes() -> int:
-    text = os.environ.get("OMOPS_READ_CACHE_MB", "64")
-    try:
-        megabytes = float(text)
-    except ValueError:
-        megabytes = -1.0
-    if not megabytes >= 0:
-        raise ConfigError(
-            f"OMOPS_READ_CACHE_MB must be a number of MiB >= 0 (0: off), not {text!r}"
-        )
-    return int(megabytes * 2**20)
-
-
 #: The repositories every Omega instance has.
 STORES: tuple[str, ...] = ("datasets", "models", "jobs", "scripts", "streams")
-
-
-@dataclass
-class Metadata:
-    """What the catalog knows about one object (at one revision).
-
-    ``attributes`` is yours to edit; :meth:`save` persists it.
-
-    Attributes
-    ----------
-    name, bucket, store, kind : str
-    revision : str
-        Id of the revision this metadata describes.
-    tags : list of str
-        Tags on that revision.
-    created, modified : datetime
-        When the object was first stored and last changed (UTC).
-    attributes : dict
-        User attributes.
-    size : int
-        Bytes in the blob store for this revision.
-    rows : int or None
-        Rows, for DataFrames and Series.
-    columns : list of str or None
-        Columns, for DataFrames and Series.
-    origin : dict or None
-        Where a promoted object came from.
-    kind_meta : dict
-        What the plugin recorded to read the object back.
-    """
-
-    name: str
-    bucket: str
-    store: str
-    kind: str
-    revision: str
-    tags: list[str]
-    created: dt.datetime
-    modified: dt.datetime
-    attributes: dict[str, Any]
-    size: int
-    rows: int | None
-    columns: list[str] | None
-    origin: dict[str, Any] | None
-    kind_meta: dict[str, Any] = field(repr=False)
-    details: dict[str, Any] = field(default_factory=dict, repr=False)
-    _repository: Repository | None = field(default=None, repr=False, compare=False)
-
-    def save(self) -> Metadata:
-        """Persist edited ``attributes``."""
-        if self._repository is None:
-            raise InvalidData("this Metadata is not bound to a repository")
-        self._repository.set_attributes(self.name, self.attributes)
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able view (datetimes as ISO strings), without the plugin's kind_meta."""
-        return {
-            "name": self.name,
-            "bucket": self.bucket,
-            "store": self.store,
-            "kind": self.kind,
-            "revision": self.revision,
-            "tags": list(self.tags),
-            "created": self.created.isoformat(),
-            "modified": self.modified.isoformat(),
-            "attributes": dict(self.attributes),
-            "size": self.size,
-            "rows": self.rows,
-            "columns": self.columns,
-            "origin": self.origin,
-            **self.details,
-        }
 
 
 def _tags(tag: str | Sequence[str] | None) -> list[str]:
@@ -282,28 +127,30 @@ class Repository:
         append = plugin.appendable if append is None else append
         base = self._append_base(name, plugin.kind) if append else None
         for attempt in range(_PUT_ATTEMPTS):
-            stored = plugin.put(obj, self.blobs, base=base)
-            new = NewRevision(
-                kind=plugin.kind,
-                kind_meta=stored.kind_meta,
-                parts=stored.parts,
-                append=append,
-                tags=tags,
-                attributes=attributes,
-                extend=lambda b, stored=stored: plugin.extend(stored, b),
-                missing=self._missing,
-            )
-            try:
-                record, revision = self.catalog.commit(self.bucket, self.store, name, new)
-            except MissingBlobs:
-                # A concurrent drop deleted a blob of the same content as
-                # ours after we wrote it: write it again.
-                if attempt == _PUT_ATTEMPTS - 1:
+            # Our blobs stay locked until the commit: a sweep meanwhile leaves them alone.
+            with self.blobs.holding():
+                stored = plugin.put(obj, self.blobs, base=base)
+                new = NewRevision(
+                    kind=plugin.kind,
+                    kind_meta=stored.kind_meta,
+                    parts=stored.parts,
+                    append=append,
+                    tags=tags,
+                    attributes=attributes,
+                    extend=lambda b, stored=stored: plugin.extend(stored, b),
+                    missing=self._missing,
+                )
+                try:
+                    record, revision = self.catalog.commit(self.bucket, self.store, name, new)
+                except MissingBlobs:
+                    # A concurrent drop deleted a blob of the same content as
+                    # ours after we wrote it: write it again.
+                    if attempt == _PUT_ATTEMPTS - 1:
+                        raise
+                    continue
+                except BaseException:
+                    self._forget_blobs([p.blob for p in stored.parts])
                     raise
-                continue
-            except BaseException:
-                self._forget_blobs([p.blob for p in stored.parts])
-                raise
             return self._metadata(record, revision, ["latest", *tags])
         raise AssertionError("unreachable")
 
@@ -474,21 +321,93 @@ class Repository:
             filters={**(filters or {}), **kwfilters},
         )
         plugin = self.plugins.get(rev.kind)
-        if not plugin.caches_reads or query.filters:
-            return plugin.get(self.blobs, self.catalog.parts(rev), rev.kind_meta, query=query)
-        key = (
-            self.catalog.url,
-            self.bucket,
-            self.store,
-            rev.revision,
-            None if query.columns is None else tuple(query.columns),
-            query.exclude,
+        parts = self.catalog.parts(rev)
+        with self._reading(ref.name, rev, parts):
+            if not plugin.caches_reads:
+                return plugin.get(self.blobs, parts, rev.kind_meta, query=query)
+            if query.filters:
+                table = plugin.read_table(self.blobs, parts, rev.kind_meta, query=query)
+            else:
+                key = (
+                    self.catalog.url,
+                    self.bucket,
+                    self.store,
+                    rev.revision,
+                    None if query.columns is None else tuple(query.columns),
+                    query.exclude,
+                )
+                # A new object on every read: built from the kept (immutable) table,
+                # or a copy that shares nothing mutable (see omops.readcache).
+                return self.reads.get(
+                    key,
+                    lambda: plugin.read_table(self.blobs, parts, rev.kind_meta, query=query),
+                    small=rev.size <= self.reads.max_blob_bytes,
+                    build=lambda table: plugin.from_table(table, rev.kind_meta),
+                    copy=plugin.safe_copy,
+                )
+            return plugin.from_table(table, rev.kind_meta)
+
+    def stream(
+        self,
+        name: str,
+        /,
+        *,
+        columns: Sequence[str] | None = None,
+        filters: Mapping[str, Any] | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+        batch_rows: int = 65_536,
+    ) -> TableStream:
+        """Read a DataFrame or Series ``name`` as Arrow record batches, a window at a time.
+
+        For results too large to hold at once (the REST server streams them):
+        filters, columns (as for :meth:`get`) and rows ``offset`` to ``offset +
+        limit`` of the filtered result are applied while reading, so rows
+        outside the window are never loaded, and about one batch of
+        ``batch_rows`` (plus a Parquet row group) is in memory at a time.
+        Errors in the name, filters or columns, and missing blobs, are raised
+        here; a blob found damaged while reading raises StorageError from the
+        iteration. Returns a :class:`~omops.plugins.TableStream` (``schema``,
+        ``data_columns``, ``batches``, ``count()``, ``close()``).
+
+        Examples
+        --------
+        >>> import pandas as pd, omops, tempfile
+        >>> om = omops.Omega(home=tempfile.mkdtemp())
+        >>> _ = om.datasets.put(pd.DataFrame({'x': range(10)}), 'xs')
+        >>> rows = om.datasets.stream('xs', offset=2, limit=5, batch_rows=2)
+        >>> rows.count(), [b.num_rows for b in rows.batches]
+        (5, [2, 2, 1])
+        """
+        if offset < 0 or (limit is not None and limit < 0):
+            raise InvalidQuery(f"offset and limit must be >= 0, got {offset} and {limit}")
+        ref = parse_reference(name)
+        if columns is not None and ref.columns is not None:
+            raise InvalidQuery(f"{name!r} selects columns already; drop columns=")
+        rev = self.catalog.lookup(self.bucket, self.store, check_name(ref.name), ref.ref)
+        plugin = self.plugins.get(rev.kind)
+        if not plugin.caches_reads:
+            raise InvalidQuery(f"{ref.name!r} is a {rev.kind}, not a table; read it whole")
+        query = ReadQuery(
+            columns=ref.columns if ref.columns is not None else columns,
+            exclude=ref.exclude,
+            filters=dict(filters or {}),
+            offset=offset,
+            limit=limit,
         )
-        return self.reads.get(
-            key,
-            lambda: plugin.get(self.blobs, self.catalog.parts(rev), rev.kind_meta, query=query),
-            small=rev.size <= self.reads.max_blob_bytes,
-        )
+        parts = self.catalog.parts(rev)
+        with self._reading(ref.name, rev, parts):
+            if self._missing([p.blob for p in parts]):  # before a 200 goes out
+                raise FileNotFoundError(ref.name)
+            found = plugin.stream(
+                self.blobs, parts, rev.kind_meta, query=query, batch_rows=batch_rows
+            )
+        return guarded(found, lambda: self._reading(ref.name, rev, parts))
+
+    def _reading(self, name: str, rev: RevisionRecord, parts: Sequence[Any]) -> Any:
+        """A block whose read errors become StorageError or PluginError naming ``name``."""
+        what = f"{self.store} {name!r} (revision {rev.revision[:12]}, kind {rev.kind})"
+        return reading(self.blobs, what, name, [p.blob for p in parts])
 
     def exists(self, name: str) -> bool:
         """Whether ``name`` (or ``name@ref``) exists."""

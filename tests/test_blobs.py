@@ -111,11 +111,19 @@ class BlobsContract:
             assert fh.read(4) == b"0123"
             assert fh.read() == b"456789"
 
-    def test_missing_blob_raises_not_found(self, blobs):
+    def test_missing_blob_raises_storage_error(self, blobs):
+        """The object exists in the catalog, its bytes do not: a damaged store, not a 404."""
         key = hashlib.sha256(b"never stored").hexdigest()
         assert not blobs.exists(key)
-        with pytest.raises(NotFound, match=key):
+        with pytest.raises(StorageError, match=key) as caught:
             blobs.read(key)
+        assert not isinstance(caught.value, NotFound)
+        assert "restore the blob from a backup" in str(caught.value)
+
+    def test_intact_checks_the_content_hash(self, blobs):
+        key = blobs.put_bytes(b"kept safe")
+        assert blobs.intact(key)
+        assert not blobs.intact(hashlib.sha256(b"never stored").hexdigest())
 
     def test_delete_removes_and_tolerates_missing(self, blobs):
         key = blobs.put_bytes(b"bye")
@@ -170,9 +178,9 @@ class BlobsContract:
         assert blobs.read(hashlib.sha256(b"tampered").hexdigest()) == b"tampered"
         assert not blobs.exists(key)
 
-    def test_copy_from_missing_source_raises_not_found(self, blobs, tmp_path):
+    def test_copy_from_missing_source_raises_storage_error(self, blobs, tmp_path):
         other = Blobs(str(tmp_path / "other"))
-        with pytest.raises(NotFound):
+        with pytest.raises(StorageError, match="missing"):
             blobs.copy_from(other, hashlib.sha256(b"nothing").hexdigest())
         assert files_under(blobs, "tmp") == []
 

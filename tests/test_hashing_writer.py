@@ -93,26 +93,33 @@ def test_errors_of_the_worker_reach_the_producer():
     assert out.closed
 
 
+class FailingThirdWrite:
+    """A file whose third write fails with an I/O error; all else goes to ``raw``."""
+
+    def __init__(self, raw):
+        self._raw, self._writes = raw, 0
+
+    def write(self, data):
+        self._writes += 1
+        if self._writes == 3:
+            raise OSError(5, "I/O error")
+        return self._raw.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._raw, name)
+
+
 def test_failed_background_write_leaves_no_blob_and_no_tmp(tmp_path, monkeypatch):
+    import omops.blobs as blobs_module
+
     blobs = Blobs(str(tmp_path / "blobs"))
-    real_open = blobs.fs.open
+    create = blobs_module._create_locked  # a local store writes its locked file itself
 
-    def failing_open(path, mode="rb", **kwargs):
-        handle = real_open(path, mode, **kwargs)
-        if "w" in mode:
-            written = {"n": 0}
-            write = handle.write
+    def failing_create(folder):
+        raw, path = create(folder)
+        return FailingThirdWrite(raw), path
 
-            def failing_write(data):
-                written["n"] += 1
-                if written["n"] == 3:
-                    raise OSError(5, "I/O error")
-                return write(data)
-
-            handle.write = failing_write
-        return handle
-
-    monkeypatch.setattr(blobs.fs, "open", failing_open)
+    monkeypatch.setattr(blobs_module, "_create_locked", failing_create)
     with pytest.raises(OSError, match="I/O error"), blobs.writer() as out:
         for _ in range(20):
             out.write(b"q" * 2_000_000)

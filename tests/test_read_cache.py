@@ -1,28 +1,34 @@
-"""The read cache: small DataFrames read again come from memory, as fresh copies."""
+"""The read cache: small DataFrames read again come from memory, as new objects.
+
+The cache keeps the Arrow table (immutable) and builds a new DataFrame per
+read, so nothing a reader changes, nested values inside cells included,
+reaches the next reader.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from omops.errors import ConfigError, NotFound
 from omops.omega import Omega
 from omops.plugins.pandas import DataFramePlugin
-from omops.repository import ReadCache
+from omops.readcache import ReadCache
 
 
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Kinds whose blobs were read, in order (each call of a DataFrame plugin's get)."""
+    """Kinds whose blobs were read, in order (each call of a DataFrame plugin's read_table)."""
     seen: list[str] = []
-    original = DataFramePlugin.get
+    original = DataFramePlugin.read_table
 
     def counting(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         seen.append(self.kind)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(DataFramePlugin, "get", counting)
+    monkeypatch.setattr(DataFramePlugin, "read_table", counting)
     return seen
 
 
@@ -118,33 +124,32 @@ def test_each_omega_has_its_own_cache(tmp_path, reads: list[str]) -> None:
 
 
 def test_the_cache_stays_within_its_bounds() -> None:
-    frame = pd.DataFrame({"a": np.zeros(100)})  # 800 bytes of data, plus the index
-    size = int(frame.memory_usage(deep=True).sum())
+    table = pa.table({"a": np.zeros(100)})  # 800 bytes of data
+    size = table.get_total_buffer_size()
     cache = ReadCache(max_bytes=3 * size, max_object_bytes=size)
     for i in range(5):
-        cache.get(("k", i), lambda: frame, small=True)
+        cache.get(("k", i), lambda: table, small=True)
     calls: list[int] = []
 
-    def read(i: int) -> pd.DataFrame:
+    def read(i: int) -> pa.Table:
         calls.append(i)
-        return frame
+        return table
 
     for i in range(5):
         cache.get(("k", i), lambda i=i: read(i), small=True)
     assert calls == [0, 1, 2, 3, 4]  # the 3 newest were kept, then pushed out in turn
-    assert cache._bytes <= 3 * size
-    cache.get(("big",), lambda: pd.concat([frame, frame]), small=True)
+    assert len(cache) == 3 and cache.bytes <= 3 * size
+    cache.get(("big",), lambda: pa.table({"a": np.zeros(200)}), small=True)
     assert ("big",) not in cache._items  # over max_object_bytes
-    cache.get(("not small",), lambda: frame, small=False)
+    cache.get(("not small",), lambda: table, small=False)
     assert ("not small",) not in cache._items
 
 
 def test_the_size_comes_from_the_environment(monkeypatch) -> None:
     monkeypatch.setenv("OMOPS_READ_CACHE_MB", "0")
     cache = ReadCache(None)
-    frame = pd.DataFrame({"a": [1.0]})
-    cache.get(("k",), lambda: frame, small=True)
-    assert cache._items == {}  # 0 turns the cache off
+    cache.get(("k",), lambda: pa.table({"a": [1.0]}), small=True)
+    assert len(cache) == 0  # 0 turns the cache off
     monkeypatch.setenv("OMOPS_READ_CACHE_MB", "0.5")
     assert ReadCache(None).max_bytes == 2**19
 
@@ -153,4 +158,91 @@ def test_the_size_comes_from_the_environment(monkeypatch) -> None:
 def test_a_bad_size_is_a_clear_error(monkeypatch, text: str) -> None:
     monkeypatch.setenv("OMOPS_READ_CACHE_MB", text)
     with pytest.raises(ConfigError, match="OMOPS_READ_CACHE_MB"):
-        ReadCache(None).get(("k",), lambda: pd.DataFrame({"a": [1.0]}), small=True)
+        ReadCache(None).get(("k",), lambda: pa.table({"a": [1.0]}), small=True)
+
+
+def nested() -> pd.DataFrame:
+    """Struct, list and list-of-struct cells: what a deep copy of a frame still shares."""
+    return pd.DataFrame(
+        {
+            "meta": [{"a": 1, "tags": ["x", "y"]}, {"a": 2, "tags": []}],
+            "values": [[1.0, 2.0], [3.0]],
+            "events": [[{"t": 1, "kind": "open"}], []],
+            "plain": [1.5, 2.5],
+            "text": ["one", "two"],
+        }
+    )
+
+
+def snapshot(frame: pd.DataFrame) -> list:
+    """The frame's values as plain Python, deeply (arrays as lists)."""
+
+    def plain(value):  # noqa: ANN202
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple, np.ndarray)):
+            return [plain(v) for v in value]
+        return value
+
+    return [plain(row) for row in frame.to_dict(orient="records")]
+
+
+def mutate_everything(frame: pd.DataFrame) -> None:
+    """Change every value a reader could reach, in place where Python lets it."""
+    meta = frame.loc[0, "meta"]
+    meta["a"] = 99
+    meta["new"] = "key"
+    meta["tags"] = ["changed"]
+    events = frame.loc[0, "events"]
+    for event in events:
+        event["kind"] = "changed"
+    for cell in (frame.loc[0, "values"], events):
+        try:
+            cell[0] = 99  # NumPy arrays read from Arrow are read-only views
+        except (ValueError, TypeError):
+            pass
+    frame.loc[1, "plain"] = -1.0
+    frame.loc[1, "text"] = "changed"
+    frame["added"] = 1
+
+
+def test_changing_nested_values_changes_no_later_read(om: Omega, reads: list[str]) -> None:
+    """After ``df.loc[0, 'meta']['a'] = 99`` a deep copy handed out {'a': 99} next time."""
+    om.datasets.put(nested(), "nested")
+    first = om.datasets.get("nested")
+    want = snapshot(first)
+    assert want[0]["meta"] == {"a": 1, "tags": ["x", "y"]}
+    mutate_everything(first)
+    assert first.loc[0, "meta"]["a"] == 99
+    second = om.datasets.get("nested")
+    assert snapshot(second) == want
+    mutate_everything(second)
+    assert snapshot(om.datasets.get("nested")) == want
+    assert snapshot(om.datasets.get("nested[meta,events]")) == [
+        {"meta": row["meta"], "events": row["events"]} for row in want
+    ]
+    assert reads == ["pandas.dataframe", "pandas.dataframe"]  # both selections from memory
+
+
+def test_changing_a_read_series_changes_no_later_read(om: Omega, reads: list[str]) -> None:
+    om.datasets.put(pd.Series([{"a": 1}, {"a": 2}], name="s"), "structs")
+    first = om.datasets.get("structs")
+    first.iloc[0]["a"] = 99
+    assert om.datasets.get("structs").tolist() == [{"a": 1}, {"a": 2}]
+    assert reads == ["pandas.series"]
+
+
+def test_flat_frames_are_kept_as_copies_nested_ones_as_tables(om: Omega) -> None:
+    """A deep copy is safe (and ~10x cheaper than building a frame) when no cell holds a
+    Python object; otherwise the Arrow table is kept and each read builds from it."""
+    om.datasets.put(sales(), "flat")
+    om.datasets.put(nested(), "nested")
+    for name in ("flat", "nested", "flat", "nested"):
+        om.datasets.get(name)
+    kept = {key[3]: entry for key, entry in om.context.reads._items.items()}
+    flat, deep = (om.datasets.metadata(n).revision for n in ("flat", "nested"))
+    assert isinstance(kept[flat][0], pd.DataFrame) and kept[flat][2]
+    assert isinstance(kept[deep][0], pa.Table) and not kept[deep][2]
+    first = om.datasets.get("flat")
+    first.iloc[0, 0] = -1
+    pd.testing.assert_frame_equal(om.datasets.get("flat"), sales())

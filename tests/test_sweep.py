@@ -76,9 +76,8 @@ def test_recent_unused_blobs_stay(om: Omega) -> None:
     assert om.blobs.exists(orphan)
 
 
-def test_a_blob_swept_before_its_commit_is_written_again(om: Omega, monkeypatch) -> None:
-    """The sweep deletes under the catalog's blob lock: the put notices and retries."""
-    frame = pd.DataFrame({"x": [1.5, 2.5]})
+def sweep_before_the_first_commit(om: Omega, monkeypatch) -> list[dict]:
+    """Make the next put's commit run a sweep (older_than=0) just before it commits."""
     commit = om.catalog.commit
     swept: list[dict] = []
 
@@ -88,9 +87,31 @@ def test_a_blob_swept_before_its_commit_is_written_again(om: Omega, monkeypatch)
         return commit(*args, **kwargs)
 
     monkeypatch.setattr(om.catalog, "commit", sweep_then_commit)
+    return swept
+
+
+def test_a_sweep_leaves_the_blobs_of_a_put_in_progress_alone(om: Omega, monkeypatch) -> None:
+    """A put holds its blob (a lock on the local file) from writing it to its commit."""
+    frame = pd.DataFrame({"x": [1.5, 2.5]})
+    swept = sweep_before_the_first_commit(om, monkeypatch)
     om.datasets.put(frame, "raced")
-    assert swept[0]["orphans"] >= 1  # the put's blob, not yet referenced, was deleted
+    assert swept[0]["orphans"] == 0  # not yet referenced, but held
     pd.testing.assert_frame_equal(om.datasets.get("raced"), frame)
+
+
+def test_a_blob_swept_before_its_commit_is_written_again(tmp_path: Path, monkeypatch) -> None:
+    """Without locks (a remote store) the sweep deletes under the catalog's blob lock, and
+    the put notices and writes the blob again."""
+    om = Omega(catalog=f"sqlite:///{tmp_path}/catalog.sqlite", blobs="memory://sweep-race")
+    try:
+        frame = pd.DataFrame({"x": [1.5, 2.5]})
+        swept = sweep_before_the_first_commit(om, monkeypatch)
+        om.datasets.put(frame, "raced")
+        assert swept[0]["orphans"] >= 1  # the put's blob, not yet referenced, was deleted
+        pd.testing.assert_frame_equal(om.datasets.get("raced"), frame)
+    finally:
+        om.blobs.fs.rm("/sweep-race", recursive=True)
+        om.catalog.close()
 
 
 def test_a_negative_age_is_refused(om: Omega) -> None:
@@ -160,3 +181,36 @@ def test_top_level_sweep_uses_the_default_instance() -> None:
     assert omops.sweep()["temporaries"] == 1
     assert not os.path.exists(old)
     assert omops.sweep.__doc__ == Omega.sweep.__doc__
+
+
+def test_a_live_writers_temporary_file_is_never_swept(om: Omega) -> None:
+    """Age alone is not enough: the writer's lock on its file keeps it, however old."""
+    with om.blobs.writer() as out:
+        out.write(b"half")
+        (path,) = [p for p, _ in om.blobs.temporaries(0)]
+        age(path, 2 * DAY)
+        assert om.sweep(dry_run=True)["temporaries"] == 0
+        assert om.sweep(older_than=0)["temporaries"] == 0
+        assert os.path.exists(path)
+        out.write(b" and the rest")
+    assert om.blobs.read(out.hexdigest()) == b"half and the rest"
+    assert om.blobs.temporaries(0) == []
+
+
+def test_a_file_swept_before_its_writer_locked_it_is_replaced(om: Omega, monkeypatch) -> None:
+    """The writer creates its file, then locks it: a sweep in between takes the file, and
+    the writer, finding it unlinked once locked, starts over under a new name."""
+    import omops.blobs as blobs_module
+
+    real_flock = blobs_module.fcntl.flock
+    swept: list[bool] = []
+
+    def flock_after_a_sweep(fd: int, operation: int) -> None:
+        if not swept and operation == blobs_module.fcntl.LOCK_EX:
+            swept.append(True)
+            assert om.sweep(older_than=0)["temporaries"] == 1  # the new, unlocked file
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(blobs_module.fcntl, "flock", flock_after_a_sweep)
+    key = om.blobs.put_bytes(b"written anyway")
+    assert swept and om.blobs.read(key) == b"written anyway"

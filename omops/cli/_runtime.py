@@ -267,6 +267,22 @@ def serve(
             "(checked per model revision; ~1 ms less per request).",
         ),
     ] = True,
+    max_rows: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            envvar="OMOPS_SERVER_MAX_ROWS",
+            help="Most rows one dataset read answers with (413 above: use limit/offset).",
+        ),
+    ] = 10_000_000,
+    max_columns: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            envvar="OMOPS_SERVER_MAX_COLUMNS",
+            help="Most columns one dataset body may have (413 above).",
+        ),
+    ] = 10_000,
     log_level: Annotated[
         str, typer.Option(envvar="OMOPS_SERVER_LOG_LEVEL", help="uvicorn log level.")
     ] = "warning",
@@ -307,6 +323,8 @@ def serve(
         "OMOPS_SERVER_CORS_ORIGINS": origins,
         "OMOPS_SERVER_MAX_BODY": str(max_body),
         "OMOPS_SERVER_ARRAYS": "1" if arrays else "0",
+        "OMOPS_SERVER_MAX_ROWS": str(max_rows),
+        "OMOPS_SERVER_MAX_COLUMNS": str(max_columns),
     }
     print_note(
         f"serving {om.catalog!r} on http://{_url_host(address)}:{port} (docs at /docs, "

@@ -1,6 +1,6 @@
 """Plugins by kind: how each kind of object is written to blobs and read back."""
 
-from omops.plugins.base import ActionOutcome, Plugin, ReadQuery, Stored
+from omops.plugins.base import ActionOutcome, Plugin, ReadQuery, Stored, TableStream
 from omops.plugins.registry import (
     BUILTIN,
     ENTRY_POINT_GROUP,
@@ -20,5 +20,6 @@ __all__ = [
     "ReadQuery",
     "Registry",
     "Stored",
+    "TableStream",
     "default_registry",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -10,7 +10,7 @@ from omops.blobs import Blobs
 from omops.catalog import PartRecord, RevisionRecord
 from omops.errors import InvalidData, InvalidQuery
 
-__all__ = ["ActionOutcome", "Plugin", "ReadQuery", "Stored"]
+__all__ = ["ActionOutcome", "Plugin", "ReadQuery", "Stored", "TableStream"]
 
 
 @dataclass(frozen=True)
@@ -23,15 +23,52 @@ class Stored:
 
 @dataclass(frozen=True)
 class ReadQuery:
-    """What a reader asked for beyond the object: columns and row filters."""
+    """What a reader asked for beyond the object: columns, row filters, a window of rows.
+
+    ``offset`` and ``limit`` apply after the filters (rows ``offset`` to
+    ``offset + limit`` of the filtered result) and are pushed into the read:
+    rows outside the window are not loaded.
+    """
 
     columns: Sequence[str] | None = None
     exclude: bool = False
     filters: Mapping[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+    offset: int = 0
 
     @property
     def is_empty(self) -> bool:
-        return self.columns is None and not self.filters
+        return self.columns is None and not self.filters and self.limit is None and not self.offset
+
+
+@dataclass
+class TableStream:
+    """Rows of a tabular read as Arrow record batches, read while they are consumed.
+
+    Attributes
+    ----------
+    schema : pyarrow.Schema
+        The schema of every batch: the data columns asked for, then the index
+        columns, with the pandas metadata that rebuilds the frame.
+    data_columns : list of str
+        The columns that are data, not index (what a JSON answer holds).
+    batches : iterator of pyarrow.RecordBatch
+        The rows, in order. Reading starts with the first ``next()``.
+    count : callable
+        The number of rows the stream yields, without yielding them (may run
+        one scan of the filtered columns).
+    """
+
+    schema: Any
+    data_columns: list[str]
+    batches: Iterator[Any]
+    count: Callable[[], int]
+
+    def close(self) -> None:
+        """Stop reading early and release what the reader holds (files, a database cursor)."""
+        close = getattr(self.batches, "close", None)
+        if callable(close):
+            close()
 
 
 @dataclass(frozen=True)
@@ -105,9 +142,44 @@ class Plugin:
         """Extra, user-facing metadata (e.g. columns) for ``metadata(name)``."""
         return {}
 
-    #: Whether small reads may be kept in memory and handed out as copies
-    #: (``obj.copy(deep=True)``, sized by ``obj.memory_usage(deep=True)``).
+    #: Whether the kind reads through Arrow tables: :meth:`read_table`,
+    #: :meth:`from_table` and :meth:`stream` are implemented. Small reads of
+    #: such kinds are cached as the (immutable) table, and every read builds a
+    #: new object from it; the REST server streams them.
     caches_reads: ClassVar[bool] = False
+
+    def read_table(
+        self,
+        blobs: Blobs,
+        parts: Sequence[PartRecord],
+        kind_meta: Mapping[str, Any],
+        *,
+        query: ReadQuery | None = None,
+    ) -> Any:
+        """The object as a ``pyarrow.Table`` (kinds with ``caches_reads``)."""
+        raise NotImplementedError
+
+    def from_table(self, table: Any, kind_meta: Mapping[str, Any]) -> Any:
+        """A new object from a table :meth:`read_table` gave; the table must stay unchanged."""
+        raise NotImplementedError
+
+    def safe_copy(self, obj: Any) -> Any | None:
+        """A copy of ``obj`` (built by :meth:`from_table`) sharing nothing a caller could
+        change, or None when only :meth:`from_table` can make one. The read cache keeps
+        such a copy and hands out copies of it, else it keeps the table."""
+        return None
+
+    def stream(
+        self,
+        blobs: Blobs,
+        parts: Sequence[PartRecord],
+        kind_meta: Mapping[str, Any],
+        *,
+        query: ReadQuery | None = None,
+        batch_rows: int = 65_536,
+    ) -> TableStream:
+        """The rows as a :class:`TableStream` (kinds with ``caches_reads``)."""
+        raise InvalidQuery(f"kind {self.kind!r} is not a table; read it whole")
 
     #: Actions the runtime can run on objects of this kind (model plugins).
     actions: ClassVar[frozenset[str]] = frozenset()

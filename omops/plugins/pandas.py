@@ -4,7 +4,13 @@ Each put writes one Parquet part; an append revision reads as all parts of
 the revision it extends plus its own. The index is always stored as columns,
 so it survives filters and appends. Index, dtypes (time zones, categoricals,
 nullable types) round-trip through the Arrow schema and pandas metadata kept
-in ``kind_meta``.
+in ``kind_meta``. A put refuses what Parquet could not read back (see
+:mod:`omops.plugins._tables`) before anything is written.
+
+Reads go through Arrow: :meth:`DataFramePlugin.read_table` gives the table
+(what the read cache keeps, immutable), :meth:`DataFramePlugin.from_table`
+a new pandas object from it, and :meth:`DataFramePlugin.stream` the rows as
+batches with ``offset``/``limit`` and filters applied while reading.
 """
 
 from __future__ import annotations
@@ -13,24 +19,27 @@ import base64
 import functools
 import hashlib
 import json
-import os
 import sys
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from omops.blobs import Blobs
 from omops.catalog import PartRecord, RevisionRecord
-from omops.errors import InvalidData, InvalidQuery
-from omops.plugins.base import Plugin, ReadQuery, Stored
-from omops.query import compile_filters, select_columns
+from omops.errors import InvalidData
+from omops.plugins import _tables
+from omops.plugins._parquet import BATCH_ROWS, FilteredRead, read_parts, slice_parts
+from omops.plugins.base import Plugin, ReadQuery, Stored, TableStream
+from omops.query import select_columns
 
 __all__ = ["DataFramePlugin", "SeriesPlugin"]
 
 _MAX_CATEGORIES = 100_000
+#: Tables larger than this are converted to pandas with threads.
+_THREADED_BYTES = 16 * 2**20
 _SERIES_COLUMN = "value"
 
 
@@ -47,15 +56,6 @@ def _decode_schema(text: str) -> pa.Schema:
 def _fingerprint(schema: pa.Schema) -> str:
     text = schema.remove_metadata().to_string().encode()
     return hashlib.sha1(text, usedforsecurity=False).hexdigest()
-
-
-def _as_schema(table: pa.Table, target: pa.Schema) -> pa.Table:
-    """``table`` under ``target``'s names and types, matching columns by position."""
-    columns = [
-        c.cast(f.type) if c.type != f.type else c
-        for c, f in zip(table.columns, target, strict=True)
-    ]
-    return pa.Table.from_arrays(columns, schema=target)
 
 
 def _without_index(target: pa.Schema, column: str, spec: Mapping[str, Any]) -> pa.Schema:
@@ -75,20 +75,6 @@ def _without_index(target: pa.Schema, column: str, spec: Mapping[str, Any]) -> p
         [f for f in target if f.name != column],
         metadata={**target.metadata, b"pandas": json.dumps(pandas_meta).encode()},
     )
-
-
-def _aliased(
-    filters: Mapping[str, Any], alias: Mapping[str, str], columns: Mapping[str, str]
-) -> dict[str, Any]:
-    """``filters`` with each column name (``col`` or ``col__op``) replaced by its alias."""
-    out = {}
-    for key, value in filters.items():
-        if key in columns:
-            out[alias[key]] = value
-        else:
-            column, _, op = key.rpartition("__")
-            out[f"{alias[column]}__{op}"] = value
-    return out
 
 
 def _jsonable(values: Sequence[Any]) -> list[Any] | None:
@@ -113,41 +99,6 @@ def _merge_categories(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[st
             fits = len(values) <= _MAX_CATEGORIES
             merged[name] = {"values": values, "ordered": before["ordered"]} if fits else None
     return merged
-
-
-class _DuckDB:
-    """DuckDB connections of this process, made once and reused; threads take cursors.
-
-    Local blobs share one connection. Each other fsspec filesystem instance gets
-    its own, with the filesystem registered: DuckDB takes one filesystem per
-    protocol and connection, so two ``s3://`` stores with different credentials
-    could not share one. (fsspec reuses instances, so stores on one filesystem,
-    e.g. all ``memory://`` ones, share a connection.)
-    """
-
-    def __init__(self) -> None:
-        self._conns: dict[int, tuple[Any, Any]] = {}
-        self._pid: int | None = None
-        self._lock = threading.Lock()
-
-    def cursor(self, blobs: Blobs):  # noqa: ANN201
-        import duckdb
-
-        key = 0 if blobs.is_local else id(blobs.fs)
-        with self._lock:
-            if self._pid != os.getpid():  # never use a connection inherited over fork
-                self._conns, self._pid = {}, os.getpid()
-            found = self._conns.get(key)
-            if found is None:
-                conn = duckdb.connect(config={"threads": max(os.cpu_count() or 1, 1)})
-                if not blobs.is_local:
-                    conn.register_filesystem(blobs.fs)
-                # The filesystem is kept with its connection so that its id stays unique.
-                found = self._conns[key] = (conn, blobs.fs)
-            return found[0].cursor()
-
-
-_DUCKDB = _DuckDB()
 
 
 class DataFramePlugin(Plugin):
@@ -182,16 +133,18 @@ class DataFramePlugin(Plugin):
                 "DataFrames with MultiIndex columns cannot be stored; flatten them first, "
                 "e.g. df.columns = ['_'.join(map(str, c)) for c in df.columns]"
             )
-        if frame.columns.has_duplicates:
-            dupes = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
-            raise InvalidData(f"duplicate column names {dupes}; rename them before storing")
+        _tables.check_columns(frame)
+        _tables.check_objects(frame)
         try:
-            return pa.Table.from_pandas(frame, preserve_index=True)
-        except (pa.ArrowException, TypeError, ValueError) as exc:
+            table = pa.Table.from_pandas(frame, preserve_index=True)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError, RecursionError) as exc:
             raise InvalidData(
                 f"cannot convert the DataFrame to Arrow: {exc}. Columns must hold one type "
                 "each; store arbitrary objects with kind='python.pickle'"
             ) from exc
+        _tables.check_schema(table.schema)
+        _tables.check_names_round_trip(frame, table)
+        return table
 
     @staticmethod
     def _index_columns(table: pa.Table) -> list[str]:
@@ -248,7 +201,11 @@ class DataFramePlugin(Plugin):
                 "use_dictionary": [n for n in table.column_names if n != index[0]],
                 "column_encoding": {index[0]: "DELTA_BINARY_PACKED"},
             }
-        key, size = blobs.put_with(lambda out: pq.write_table(table, out, **options))
+        try:
+            key, size = blobs.put_with(lambda out: pq.write_table(table, out, **options))
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            # Nothing was stored: the temporary file is gone with the failed write.
+            raise InvalidData(f"the DataFrame cannot be stored as Parquet: {exc}") from exc
         schema = table.schema
         meta = {
             "schema": _encode_schema(schema),
@@ -304,7 +261,11 @@ class DataFramePlugin(Plugin):
         *,
         query: ReadQuery | None = None,
     ) -> Any:
-        query = query or ReadQuery()
+        return self.from_table(self.read_table(blobs, parts, kind_meta, query=query), kind_meta)
+
+    @staticmethod
+    def _target(kind_meta: Mapping[str, Any], query: ReadQuery) -> tuple[pa.Schema, pa.Schema]:
+        """The stored schema, and the one to read: the columns asked for, then the index."""
         schema = _decode_schema(kind_meta["schema"])
         index = list(kind_meta.get("index", []))
         data_columns = [name for name, _ in kind_meta["columns"]]
@@ -313,83 +274,78 @@ class DataFramePlugin(Plugin):
         if chosen is not None:
             order = {name: i for i, name in enumerate(chosen)}
             fields.sort(key=lambda f: (f.name in index, order.get(f.name, 0)))
-        target = pa.schema(fields, metadata=schema.metadata)
-        if query.filters:
-            table = self._read_filtered(blobs, parts, schema, target, query.filters)
-        else:
-            spec = kind_meta.get("range_index")
-            if (
-                spec is not None
-                and len(parts) == 1
-                and len(index) == 1
-                and (parts[0].rows == len(range(spec["start"], spec["stop"], spec["step"])))
-            ):
-                target = _without_index(target, index[0], spec)
-            table = self._read_all(blobs, parts, target)
-        return self._to_pandas(table, kind_meta)
+        return schema, pa.schema(fields, metadata=schema.metadata)
 
-    def _read_all(self, blobs: Blobs, parts: Sequence[PartRecord], target: pa.Schema) -> pa.Table:
-        if not parts:
-            return target.empty_table()
-        names = target.names
-        local = blobs.is_local
-        filesystem = None if local else blobs.fs
-        tables = []
-        for part in parts:
-            # Blobs never change once written, so a local one can be memory-mapped:
-            # pages come straight from the page cache, without a read copy. One file
-            # through ParquetFile, not read_table: the same read without building a
-            # dataset, ~0.6 ms less per part (most of a small frame's read).
-            with pq.ParquetFile(
-                blobs.path(part.blob),
-                filesystem=filesystem,
-                memory_map=local,
-                pre_buffer=not local,
-            ) as file:
-                read = file.read(columns=names, use_pandas_metadata=False)
-            tables.append(_as_schema(read, target))
-        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-
-    def _read_filtered(
+    def read_table(
         self,
         blobs: Blobs,
         parts: Sequence[PartRecord],
-        schema: pa.Schema,
-        target: pa.Schema,
-        filters: Mapping[str, Any],
+        kind_meta: Mapping[str, Any],
+        *,
+        query: ReadQuery | None = None,
     ) -> pa.Table:
-        import duckdb
+        """The rows asked for as an Arrow table (index columns included)."""
+        query = query or ReadQuery()
+        schema, target = self._target(kind_meta, query)
+        if query.filters:
+            return FilteredRead(
+                blobs, parts, schema, target, query.filters, offset=query.offset, limit=query.limit
+            ).table()
+        if query.limit is not None or query.offset:
+            batches = slice_parts(blobs, parts, target, offset=query.offset, limit=query.limit)
+            return pa.Table.from_batches(list(batches), schema=target)
+        index = list(kind_meta.get("index", []))
+        spec = kind_meta.get("range_index")
+        if (
+            spec is not None
+            and len(parts) == 1
+            and len(index) == 1
+            and (parts[0].rows == len(range(spec["start"], spec["stop"], spec["step"])))
+        ):
+            target = _without_index(target, index[0], spec)
+        return read_parts(blobs, parts, target)
 
-        if not parts:
-            return target.empty_table()
-        # Filters see data columns and named index levels, not pandas' __index_level_N__.
-        types = {f.name: str(f.type) for f in schema if not f.name.startswith("__index_level_")}
-        compile_filters(filters, types)  # checks names, operators and values, in user terms
-        # DuckDB matches identifiers case-insensitively ("A" and "a" would clash), so
-        # the SQL names every column by position: c0, c1 ... in the files' order.
-        alias = {name: f"c{i}" for i, name in enumerate(schema.names)}
-        predicate = compile_filters(
-            _aliased(filters, alias, types), {alias[name]: kind for name, kind in types.items()}
+    def stream(
+        self,
+        blobs: Blobs,
+        parts: Sequence[PartRecord],
+        kind_meta: Mapping[str, Any],
+        *,
+        query: ReadQuery | None = None,
+        batch_rows: int = BATCH_ROWS,
+    ) -> TableStream:
+        """The rows asked for as batches, read as they are consumed (see :class:`TableStream`)."""
+        query = query or ReadQuery()
+        schema, target = self._target(kind_meta, query)
+        index = list(kind_meta.get("index", []))
+        data = [f.name for f in target if f.name not in index]
+        if query.filters:
+            read = FilteredRead(
+                blobs, parts, schema, target, query.filters, offset=query.offset, limit=query.limit
+            )
+            return TableStream(target, data, read.batches(batch_rows), read.count)
+        total = sum(self._rows(blobs, p) for p in parts)
+        rows = max(0, total - query.offset)
+        if query.limit is not None:
+            rows = min(rows, query.limit)
+        batches = slice_parts(
+            blobs, parts, target, offset=query.offset, limit=query.limit, batch_rows=batch_rows
         )
-        select = ", ".join(alias[name] for name in target.names)
-        sql = (
-            f"SELECT {select} FROM read_parquet($files) AS t({', '.join(alias.values())})"
-            f" WHERE {predicate.sql}"
-        )
-        params = {**predicate.params, "files": [blobs.url_of(p.blob) for p in parts]}
-        cursor = _DUCKDB.cursor(blobs)
-        try:
-            result = cursor.sql(sql, params=params).to_arrow_table()
-        except duckdb.Error as exc:
-            raise InvalidQuery(f"filter {dict(filters)!r} cannot be applied: {exc}") from exc
-        finally:
-            cursor.close()
-        return _as_schema(result, target)
+        return TableStream(target, data, batches, lambda: rows)
 
-    def _to_pandas(self, table: pa.Table, kind_meta: Mapping[str, Any]) -> Any:
+    @staticmethod
+    def _rows(blobs: Blobs, part: PartRecord) -> int:
+        if part.rows is not None:
+            return part.rows
+        with pq.ParquetFile(blobs.open(part.blob)) as file:
+            return file.metadata.num_rows
+
+    def from_table(self, table: pa.Table, kind_meta: Mapping[str, Any]) -> Any:
+        """A new DataFrame from a table :meth:`read_table` gave (which stays unchanged)."""
         import pandas as pd
 
-        frame = table.to_pandas()
+        # Threads pay for large tables only: for a small one they double the time.
+        frame = table.to_pandas(use_threads=table.nbytes > _THREADED_BYTES)
         for name, spec in (kind_meta.get("categories") or {}).items():
             if spec is None or name not in frame.columns:
                 continue
@@ -398,6 +354,13 @@ class DataFramePlugin(Plugin):
                     spec["values"], ordered=spec["ordered"]
                 )
         return frame
+
+    def safe_copy(self, obj: Any) -> Any | None:
+        """A deep copy, unless a column holds Python objects (dicts, lists: shared by it)."""
+        dtypes = [obj.dtype] if getattr(obj, "ndim", 2) == 1 else list(obj.dtypes)
+        if any(isinstance(d, np.dtype) and d.kind == "O" for d in dtypes):
+            return None
+        return obj.copy(deep=True)
 
     def describe(self, kind_meta: Mapping[str, Any]) -> dict[str, Any]:
         return {
@@ -432,15 +395,8 @@ class SeriesPlugin(DataFramePlugin):
         stored.kind_meta["series_name"] = name if plain else str(name)
         return stored
 
-    def get(
-        self,
-        blobs: Blobs,
-        parts: Sequence[PartRecord],
-        kind_meta: Mapping[str, Any],
-        *,
-        query: ReadQuery | None = None,
-    ) -> Any:
-        frame = super().get(blobs, parts, kind_meta, query=query)
+    def from_table(self, table: pa.Table, kind_meta: Mapping[str, Any]) -> Any:
+        frame = super().from_table(table, kind_meta)
         series = frame.iloc[:, 0]
         series.name = kind_meta.get("series_name")
         return series

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import itertools
+import math
+import operator
 import os
 import pickle
 import re
@@ -17,7 +20,14 @@ from omops.catalog import PartRecord, RevisionRecord
 from omops.errors import InvalidData
 from omops.plugins.base import Plugin, ReadQuery, Stored
 
-__all__ = ["JsonPlugin", "NdarrayPlugin", "PicklePlugin", "location"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "JsonPlugin",
+    "NdarrayPlugin",
+    "PicklePlugin",
+    "check_json",
+    "location",
+]
 
 #: ``scheme://...`` with no blank in it: a URL or connection string, not data.
 _URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://\S*")
@@ -45,6 +55,9 @@ _DATABASE_SCHEMES = frozenset(
 )
 #: Longer text is never taken for a path (and is not looked up on disk).
 _MAX_PATH = 4096
+#: Most levels of lists and dicts inside each other in a ``python.json`` object
+#: (JSON encoders stop a little over 250, and a REST answer wraps the value once more).
+MAX_JSON_DEPTH = 64
 
 
 def location(text: object) -> Literal["connection", "url", "file", "folder"] | None:
@@ -77,6 +90,78 @@ def location(text: object) -> Literal["connection", "url", "file", "folder"] | N
     return "file" if os.path.exists(path) else None
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def check_json(obj: Any) -> None:
+    """Refuse what JSON would not give back: NaN and infinity, nesting over MAX_JSON_DEPTH.
+
+    (Types JSON has no form for, and non-string keys, are refused by the
+    encoder.) Walks the value a level at a time, without recursion; a level of
+    plain values (text, integers, finite floats) is checked at C speed.
+
+    Examples
+    --------
+    >>> check_json({'a': [1.5, None]})
+    >>> check_json({'a': float('nan')})
+    Traceback (most recent call last):
+    ...
+    omops.errors.InvalidData: JSON has no NaN or infinity (got nan): it would read back as null; store None, or a DataFrame (Parquet keeps them)
+    """
+    level: list[Any] = [obj]
+    depth = 0
+    while level:
+        kinds = set(map(type, level))
+        if float in kinds:
+            floats = itertools.compress(
+                level, map(operator.is_, map(type, level), itertools.repeat(float))
+            )
+            if not all(map(math.isfinite, floats)):
+                _refuse_non_finite(
+                    next(v for v in level if type(v) is float and not math.isfinite(v))
+                )
+        if kinds <= _PLAIN | {float}:
+            return
+        depth += 1
+        if depth > MAX_JSON_DEPTH:
+            raise InvalidData(
+                f"the object nests lists or dicts more than {MAX_JSON_DEPTH} levels deep; "
+                "store flatter data, or use kind='python.pickle'"
+            )
+        nested: list[Any] = []
+        for value in level:
+            if type(value) in _PLAIN or type(value) is float:
+                continue
+            if isinstance(value, dict):
+                nested.extend(value.values())
+            elif isinstance(value, (list, tuple)):
+                nested.extend(value)
+            elif hasattr(value, "dtype"):  # NumPy scalars and arrays, written by orjson
+                _check_numpy(value, depth)
+            elif isinstance(value, float) and not math.isfinite(value):
+                _refuse_non_finite(value)
+        level = nested
+
+
+def _check_numpy(value: Any, depth: int) -> None:
+    import numpy as np
+
+    if value.dtype.kind in "fc" and not bool(np.isfinite(value).all()):
+        _refuse_non_finite(value if np.ndim(value) == 0 else "an array holding them")
+    if np.ndim(value) + depth - 1 > MAX_JSON_DEPTH:
+        raise InvalidData(
+            f"the array nests more than {MAX_JSON_DEPTH} levels deep with its container; "
+            "store it as a numpy.ndarray dataset"
+        )
+
+
+def _refuse_non_finite(value: Any) -> None:
+    raise InvalidData(
+        f"JSON has no NaN or infinity (got {value}): it would read back as null; "
+        "store None, or a DataFrame (Parquet keeps them)"
+    )
+
+
 def _stored_bytes(blobs: Blobs, data: bytes, kind_meta: dict[str, Any]) -> Stored:
     key = blobs.put_bytes(data)
     return Stored(parts=[PartRecord(blob=key, size=len(data))], kind_meta=kind_meta)
@@ -95,6 +180,7 @@ class JsonPlugin(Plugin):
         return isinstance(obj, (dict, list, int, float, bool))
 
     def put(self, obj: Any, blobs: Blobs, *, base: RevisionRecord | None = None) -> Stored:
+        check_json(obj)
         try:
             data = orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
         except TypeError as exc:

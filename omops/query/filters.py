@@ -1,7 +1,11 @@
 """Filters ``col__op=value`` compiled to a DuckDB ``WHERE`` clause.
 
 Values are always bound parameters; column names are checked against the
-schema and quoted, so no filter can change the shape of the SQL.
+schema and quoted, so no filter can change the shape of the SQL. Values are
+checked against the column's type before any SQL runs (a number for a numeric
+column, text for a text column, a date or time for a timestamp column ...), so
+a mismatch is an :class:`~omops.errors.InvalidQuery` in the user's terms,
+never a database error.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from typing import Any
 
 from omops.errors import InvalidQuery
 
-__all__ = ["OPERATORS", "Predicate", "compile_filters", "quote_identifier"]
+__all__ = ["OPERATORS", "Predicate", "check_value", "compile_filters", "quote_identifier"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,113 @@ def _plain(value: Any) -> Any:
 
 def _is_string(type_name: str) -> bool:
     return "string" in type_name or "utf8" in type_name or type_name.startswith("dictionary")
+
+
+_NUMERIC = ("int", "uint", "float", "double", "halffloat", "decimal")
+_TEMPORAL = ("timestamp", "date")
+
+
+def _family(type_name: str) -> str | None:
+    """``number``, ``text``, ``bool`` or ``time`` for the Arrow types values are checked for."""
+    if _is_string(type_name):
+        return "text"
+    if type_name == "bool":
+        return "bool"
+    if type_name.startswith(_NUMERIC):
+        return "number"
+    if type_name.startswith(_TEMPORAL):
+        return "time"
+    return None  # lists, structs, binary, durations ...: left to the database
+
+
+def _number(key: str, column: str, type_name: str, value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)  # True is 1, as in pandas
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            pass
+        else:
+            if number != number:
+                raise InvalidQuery(f"filter {key!r} compares with NaN; use {column}__isnull=True")
+            if type_name.startswith(("int", "uint")) and number.is_integer():
+                return int(text) if text.lstrip("+-").isdigit() else int(number)
+            return number
+    raise InvalidQuery(
+        f"filter {key!r}: {value!r} is not a number, but column {column!r} is {type_name}; "
+        "give a number"
+    )
+
+
+def _text_value(key: str, column: str, type_name: str, value: Any) -> Any:
+    if isinstance(value, str):
+        return value
+    raise InvalidQuery(
+        f"filter {key!r}: {value!r} is not text, but column {column!r} holds text; "
+        f"give a string, e.g. {str(value)!r}"
+    )
+
+
+def _bool_value(key: str, column: str, value: Any) -> Any:
+    if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    raise InvalidQuery(
+        f"filter {key!r}: {value!r} is not true or false, but column {column!r} is bool"
+    )
+
+
+def _time_value(key: str, column: str, type_name: str, value: Any) -> Any:
+    import datetime as dt
+
+    if isinstance(value, (dt.date, dt.datetime)):  # pandas Timestamps are datetimes
+        return value
+    if isinstance(value, str):
+        import pandas as pd
+
+        try:
+            pd.Timestamp(value)
+        except (ValueError, TypeError, OverflowError):
+            pass
+        else:
+            return value  # the database reads the text in the column's type and zone
+    raise InvalidQuery(
+        f"filter {key!r}: {value!r} is not a date or time, but column {column!r} is "
+        f"{type_name}; give a datetime or ISO text like '2024-03-01' or '2024-03-01T12:00'"
+    )
+
+
+def check_value(key: str, column: str, type_name: str, value: Any) -> Any:
+    """``value`` as the column's type needs it, or InvalidQuery saying what to give.
+
+    Numbers may come as text (``'100'``, as from a query string); dates and
+    times as datetimes or ISO text; booleans as ``True``, ``1`` or ``'true'``.
+
+    Examples
+    --------
+    >>> check_value('sales__gte', 'sales', 'int64', '100')
+    100
+    >>> check_value('sales__gte', 'sales', 'int64', 'abc')
+    Traceback (most recent call last):
+    ...
+    omops.errors.InvalidQuery: filter 'sales__gte': 'abc' is not a number, but column 'sales' is int64; give a number
+    """
+    value = _plain(value)
+    family = _family(type_name)
+    if family == "number":
+        return _number(key, column, type_name, value)
+    if family == "text":
+        return _text_value(key, column, type_name, value)
+    if family == "bool":
+        return _bool_value(key, column, value)
+    if family == "time":
+        return _time_value(key, column, type_name, value)
+    return value
 
 
 _Builder = Callable[[str, Any, Callable[[Any], str], str], str]
@@ -137,11 +248,16 @@ def _split(key: str, columns: Mapping[str, str]) -> tuple[str, str]:
     )
 
 
-def _check_value(key: str, column: str, value: Any) -> None:
+def _not_missing(key: str, column: str, value: Any) -> None:
     if value is None:
         raise InvalidQuery(f"filter {key!r} compares with None; use {column}__isnull=True")
     if isinstance(value, float) and value != value:
         raise InvalidQuery(f"filter {key!r} compares with NaN; use isnull=True")
+
+
+def _checked(key: str, column: str, type_name: str, value: Any) -> Any:
+    _not_missing(key, column, value)
+    return check_value(key, column, type_name, value)
 
 
 def compile_filters(filters: Mapping[str, Any], columns: Mapping[str, str]) -> Predicate:
@@ -170,9 +286,14 @@ def compile_filters(filters: Mapping[str, Any], columns: Mapping[str, str]) -> P
 
     for key, value in filters.items():
         column, op = _split(key, columns)
+        type_name = columns[column]
         if op not in ("isnull", "notnull"):
-            _check_value(key, column, value)
-        clauses.append(OPERATORS[op](quote_identifier(column), value, bind, columns[column]))
+            _not_missing(key, column, value)
+        if op in ("in", "nin", "between"):
+            value = [_checked(key, column, type_name, v) for v in _sequence(value, op)]
+        elif op not in ("isnull", "notnull", "contains", "startswith", "endswith"):
+            value = _checked(key, column, type_name, value)
+        clauses.append(OPERATORS[op](quote_identifier(column), value, bind, type_name))
     if not clauses:
         return Predicate()
     return Predicate(" AND ".join(f"({c})" for c in clauses), params)

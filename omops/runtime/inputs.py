@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from omops.errors import InvalidData
+from omops.plugins._tables import MAX_DEPTH, check_objects
 from omops.runtime._arrays import Rows
 
 if TYPE_CHECKING:
@@ -53,6 +54,12 @@ def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc).lower() or "recursion" in str(exc).lower():
+            # orjson stops at 1,024 levels; the frame checks its cells at MAX_DEPTH.
+            raise InvalidData(
+                f"the body nests arrays or objects too deeply ({exc}); a table cell may "
+                f"nest at most {MAX_DEPTH} levels"
+            ) from None
         raise InvalidData(f"the body is not valid JSON: {exc}") from None
 
 
@@ -70,6 +77,9 @@ def frame_from_json(payload: Any, *, plain_names: bool = False) -> Any:
 
     ``{"columns": [...], "data": [[...], ...]}`` (split), ``{"data": {"col":
     [...]}}`` (columns), ``[{"col": v}, ...]`` or ``{"data": [{...}]}`` (records).
+    Cells holding lists or objects may nest at most 32 levels (``MAX_DEPTH``),
+    as in a stored dataset; deeper ones are refused here, before a model or
+    Arrow recurses into them.
 
     ``plain_names``: column names in a plain (object) Index rather than pandas'
     Arrow-backed strings, which are several times slower to check for a model
@@ -100,11 +110,11 @@ def _frame(payload: Any, plain_names: bool) -> Any:
                 raise InvalidData(
                     "with 'data' as {column: [values]}, every value must be a list of one length"
                 )
-            return pd.DataFrame(dict(data))
+            return _checked(pd.DataFrame(dict(data)))
         if isinstance(data, list) and all(isinstance(r, Mapping) for r in data):
             for row in data:
                 check_columns(list(row))
-            return pd.DataFrame.from_records(data)
+            return _checked(pd.DataFrame.from_records(data))
     except (ValueError, TypeError) as exc:
         if isinstance(exc, InvalidData):
             raise
@@ -140,7 +150,13 @@ def _split_frame(columns: list[str], data: Any, plain_names: bool) -> Any:
     ):
         # What pandas infers for all-float rows (float64 columns), ~3x faster.
         return pd.DataFrame(np.array(data, dtype=np.float64), columns=index)
-    return pd.DataFrame(data, columns=index)
+    return _checked(pd.DataFrame(data, columns=index))
+
+
+def _checked(frame: Any) -> Any:
+    """``frame``, unless a cell nests lists or objects deeper than a dataset may."""
+    check_objects(frame)  # only object columns are walked: numbers and text cost nothing
+    return frame
 
 
 def targets(payload: Any) -> Any:

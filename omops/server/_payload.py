@@ -1,4 +1,9 @@
-"""Request bodies and query strings to DataFrames and filters; results to JSON."""
+"""Request bodies and query strings to DataFrames and filters; values to JSON.
+
+A dataset body is JSON (the shapes of :func:`omops.runtime.inputs.frame_from_json`),
+an Arrow IPC stream or a Parquet file; each is refused with 413 when it has
+more columns than the server takes, before a frame is built from it.
+"""
 
 from __future__ import annotations
 
@@ -6,101 +11,84 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from starlette.exceptions import HTTPException
 
 from omops.errors import InvalidData, InvalidQuery
+from omops.runtime.inputs import frame_from_json, parse_json
 
-__all__ = ["coerce_filters", "frame_from_json", "frame_to_json", "parse_json", "to_json_bytes"]
+__all__ = [
+    "check_column_count",
+    "coerce_filters",
+    "frame_from_body",
+    "frame_from_json",
+    "parse_json",
+    "to_json_bytes",
+]
 
 LIST_OPERATORS = ("in", "nin", "between")
-#: Up to this many values, a body of floats only becomes a frame without pandas' inference.
-_SMALL = 4096
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+PARQUET = "application/vnd.apache.parquet"
 
 
-def parse_json(body: bytes) -> Any:
-    if not body:
-        raise InvalidData(
-            'the request has no body; send JSON like {"columns": [...], "data": [[...]]}'
-        )
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidData(f"the body is not valid JSON: {exc}") from None
+def too_many_columns(count: int, most: int) -> HTTPException:
+    return HTTPException(
+        413,
+        f"the body has {count} columns or more; this server takes at most {most} per request "
+        "(OMOPS_SERVER_MAX_COLUMNS, --max-columns): send fewer columns per request",
+    )
 
 
-def _check_columns(columns: Any) -> list[str]:
-    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
-        raise InvalidData("'columns' must be a list of column names (strings)")
-    if len(set(columns)) != len(columns):
-        raise InvalidData("'columns' has duplicate names")
-    return columns
+def check_column_count(payload: Any, most: int) -> None:
+    """413 when a JSON body (split, columns or records shape) names more than ``most`` columns.
 
-
-def frame_from_json(payload: Any, *, plain_names: bool = False) -> Any:
-    """A DataFrame with at least one column from one of the accepted shapes (see ``_frame``).
-
-    ``plain_names``: column names in a plain (object) Index rather than pandas'
-    Arrow-backed strings, which are several times slower to check for a model
-    (scikit-learn compares them on every predict). For model inputs only: a
-    stored frame keeps pandas' default.
+    Counted before pandas builds anything: a body of 100,000 columns used to
+    take seconds to become a frame.
     """
-    frame = _frame(payload, plain_names)
-    if not len(frame.columns):
-        raise InvalidData(
-            'the body names no columns; send {"columns": ["x"], "data": [[1.0]]}, '
-            '{"data": {"x": [1.0]}} or records [{"x": 1.0}]'
-        )
-    return frame
-
-
-def _frame(payload: Any, plain_names: bool = False) -> Any:
-    """A DataFrame from one of the accepted shapes.
-
-    ``{"columns": [...], "data": [[...], ...]}`` (split), ``{"data": {"col":
-    [...]}}`` (columns), ``[{"col": v}, ...]`` or ``{"data": [{...}]}`` (records).
-    """
-    import numpy as np
-    import pandas as pd
-
     data = payload.get("data") if isinstance(payload, Mapping) else payload
     columns = payload.get("columns") if isinstance(payload, Mapping) else None
+    if isinstance(columns, list):
+        count = len(columns)
+    elif isinstance(data, Mapping):
+        count = len(data)
+    elif isinstance(data, list):
+        names: set[Any] = set()
+        for row in data:
+            if isinstance(row, Mapping):
+                if len(row) > most:
+                    raise too_many_columns(len(row), most)
+                names.update(row)
+                if len(names) > most:
+                    break
+        count = len(names)
+    else:
+        return
+    if count > most:
+        raise too_many_columns(count, most)
+
+
+def frame_from_body(body: bytes, media_type: str, most_columns: int) -> Any:
+    """A DataFrame from an Arrow IPC stream or Parquet body (index restored when described)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
-        if columns is not None:
-            columns = _check_columns(columns)
-            if not isinstance(data, list) or not all(isinstance(r, list) for r in data):
-                raise InvalidData("with 'columns', 'data' must be a list of rows (lists)")
-            bad = [i for i, row in enumerate(data) if len(row) != len(columns)]
-            if bad:
-                raise InvalidData(
-                    f"row {bad[0]} has {len(data[bad[0]])} values but there are {len(columns)} columns"
-                )
-            if plain_names:
-                columns = pd.Index(columns, dtype=object)
-            if (
-                data
-                and len(data) * len(columns) <= _SMALL
-                and all(type(v) is float for row in data for v in row)
-            ):
-                # What pandas infers for all-float rows (float64 columns), ~3x faster.
-                return pd.DataFrame(np.array(data, dtype=np.float64), columns=columns)
-            return pd.DataFrame(data, columns=columns)
-        if isinstance(data, Mapping):
-            _check_columns(list(data))
-            lists = [v for v in data.values() if isinstance(v, list)]
-            if len(lists) != len(data) or len({len(v) for v in lists}) > 1:
-                raise InvalidData(
-                    "with 'data' as {column: [values]}, every value must be a list of one length"
-                )
-            return pd.DataFrame(dict(data))
-        if isinstance(data, list) and all(isinstance(r, Mapping) for r in data):
-            for row in data:
-                _check_columns(list(row))
-            return pd.DataFrame.from_records(data)
-    except (ValueError, TypeError) as exc:
-        raise InvalidData(f"cannot build a table from the body: {exc}") from None
-    raise InvalidData(
-        'send {"columns": [...], "data": [[...]]}, {"data": {"col": [...]}} or records '
-        '[{"col": value}, ...]'
-    )
+        if media_type == ARROW_STREAM:
+            reader = pa.ipc.open_stream(body)
+            if len(reader.schema) > most_columns:
+                raise too_many_columns(len(reader.schema), most_columns)
+            table = reader.read_all()
+        else:
+            file = pq.ParquetFile(pa.BufferReader(body))
+            if len(file.schema_arrow) > most_columns:
+                raise too_many_columns(len(file.schema_arrow), most_columns)
+            table = file.read()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        kind = "an Arrow IPC stream" if media_type == ARROW_STREAM else "a Parquet file"
+        raise InvalidData(f"the body is not {kind} omops can read: {exc}") from None
+    try:
+        return table.to_pandas()
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise InvalidData(f"the body's table cannot become a DataFrame: {exc}") from None
 
 
 def _scalar(text: str, type_name: str) -> Any:
@@ -157,10 +145,3 @@ def coerce_filters(raw: Mapping[str, str], types: Mapping[str, str]) -> dict[str
 
 def to_json_bytes(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
-
-
-def frame_to_json(frame: Any, orient: str) -> bytes:
-    """A DataFrame as JSON bytes, ``records`` or ``split``."""
-    if orient not in ("records", "split"):
-        raise InvalidQuery(f"orient {orient!r} is not one of records, split")
-    return frame.to_json(orient=orient, date_format="iso", date_unit="us").encode()

@@ -61,6 +61,8 @@ def create_app(
     cors_origins: Iterable[str] = (),
     max_body: int = DEFAULT_MAX_BODY,
     arrays: bool = True,
+    max_rows: int = dataset.DEFAULT_MAX_ROWS,
+    max_columns: int = dataset.DEFAULT_MAX_COLUMNS,
 ) -> FastAPI:
     """A FastAPI app serving ``om``'s models, datasets and tasks.
 
@@ -90,6 +92,10 @@ def create_app(
         Hand models that take them (scikit-learn's own estimators) small
         numeric inputs as NumPy arrays rather than DataFrames, once a
         revision's first answer was seen to be the same both ways.
+    max_rows : int
+        Most rows one dataset read answers with; more get 413 (ask with limit/offset).
+    max_columns : int
+        Most columns one dataset body may have; more get 413.
     """
     om = om or omops.get_omega()
     policy = GuardPolicy(
@@ -111,6 +117,7 @@ def create_app(
     app.state.guard = policy
     app.state.metrics = Metrics()
     app.state.arrays = arrays
+    app.state.max_rows, app.state.max_columns = max_rows, max_columns
     install_error_handlers(app)
     for router in (meta.router, model.router, dataset.router, task.router, auth.router, job.router):
         app.include_router(router)
@@ -180,7 +187,8 @@ def app_from_environment() -> FastAPI:
     lets a keyless app answer non-loopback clients. ``OMOPS_SERVER_ALLOWED_HOSTS``
     and ``OMOPS_SERVER_CORS_ORIGINS`` are comma-separated lists;
     ``OMOPS_SERVER_MAX_BODY`` is in bytes; ``OMOPS_SERVER_ARRAYS=0`` turns the
-    array path off. ``om runtime serve`` sets them all.
+    array path off; ``OMOPS_SERVER_MAX_ROWS`` and ``OMOPS_SERVER_MAX_COLUMNS``
+    bound dataset answers and bodies. ``om runtime serve`` sets them all.
     """
     om = omops.get_omega()
     raw_limit = os.environ.get("OMOPS_SERVER_MAX_BODY", "").strip()
@@ -199,4 +207,17 @@ def app_from_environment() -> FastAPI:
         cors_origins=_names("OMOPS_SERVER_CORS_ORIGINS"),
         max_body=max_body,
         arrays=_flag("OMOPS_SERVER_ARRAYS", True),
+        max_rows=_count("OMOPS_SERVER_MAX_ROWS", dataset.DEFAULT_MAX_ROWS, "rows"),
+        max_columns=_count("OMOPS_SERVER_MAX_COLUMNS", dataset.DEFAULT_MAX_COLUMNS, "columns"),
     )
+
+
+def _count(name: str, default: int, unit: str) -> int:
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = int(raw) if raw else default
+    except ValueError:
+        value = -1
+    if value < 1:
+        raise ConfigError(f"{name}={raw!r} is not a number of {unit} (1 or more)")
+    return value

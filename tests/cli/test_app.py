@@ -297,11 +297,17 @@ def test_malformed_filter_is_usage_error(sales: pd.DataFrame, spec: str) -> None
         ("sales__between=1", "between needs two values"),
         ("sales=null", "compares with None"),
         ("sales__contains=1", "text columns"),
+        ("sales__gte=abc", "filter 'sales__gte': 'abc' is not a number, but column 'sales'"),
+        ("sales__in=1,abc", "'abc' is not a number"),
+        ("sales__between=1,x", "'x' is not a number"),
     ],
 )
 def test_bad_filter_is_an_omops_error(sales: pd.DataFrame, spec: str, message: str) -> None:
     omops.datasets.put(sales, "stats")
-    assert_error(om("datasets", "get", "stats", "-f", spec), message)
+    result = om("datasets", "get", "stats", "-f", spec)
+    assert_error(result, message)
+    for sql in ("SELECT", "read_parquet", "LINE 1", "$p0", "Conversion Error"):
+        assert sql not in result.output
 
 
 def test_unknown_name_is_one_error_line() -> None:

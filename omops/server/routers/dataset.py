@@ -1,35 +1,62 @@
-"""``/api/v1/dataset``: read with filters, write from JSON, list, delete."""
+"""``/api/v1/dataset``: read with filters (streamed), write from JSON, Arrow or Parquet.
+
+Reads of DataFrames and Series apply the filters, the column selection and
+``offset``/``limit`` while reading and stream the answer batch by batch (see
+:mod:`omops.server._stream`), as JSON records (or ``orient=split``), NDJSON,
+an Arrow IPC stream or Parquet, by the ``Accept`` header. An answer of more
+rows than the server's maximum is refused with 413 before anything is read.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
-from omops.errors import InvalidQuery
+from omops.errors import InvalidData, InvalidQuery
 from omops.names import parse_reference
 from omops.omega import Omega
 from omops.runtime.tasks import to_json
 from omops.server._auth import Scope
 from omops.server._deps import reader, writer
 from omops.server._payload import (
+    ARROW_STREAM,
+    PARQUET,
+    check_column_count,
     coerce_filters,
+    frame_from_body,
     frame_from_json,
-    frame_to_json,
     parse_json,
     to_json_bytes,
 )
+from omops.server._stream import JSON, NDJSON, Piece, encode, negotiate
 from omops.server.routers.model import _DATA_BODY
 
-__all__ = ["router"]
+__all__ = ["DEFAULT_MAX_COLUMNS", "DEFAULT_MAX_ROWS", "router"]
 
 router = APIRouter(prefix="/api/v1/dataset", tags=["dataset"])
 _RESERVED = {"columns", "orient", "limit", "offset"}
+#: Most rows one read answers with (OMOPS_SERVER_MAX_ROWS, ``--max-rows``).
+DEFAULT_MAX_ROWS = 10_000_000
+#: Most columns one request body may have (OMOPS_SERVER_MAX_COLUMNS, ``--max-columns``).
+DEFAULT_MAX_COLUMNS = 10_000
+_TABULAR = ("pandas.dataframe", "pandas.series")
 
 
 def _json(value: Any, status: int = 200) -> Response:
     return Response(to_json_bytes(value), status_code=status, media_type="application/json")
+
+
+def _limits(request: Request) -> tuple[int, int]:
+    state = request.app.state
+    return (
+        getattr(state, "max_rows", DEFAULT_MAX_ROWS),
+        getattr(state, "max_columns", DEFAULT_MAX_COLUMNS),
+    )
 
 
 @router.get("", summary="List datasets")
@@ -50,32 +77,59 @@ def list_datasets(
     )
 
 
+def _too_many_rows(rows: int, most: int) -> HTTPException:
+    return HTTPException(
+        413,
+        f"the read matches {rows} rows; this server answers with at most {most} per request "
+        "(OMOPS_SERVER_MAX_ROWS, --max-rows): ask for a window with limit= and offset=, "
+        "or narrow it with filters",
+    )
+
+
 def _read(
     om: Omega,
     name: str,
     raw_filters: dict[str, str],
     columns: str | None,
-    orient: str,
-    limit: int | None,
-    offset: int,
-) -> bytes:
+    window: tuple[int | None, int],
+    answer: tuple[str, str],
+    max_rows: int,
+) -> Response:
+    """The answer to a read: whole JSON for other kinds, a primed stream for tables."""
+    limit, offset = window
+    media_type, orient = answer
     meta = om.datasets.metadata(name)
     wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     wanted = wanted or None  # "columns=" alone means all of them
-    if meta.kind not in ("pandas.dataframe", "pandas.series"):
+    if meta.kind not in _TABULAR:
         if raw_filters or wanted:
             raise InvalidQuery(f"filters and columns apply to DataFrames; {name!r} is {meta.kind}")
-        return to_json_bytes(
+        shape = meta.kind_meta.get("shape") or [1]  # arrays: answered whole, as JSON lists
+        if shape[0] > max_rows:
+            raise _too_many_rows(shape[0], max_rows)
+        body = to_json_bytes(
             {"name": meta.name, "kind": meta.kind, "data": to_json(om.datasets.get(name))}
         )
+        return Response(body, media_type=JSON)
     types = dict(meta.details.get("dtypes", {}))
     filters = coerce_filters(raw_filters, types)
-    frame = om.datasets.get(name, columns=wanted, **filters)
-    if offset or limit is not None:
-        frame = frame.iloc[offset : None if limit is None else offset + limit]
-    if meta.kind == "pandas.series":
-        frame = frame.to_frame()
-    return frame_to_json(frame, orient)
+    stream = om.datasets.stream(name, columns=wanted, filters=filters, offset=offset, limit=limit)
+    try:
+        if limit is None or limit > max_rows:
+            rows = stream.count()
+            if rows > max_rows:
+                raise _too_many_rows(rows, max_rows)
+        pieces = encode(stream, media_type, orient)
+        first = next(pieces)  # the first batch is read now: its errors get an error status
+    except BaseException:
+        stream.close()
+        raise
+    return StreamingResponse(_chain(first, pieces), media_type=media_type)
+
+
+def _chain(first: Piece, rest: Iterator[Piece]) -> Iterator[Piece]:
+    yield first
+    yield from rest
 
 
 _FILTERS = {
@@ -92,13 +146,30 @@ _FILTERS = {
             "schema": {"type": "object", "additionalProperties": {"type": "string"}},
             "example": {"sales__gte": "100", "region__in": "EU,US"},
         }
-    ]
+    ],
+    "responses": {
+        "200": {
+            "description": "The rows: JSON records (or split), NDJSON, an Arrow IPC stream or "
+            "Parquet, by the Accept header; other kinds as {name, kind, data}. Streamed.",
+            "content": {
+                JSON: {"schema": {}},
+                NDJSON: {"schema": {"type": "string"}},
+                ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}},
+                PARQUET: {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
 }
 
 
 @router.get(
     "/{name:path}",
     summary="Read a dataset, with filters col__op=value as query parameters",
+    description="DataFrames are streamed batch by batch, with filters, columns and "
+    "limit/offset applied while reading. Send Accept: application/x-ndjson for NDJSON, "
+    f"{ARROW_STREAM} for an Arrow IPC stream or {PARQUET} for Parquet (these two keep the "
+    "index and the exact types; JSON writes NaN and infinity as null). More rows than the "
+    "server's maximum (10,000,000 by default) are refused with 413: use limit/offset.",
     openapi_extra=_FILTERS,
 )
 async def get_dataset(
@@ -112,27 +183,87 @@ async def get_dataset(
 ) -> Response:
     parse_reference(name)
     raw = {k: v for k, v in request.query_params.items() if k not in _RESERVED}
-    body = await run_in_threadpool(_read, scope.om, name, raw, columns, orient, limit, offset)
-    return Response(body, media_type="application/json")
+    answer = (negotiate(request.headers.get("accept")), orient)
+    max_rows, _ = _limits(request)
+    return await run_in_threadpool(
+        _read, scope.om, name, raw, columns, (limit, offset), answer, max_rows
+    )
+
+
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+_PUT_BODY = {
+    "requestBody": {
+        **_DATA_BODY["requestBody"],
+        "content": {
+            **_DATA_BODY["requestBody"]["content"],
+            ARROW_STREAM: _BINARY,
+            PARQUET: _BINARY,
+        },
+    }
+}
+
+
+def _append(query: bool | None, payload: Any) -> bool:
+    """``?append=`` and ``"append"`` in a JSON body: either, or both when they agree."""
+    body = payload.get("append") if isinstance(payload, dict) else None
+    if body is not None and not isinstance(body, bool):
+        raise InvalidData(f'"append" in the body must be true or false, got {body!r}')
+    if query is not None and body is not None and query != body:
+        raise InvalidData(
+            f'?append={str(query).lower()} and "append": {str(body).lower()} in the body '
+            "disagree; give one of them"
+        )
+    found = query if query is not None else body
+    return True if found is None else found
+
+
+def _media_type(request: Request) -> str:
+    return (request.headers.get("content-type") or "").split(";")[0].strip().lower()
 
 
 @router.put(
     "/{name:path}",
-    summary="Create, append to or replace a dataset from JSON",
-    openapi_extra=_DATA_BODY,
+    summary="Create, append to or replace a dataset from JSON, Arrow or Parquet",
+    description='Appends by default; `?append=false` or `"append": false` in a JSON body '
+    "replaces (both may be given if they agree). An Arrow IPC stream "
+    f"(Content-Type: {ARROW_STREAM}) or a Parquet file ({PARQUET}) keeps the exact types "
+    "and, when the table describes it (pandas metadata), the index. A body of more columns "
+    "than the server's maximum (10,000 by default) is refused with 413.",
+    openapi_extra=_PUT_BODY,
 )
 async def put_dataset(
     name: str,
     request: Request,
     scope: Annotated[Scope, Depends(writer)],
-    append: Annotated[bool, Query(description="Append rows (default) or replace")] = True,
+    append: Annotated[
+        bool | None, Query(description="Append rows (the default) or replace them")
+    ] = None,
 ) -> Response:
     parse_reference(name)
-    frame = frame_from_json(parse_json(await request.body()))
-    meta = await run_in_threadpool(scope.om.datasets.put, frame, name, append=append)
+    _, max_columns = _limits(request)
+    body = await request.body()
+    media_type = _media_type(request)
+    meta = await run_in_threadpool(_write, scope.om, name, body, media_type, append, max_columns)
     return _json(
         {"name": meta.name, "revision": meta.revision, "rows": meta.rows, "columns": meta.columns}
     )
+
+
+def _write(
+    om: Omega, name: str, body: bytes, media_type: str, append: bool | None, max_columns: int
+) -> Any:
+    """Parse the body (off the event loop: large bodies take a while) and put it."""
+    if media_type in (ARROW_STREAM, PARQUET):
+        if not body:
+            raise InvalidData(f"the request has no body; send the table as {media_type}")
+        frame = frame_from_body(body, media_type, max_columns)
+        appending = _append(append, None)
+    else:
+        payload = parse_json(body)
+        check_column_count(payload, max_columns)
+        appending = _append(append, payload)
+        frame = frame_from_json(payload)
+    return om.datasets.put(frame, name, append=appending)
 
 
 @router.delete("/{name:path}", summary="Delete a dataset with all revisions")
