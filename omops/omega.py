@@ -159,37 +159,42 @@ class Omega:
         ``OMOPS_HOME`` has its own); blobs of another catalog sharing the
         folder would look unused. Buckets share the store and are all covered.
 
-        Returns ``{"temporaries": n, "orphans": n, "bytes": n, "dry_run": bool}``:
-        what was (or, with ``dry_run``, would be) removed.
+        Returns ``{"temporaries": n, "orphans": n, "bytes": n, "held": n,
+        "dry_run": bool}``: what was (or, with ``dry_run``, would be) removed,
+        and how many old enough files were kept because a live writer holds them.
 
         Examples
         --------
         >>> import omops, tempfile
         >>> omops.Omega(home=tempfile.mkdtemp()).sweep()
-        {'temporaries': 0, 'orphans': 0, 'bytes': 0, 'dry_run': False}
+        {'temporaries': 0, 'orphans': 0, 'bytes': 0, 'held': 0, 'dry_run': False}
         """
         if not older_than >= 0:
             raise InvalidData(f"older_than must be >= 0 seconds, got {older_than}")
         stored = dict(self.blobs.stored(older_than))
         keys = sorted(stored)
         orphans: list[str] = []
+        held = 0
         for start in range(0, len(keys), _SWEEP_CHUNK):  # bounded IN (...) lists
             chunk = keys[start : start + _SWEEP_CHUNK]
             unused = sorted(set(chunk) - self.catalog.blobs_in_use(chunk))
-            unused = [key for key in unused if not self.blobs.in_use(self.blobs.path(key))]
-            if unused and not dry_run:
-                unused = self._delete_orphans(unused)
-            orphans += unused
-        temporaries = [
-            (path, size)
-            for path, size in self.blobs.temporaries(older_than)
-            if (self.blobs.remove(path) if not dry_run else not self.blobs.in_use(path))
-        ]
+            free = [key for key in unused if not self.blobs.in_use(self.blobs.path(key))]
+            held += len(unused) - len(free)
+            if free and not dry_run:
+                free = self._delete_orphans(free)
+            orphans += free
+        temporaries = []
+        for path, size in self.blobs.temporaries(older_than):
+            if self.blobs.in_use(path):
+                held += 1  # a live writer's (remove() would refuse it too, under the lock)
+            elif dry_run or self.blobs.remove(path):
+                temporaries.append((path, size))
         size = sum(n for _, n in temporaries) + sum(stored[key] for key in orphans)
         return {
             "temporaries": len(temporaries),
             "orphans": len(orphans),
             "bytes": size,
+            "held": held,
             "dry_run": dry_run,
         }
 

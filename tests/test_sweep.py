@@ -42,6 +42,7 @@ def test_old_temporary_files_go_new_ones_stay(om: Omega) -> None:
         "temporaries": 1,
         "orphans": 0,
         "bytes": 100,
+        "held": 0,
         "dry_run": True,
     }
     assert os.path.exists(old)
@@ -66,7 +67,13 @@ def test_unused_blobs_go_blobs_in_use_stay(om: Omega) -> None:
     assert not om.blobs.exists(orphan)
     pd.testing.assert_frame_equal(om.datasets.get("kept"), frame)
     assert om["other"].datasets.get("kept-in-another-bucket")["y"].tolist() == [4.0]
-    assert om.sweep() == {"temporaries": 0, "orphans": 0, "bytes": 0, "dry_run": False}
+    assert om.sweep() == {
+        "temporaries": 0,
+        "orphans": 0,
+        "bytes": 0,
+        "held": 0,
+        "dry_run": False,
+    }
 
 
 def test_recent_unused_blobs_stay(om: Omega) -> None:
@@ -161,6 +168,7 @@ def test_the_command_line(tmp_path: Path) -> None:
             "temporaries": 1,
             "orphans": 0,
             "bytes": 2048,
+            "held": 0,
             "dry_run": False,
         }
         assert not os.path.exists(old)
@@ -176,6 +184,7 @@ def test_top_level_sweep_uses_the_default_instance() -> None:
         "temporaries": 1,
         "orphans": 0,
         "bytes": 64,
+        "held": 0,
         "dry_run": True,
     }
     assert omops.sweep()["temporaries"] == 1

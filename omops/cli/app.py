@@ -136,4 +136,5 @@ def sweep(
     print_done(
         f"{verb} {done['temporaries']} temporary file(s) and {done['orphans']} unused blob(s),"
         f" {human_size(done['bytes'])}"
+        + (f"; kept {done['held']} a live writer holds" if done["held"] else "")
     )

@@ -5,8 +5,10 @@ Seen: a writer racing ``om sweep --older-than 0`` died with
 Now a writer locks its temporary file (``flock``) until it is renamed into
 place, and a put its blobs until its catalog commit; the sweep skips what is
 locked. Here a writer process puts without pause while ``om sweep
---older-than 0`` runs 100 times: the writer never fails and everything it
-committed reads back.
+--older-than 0`` runs at least 100 times: the writer never fails and everything it
+committed reads back. The sweeps run in two sweeper processes (``Omega.sweep``
+in a loop, what the CLI calls) so that they follow each other as fast as a sweep
+can go, hundreds of them; a few real ``om sweep`` processes race the writer too.
 """
 
 from __future__ import annotations
@@ -25,8 +27,29 @@ from server.support import OM, om_env
 
 from omops.omega import Omega
 
-SWEEPS = 100
-AT_ONCE = 2  # sweeps running together (two cores)
+SWEEPS = 100  # at least, in all
+AT_ONCE = 2  # sweeper processes running together (two cores)
+CLI_SWEEPS = 4  # of them, run as `om sweep --older-than 0` processes
+RACE_SECONDS = 8.0  # how long the sweepers race the writer
+
+SWEEPER = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    import omops
+
+    home, stop = sys.argv[1], Path(sys.argv[2])
+    removed = {"temporaries": 0, "orphans": 0, "held": 0, "sweeps": 0}
+    om = omops.Omega(home=home)
+    while not stop.exists():  # one sweep after the other, as fast as they go
+        done = om.sweep(older_than=0)
+        for key in ("temporaries", "orphans", "held"):
+            removed[key] += done[key]
+        removed["sweeps"] += 1
+    om.close()
+    print(json.dumps(removed))
+    """
+)
 
 WRITER = textwrap.dedent(
     """
@@ -67,37 +90,54 @@ def test_a_writer_racing_100_sweeps(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    removed = {"temporaries": 0, "orphans": 0}
+    removed = {"temporaries": 0, "orphans": 0, "held": 0, "sweeps": 0}
     started = time.perf_counter()
+    sweeper = tmp_path / "sweeper.py"
+    sweeper.write_text(SWEEPER)
     try:
-        for _ in range(SWEEPS // AT_ONCE):
-            sweeps = [
-                subprocess.Popen(
-                    [str(OM), "sweep", "--older-than", "0", "--json"],
-                    env=env,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-                for _ in range(AT_ONCE)
-            ]
-            for sweep in sweeps:
-                out, err = sweep.communicate(timeout=120)
-                assert sweep.returncode == 0, err
-                done = json.loads(out)
-                for key in removed:
-                    removed[key] += done[key]
-            assert writer.poll() is None, writer.communicate()[1]  # still writing
+        sweepers = [
+            subprocess.Popen(
+                [sys.executable, str(sweeper), str(home), str(stop)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(AT_ONCE)
+        ]
+        for _ in range(CLI_SWEEPS):  # meanwhile, the command line's sweeps
+            done = subprocess.run(
+                [str(OM), "sweep", "--older-than", "0", "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert done.returncode == 0, done.stderr
+            for key in ("temporaries", "orphans", "held"):
+                removed[key] += json.loads(done.stdout)[key]
+            removed["sweeps"] += 1
+        time.sleep(max(0.0, started + RACE_SECONDS - time.perf_counter()))
+        assert writer.poll() is None, writer.communicate()[1]  # still writing
     finally:
         stop.touch()
         out, err = writer.communicate(timeout=300)
+    for process in sweepers:
+        swept, errors = process.communicate(timeout=120)
+        assert process.returncode == 0, errors
+        for key, value in json.loads(swept).items():
+            removed[key] += value
     assert writer.returncode == 0, err
     written = json.loads(out)
     print(
-        f"{SWEEPS} sweeps in {time.perf_counter() - started:.0f} s against {written['puts']} "
-        f"rounds of puts ({written['rows']} rows); the sweeps removed {removed}"
+        f"{removed['sweeps']} sweeps in {time.perf_counter() - started:.0f} s against "
+        f"{written['puts']} rounds of puts ({written['rows']} rows): {removed}"
     )
-    assert written["puts"] > SWEEPS // 10  # the writer really raced them
+    assert removed["sweeps"] >= SWEEPS
+    assert written["puts"] > 10  # the writer really raced them
+    # and the sweeps really met its files while it held them: these are what an
+    # age-only sweep (older_than=0) would have deleted under the writer
+    assert removed["held"] > 0
     om = Omega(home=str(home))
     try:
         frame = om.datasets.get("raced")
@@ -111,6 +151,7 @@ def test_a_writer_racing_100_sweeps(tmp_path: Path) -> None:
             "temporaries": 0,
             "orphans": 0,
             "bytes": 0,
+            "held": 0,
             "dry_run": False,
         }  # the racing sweeps left nothing behind either
     finally:
