@@ -94,17 +94,19 @@ def uvicorn(home: Path, host: str, **variables: str) -> Iterator[str]:
 def test_a_keyless_app_refuses_a_client_from_outside(home: Path, outside_address: str) -> None:
     with uvicorn(home, outside_address) as url:
         for path in ("/api/v1/model", "/api/v1/dataset/stats", "/health", "/metrics"):
-            response = httpx.get(f"{url}{path}")
+            response = httpx.get(f"{url}{path}", timeout=60)
             assert_error(
                 response, 403, "loopback clients only", outside_address, "OMOPS_SERVER_INSECURE"
             )
-        response = httpx.post(f"{url}/api/v1/model/forecast/predict", json={"data": {"x": [1.0]}})
+        response = httpx.post(
+            f"{url}/api/v1/model/forecast/predict", json={"data": {"x": [1.0]}}, timeout=60
+        )
         assert_error(response, 403, "loopback clients only")
 
 
 def test_an_insecure_app_answers_a_client_from_outside(home: Path, outside_address: str) -> None:
     with uvicorn(home, outside_address, OMOPS_SERVER_INSECURE="1") as url:
-        models = httpx.get(f"{url}/api/v1/model").json()["models"]
+        models = httpx.get(f"{url}/api/v1/model", timeout=60).json()["models"]
         assert [m["name"] for m in models] == ["forecast"]
 
 
@@ -113,12 +115,15 @@ def test_an_app_over_a_catalog_with_keys_requires_them(home: Path, outside_addre
     token, _ = om.catalog.api_keys.create(role="read", buckets=["default"])
     om.catalog.close()
     with uvicorn(home, outside_address) as url:
-        assert_error(httpx.get(f"{url}/api/v1/model"), 401, "needs an API key")
-        answer = httpx.get(f"{url}/api/v1/model", headers={"Authorization": f"Bearer {token}"})
+        assert_error(httpx.get(f"{url}/api/v1/model", timeout=60), 401, "needs an API key")
+        answer = httpx.get(
+            f"{url}/api/v1/model", headers={"Authorization": f"Bearer {token}"}, timeout=60
+        )
         assert answer.status_code == 200, answer.text
         # keys do not relax the rest: a web page still may not write
         predict = httpx.post(
             f"{url}/api/v1/model/forecast/predict",
+            timeout=60,
             json={"data": {"x": [1.0]}},
             headers={"Authorization": f"Bearer {token}", "Origin": "https://attacker.example"},
         )

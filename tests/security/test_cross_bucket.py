@@ -53,7 +53,7 @@ def test_metrics_show_a_key_only_its_buckets_models(keyed: tuple[Server, dict[st
         )  # counters by route
     with client(server, tokens["all"]) as everything:
         assert "secret-model" in everything.get("/metrics").text
-    assert_error(httpx.get(f"{server.url}/metrics"), 401, "needs an API key")
+    assert_error(httpx.get(f"{server.url}/metrics", timeout=60), 401, "needs an API key")
 
 
 def test_metrics_show_a_key_its_own_models(keyed: tuple[Server, dict[str, str]]) -> None:

@@ -102,7 +102,9 @@ def test_no_cors_unless_configured(keyless: Server) -> None:
         "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "content-type",
     }
-    response = httpx.options(f"{keyless.url}/api/v1/model/forecast/predict", headers=preflight)
+    response = httpx.options(
+        f"{keyless.url}/api/v1/model/forecast/predict", headers=preflight, timeout=60
+    )
     assert response.status_code == 405, response.text
     assert not [h for h in response.headers if h.startswith("access-control-")]
 
@@ -116,14 +118,14 @@ def test_a_configured_cors_origin_may_call_from_the_browser(home) -> None:
             "Access-Control-Request-Headers": "content-type,omops-bucket",
         }
         url = f"{server.url}/api/v1/model/forecast/predict"
-        answer = httpx.options(url, headers=preflight)
+        answer = httpx.options(url, headers=preflight, timeout=60)
         assert answer.status_code == 200, answer.text
         assert answer.headers["access-control-allow-origin"] == app
         assert "POST" in answer.headers["access-control-allow-methods"]
-        predicted = httpx.post(url, json=X_SPLIT, headers={"Origin": app})
+        predicted = httpx.post(url, json=X_SPLIT, headers={"Origin": app}, timeout=60)
         assert predicted.json()["result"] == [0, 1]
         assert predicted.headers["access-control-allow-origin"] == app
-        other = httpx.post(url, json=X_SPLIT, headers={"Origin": PAGE})
+        other = httpx.post(url, json=X_SPLIT, headers={"Origin": PAGE}, timeout=60)
         assert_error(other, 403, "forbidden")
-        refused = httpx.options(url, headers={**preflight, "Origin": PAGE})
+        refused = httpx.options(url, headers={**preflight, "Origin": PAGE}, timeout=60)
         assert "access-control-allow-origin" not in refused.headers
