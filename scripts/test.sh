@@ -52,7 +52,11 @@ frameworks_log="$OMOPS_SERVICES_DIR/pytest-frameworks.log"
 nice -n 10 .venv/bin/python -m pytest -m frameworks tests/frameworks >"$frameworks_log" 2>&1 &
 frameworks_pid=$!
 status=0
-.venv/bin/python -m pytest -m "not frameworks" --ignore=tests/frameworks || status=$?
+# The rest runs in $OMOPS_TEST_WORKERS processes (pytest-xdist, a test file per
+# process at a time): most of its time is spent waiting on servers, workers and
+# subprocesses, not computing, so three processes finish it in about half the time.
+.venv/bin/python -m pytest -m "not frameworks" --ignore=tests/frameworks \
+  -n "${OMOPS_TEST_WORKERS:-3}" --dist loadfile --durations=25 || status=$?
 frameworks_status=0
 wait "$frameworks_pid" || frameworks_status=$?
 echo "---------------- framework tests (second pytest process, exit $frameworks_status)"
