@@ -459,7 +459,7 @@ class _Read:
             exc, sa.exc.DBAPIError
         ):
             return InvalidQuery(
-                f"the query cannot run: {text}. Give every :name of sql= in params="
+                f"the query cannot run: {text}. Give a value for every :name of the query in params="
             )
         return InvalidQuery(f"the query failed in {where!r}: {text}")
 
