@@ -229,6 +229,7 @@ class _Read:
         self.params = options.get("params")
         self._check_options()
         self._used: list[str] = []
+        self._datetimes: list[str] = []
         self.engine = self._engine()
         self.conn: Any = None
 
@@ -334,8 +335,12 @@ class _Read:
         import sqlalchemy as sa
 
         table = self._reflect(conn)
+        for column in table.columns:
+            if isinstance(column.type, sa.Float):
+                column.type.asdecimal = False  # MySQL's DOUBLE reflects as decimals
         names = [c.name for c in table.columns]
         types = {c.name: _type_name(c.type) for c in table.columns}
+        self._datetimes = [name for name, kind in types.items() if kind == "timestamp"]
         chosen = select_columns(names, self.query.columns, exclude=self.query.exclude) or names
         stmt = sa.select(*(table.c[name] for name in chosen))
         for cond in parse_filters(self.query.filters, types):
@@ -368,8 +373,6 @@ class _Read:
         return self._frames(result, chunksize)
 
     def _frames(self, result: Any, chunksize: int | None) -> Iterator[Any]:
-        import pandas as pd
-
         try:
             with self.errors():
                 keys = list(result.keys())
@@ -380,14 +383,25 @@ class _Read:
                     raw = result.fetchmany(chunksize) if chunksize else result.fetchall()
                     rows, skip, left = _window(raw, skip, left)
                     if rows:
-                        yield self._columns(pd.DataFrame.from_records(rows, columns=keys))
+                        yield self._frame(rows, keys)
                         yielded = True
                     if not raw or not chunksize or left == 0:
                         break
                 if not yielded:  # an empty result is one empty frame, with the columns
-                    yield self._columns(pd.DataFrame.from_records([], columns=keys))
+                    yield self._frame([], keys)
         finally:
             self.close()
+
+    def _frame(self, rows: Sequence[Any], keys: list[str]) -> Any:
+        """A DataFrame of ``rows``: decimals as floats (as pandas' read_sql), datetime
+        columns of a table as datetimes even in a chunk of only NULLs."""
+        import pandas as pd
+
+        frame = pd.DataFrame.from_records(rows, columns=keys, coerce_float=True)
+        for name in self._datetimes:
+            if name in frame.columns and frame[name].dtype == object:
+                frame[name] = pd.to_datetime(frame[name])
+        return self._columns(frame)
 
     def _columns(self, frame: Any) -> Any:
         """``columns=`` of a ``sql=`` read, from the result (table reads select them in SQL)."""
