@@ -258,7 +258,7 @@ def get(
     repo = repository(STORE, bucket)
     meta = repo.metadata(name)
     if output == STDOUT:
-        fmt = _stdout_format(fmt, meta.kind)
+        fmt = _stdout_format(fmt, repo.plugins.get(meta.kind).tabular)
     query = parse_filters(filters or [], meta.details.get("dtypes"))
     options = _read_options(repo.plugins.get(meta.kind), table, sql, params)
     if output is None and options is not None:  # read elsewhere: show a window, count the rest
@@ -340,9 +340,9 @@ def _window(
     return pa.Table.from_batches(batches, schema=stream.schema).to_pandas(), total
 
 
-def _stdout_format(given: str | None, kind: str) -> str:
-    """The format of ``--output -``: ``--format``, else CSV for DataFrames, else JSON."""
-    fmt = given.lower() if given else ("csv" if kind.startswith("pandas.") else "json")
+def _stdout_format(given: str | None, tabular: bool) -> str:
+    """The format of ``--output -``: ``--format``, else CSV for tables, else JSON."""
+    fmt = given.lower() if given else ("csv" if tabular else "json")
     allowed = (*FORMATS, "npy")
     if fmt not in allowed:
         raise typer.BadParameter(

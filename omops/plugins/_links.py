@@ -10,15 +10,29 @@ it masked and says what to write instead.
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from omops.config import mask_url
 from omops.errors import InvalidData
-from omops.secrets import PLACEHOLDER
+from omops.secrets import PLACEHOLDER, scrub
 
-__all__ = ["check_options", "is_placeholder", "refuse_literal", "secret_name", "shown"]
+__all__ = [
+    "check_options",
+    "fill_options",
+    "is_placeholder",
+    "refuse_literal",
+    "scrubbed_logs",
+    "secret_name",
+    "shown",
+]
+
+#: Loggers of the filesystems that log the URLs they open (fsspec's HTTP logs each
+#: URL, query string and so tokens included, at DEBUG).
+_URL_LOGGERS = ("fsspec", "fsspec.http", "fsspec.cached", "s3fs", "gcsfs")
 
 #: Names of URL parameters and storage options whose values are secrets.
 _SECRET = re.compile(
@@ -98,3 +112,40 @@ def fill_options(options: Mapping[str, Any], fill: Any) -> dict[str, Any]:
         else:
             filled[key] = value
     return filled
+
+
+class _Scrub(logging.Filter):
+    """Blanks the given values out of every record a logger emits (the record is kept)."""
+
+    def __init__(self, values: Sequence[str]) -> None:
+        super().__init__()
+        self.values = values
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = scrub(message, self.values)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
+@contextmanager
+def scrubbed_logs(values: Sequence[str]) -> Iterator[None]:
+    """While the block runs, the filesystems' loggers never write ``values`` (filled secrets).
+
+    Each read adds its own filter and removes it after, so concurrent reads
+    each scrub their own values.
+    """
+    values = [v for v in values if v]
+    if not values:
+        yield
+        return
+    scrubber = _Scrub(values)
+    loggers = [logging.getLogger(name) for name in _URL_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(scrubber)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(scrubber)

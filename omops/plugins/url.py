@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -33,6 +34,7 @@ from omops.plugins._links import (
     fill_options,
     is_placeholder,
     refuse_literal,
+    scrubbed_logs,
     secret_name,
     shown,
 )
@@ -293,22 +295,17 @@ def _read_json(fs: Any, path: str) -> pa.Table:
     return pa.Table.from_pandas(frame, preserve_index=False)
 
 
-class _translated:
-    """Errors of reading the file as omops errors naming the URL (masked)."""
-
-    def __init__(self, url: str, secrets: Sequence[str]) -> None:
-        self.url = url
-        self.secrets = secrets
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None or isinstance(exc, (OmopsError, MemoryError)):
-            return False
-        if not isinstance(exc, Exception):
-            return False
-        raise _error(self.url, exc, self.secrets) from None
+@contextmanager
+def _translated(url: str, secrets: Sequence[str]) -> Iterator[None]:
+    """Errors of reading the file as omops errors naming the URL (masked); the filled
+    secrets kept out of the filesystems' logs meanwhile."""
+    with scrubbed_logs(secrets):
+        try:
+            yield
+        except (OmopsError, MemoryError):
+            raise
+        except Exception as exc:
+            raise _error(url, exc, secrets) from None
 
 
 def _error(url: str, exc: Exception, secrets: Sequence[str]) -> OmopsError:
