@@ -3,9 +3,10 @@
 Each setting is read, first hit wins, from
 
 1. the environment (``OMOPS_HOME``, ``OMOPS_CATALOG``, ``OMOPS_BLOBS``,
-   ``OMOPS_BROKER``, ``OMOPS_BUCKET``, ``OMOPS_LABEL``, ``OMOPS_BLOBS_OPTIONS``),
+   ``OMOPS_BROKER``, ``OMOPS_BUCKET``, ``OMOPS_LABEL``, ``OMOPS_BLOBS_OPTIONS``,
+   ``OMOPS_SECRET_KEY``),
 2. ``$OMOPS_HOME/config.toml`` (keys ``catalog``, ``blobs``, ``broker``,
-   ``bucket``, ``label``, and a ``[blobs_options]`` table),
+   ``bucket``, ``label``, ``secret_key``, and a ``[blobs_options]`` table),
 3. the embedded defaults: a SQLite catalog and a blob folder under
    ``OMOPS_HOME`` (``~/.omops``), no broker (local executor).
 
@@ -16,7 +17,8 @@ stores also read their own standard variables (``AWS_ENDPOINT_URL``,
 ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``; ``GOOGLE_APPLICATION_CREDENTIALS``;
 ``AZURE_STORAGE_CONNECTION_STRING`` ...), so often no options are needed.
 Secret-looking options are masked wherever settings are shown
-(:func:`mask_options`).
+(:func:`mask_options`). ``secret_key`` encrypts :mod:`omops.secrets` (one or
+more Fernet keys, comma-separated, the first encrypts); it is never shown.
 
 Nothing is read at import time; :func:`load_settings` does the reading.
 """
@@ -37,7 +39,7 @@ from omops.errors import ConfigError
 
 __all__ = ["Settings", "load_settings", "mask_options", "mask_url"]
 
-_KEYS = ("catalog", "blobs", "broker", "bucket", "label")
+_KEYS = ("catalog", "blobs", "broker", "bucket", "label", "secret_key")
 _TABLES = ("blobs_options",)
 _USERINFO = re.compile(r"(://[^:/@]*:)[^@]*@")
 _SECRET_PARAM = re.compile(r"pass(word|wd)?|pwd|secret|token|sig|credential", re.IGNORECASE)
@@ -71,6 +73,8 @@ class Settings:
     blobs_options : dict
         fsspec storage options of the blob store (endpoint, credentials ...).
         Never shown unmasked: see :func:`mask_options`.
+    secret_key : str or None
+        The key(s) :mod:`omops.secrets` encrypts with; never shown.
     sources : dict
         For each setting, where its value came from (``env``, ``file``,
         ``default``); shown by ``om config show``.
@@ -83,6 +87,7 @@ class Settings:
     bucket: str = "default"
     label: str = "default"
     blobs_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __repr__(self) -> str:
@@ -153,6 +158,7 @@ def _defaults(home: Path) -> dict[str, str | None]:
         "broker": None,
         "bucket": "default",
         "label": "default",
+        "secret_key": None,
     }
 
 
@@ -196,6 +202,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         bucket=str(values["bucket"]),
         label=str(values["label"]),
         blobs_options=options,
+        secret_key=values["secret_key"],
         sources=sources,
     )
 

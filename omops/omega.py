@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from omops.errors import InvalidData, InvalidName
 from omops.jobs import JobsRepository
 from omops.plugins import Registry, default_registry
 from omops.repository import STORES, Repository
+from omops.secrets import Secrets
 
 __all__ = ["Omega"]
 
@@ -26,6 +28,15 @@ def _check_bucket(bucket: object) -> str:
     if not isinstance(bucket, str) or not _BUCKET.fullmatch(bucket) or bucket in (".", ".."):
         raise InvalidName(f"invalid bucket {bucket!r}: use 1-64 letters, digits, '_', '.' or '-'")
     return bucket
+
+
+def _home_environ(home: str | Path) -> dict[str, str]:
+    """The settings' environment of ``Omega(home=...)``: the folder, and the process's
+    key of ``om.secrets`` (a secret of the process, not a place)."""
+    environ = {"OMOPS_HOME": str(home)}
+    if os.environ.get("OMOPS_SECRET_KEY"):
+        environ["OMOPS_SECRET_KEY"] = os.environ["OMOPS_SECRET_KEY"]
+    return environ
 
 
 def _blobs(url: str | None, settings: Settings) -> Blobs:
@@ -57,7 +68,8 @@ class Omega:
     bucket : str, optional
         Bucket (namespace) for all repositories; defaults to ``'default'``.
     home : str or Path, optional
-        Use the embedded defaults under this folder instead of ``OMOPS_HOME``.
+        Use the embedded defaults under this folder instead of ``OMOPS_HOME``
+        (of the environment only ``OMOPS_SECRET_KEY`` is read then).
     settings : Settings, optional
         A resolved configuration; by default :func:`omops.config.load_settings`.
     plugins : Registry, optional
@@ -92,7 +104,7 @@ class Omega:
         context: Context | None = None,
     ) -> None:
         if settings is None:
-            settings = load_settings({"OMOPS_HOME": str(home)} if home is not None else None)
+            settings = load_settings(_home_environ(home) if home is not None else None)
         self.settings = settings
         self.catalog = (
             catalog if isinstance(catalog, Catalog) else Catalog(catalog or settings.catalog)
@@ -102,6 +114,7 @@ class Omega:
         self.bucket = _check_bucket(bucket or settings.bucket)
         self.plugins = plugins or default_registry()
         self.context = context if context is not None else Context()
+        self.secrets = Secrets(self.catalog, self.bucket, key=settings.secret_key)
         for store in STORES:
             setattr(
                 self,
@@ -113,6 +126,7 @@ class Omega:
                     bucket=self.bucket,
                     plugins=self.plugins,
                     reads=self.context.reads,
+                    secrets=self.secrets,
                 ),
             )
 
@@ -121,6 +135,8 @@ class Omega:
     jobs: JobsRepository
     scripts: Repository
     streams: Repository
+    #: ``om.secrets``: values for ``{placeholders}`` in connection strings, encrypted.
+    secrets: Secrets
 
     def __repr__(self) -> str:
         return f"Omega(catalog={self.catalog!r}, blobs={self.blobs!r}, bucket={self.bucket!r})"

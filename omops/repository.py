@@ -13,12 +13,14 @@ from typing import Any
 
 from omops.blobs import Blobs
 from omops.catalog import Catalog, MissingBlobs, NewRevision, ObjectRecord, RevisionRecord
+from omops.config import mask_url
 from omops.errors import InvalidData, InvalidName, InvalidQuery, NotFound, PluginError
 from omops.metadata import Metadata
 from omops.names import check_name, check_tag, parse_reference
 from omops.plugins import ReadQuery, Registry, TableStream, default_registry
 from omops.readcache import ReadCache
 from omops.reading import guarded, reading
+from omops.secrets import Secrets
 
 # Metadata and ReadCache live in their own modules; importable from here as before.
 __all__ = ["STORES", "Metadata", "ReadCache", "Repository"]
@@ -53,6 +55,9 @@ class Repository:
     reads : ReadCache, optional
         Where small reads are kept; an Omega hands all its repositories its
         own. By default the repository has one of its own.
+    secrets : Secrets, optional
+        Where ``{placeholders}`` of connection strings and URLs are filled
+        from (``om.secrets``); by default the bucket's secrets without a key.
     """
 
     def __init__(
@@ -64,6 +69,7 @@ class Repository:
         bucket: str = "default",
         plugins: Registry | None = None,
         reads: ReadCache | None = None,
+        secrets: Secrets | None = None,
     ) -> None:
         self.store = store
         self.catalog = catalog
@@ -71,6 +77,7 @@ class Repository:
         self.bucket = bucket
         self.plugins = plugins or default_registry()
         self.reads = reads if reads is not None else ReadCache(None)
+        self.secrets = secrets if secrets is not None else Secrets(catalog, bucket, key=None)
 
     def __repr__(self) -> str:
         return f"Repository({self.store!r}, bucket={self.bucket!r}, catalog={self.catalog!r})"
@@ -86,6 +93,8 @@ class Repository:
         kind: str | None = None,
         append: bool | None = None,
         tag: str | Sequence[str] | None = None,
+        copy: bool = False,
+        **options: Any,
     ) -> Metadata:
         """Store ``obj`` under ``name`` as a new revision.
 
@@ -104,6 +113,14 @@ class Repository:
             default) or, with ``False``, replace them. Other kinds always replace.
         tag : str or list of str, optional
             Tags to put on the new revision, besides ``latest``.
+        copy : bool, default=False
+            For links to data (``url.dataset``, ``sql.connection``): read the
+            data now and store it as a DataFrame (a normal revisioned dataset,
+            replaced unless ``append=True``) instead of the link. The read
+            takes the kind's read options and filters, and ``secrets=``.
+        **options
+            The kind's own options (``format=`` and ``storage_options=`` of
+            ``url.dataset``).
 
         Returns
         -------
@@ -122,6 +139,17 @@ class Repository:
         check_name(name)
         tags = _tags(tag)
         plugin = self.plugins.select(obj, self.store, kind)
+        if copy:
+            obj, attributes = self._snapshot(plugin, obj, options, attributes)
+            plugin, options = self.plugins.select(obj, self.store), {}
+            append = False if append is None else append
+        unknown = sorted(set(options) - plugin.put_options)
+        if unknown:
+            takes = ", ".join(sorted(plugin.put_options)) or "none"
+            raise InvalidData(
+                f"put() got option(s) {unknown} that kind {plugin.kind!r} does not take "
+                f"(it takes: {takes})"
+            )
         if append and not plugin.appendable:
             raise InvalidData(f"kind {plugin.kind!r} cannot be appended to; put with append=False")
         append = plugin.appendable if append is None else append
@@ -129,7 +157,10 @@ class Repository:
         for attempt in range(_PUT_ATTEMPTS):
             # Our blobs stay locked until the commit: a sweep meanwhile leaves them alone.
             with self.blobs.holding():
-                stored = plugin.put(obj, self.blobs, base=base)
+                if options:
+                    stored = plugin.put(obj, self.blobs, base=base, options=options)
+                else:
+                    stored = plugin.put(obj, self.blobs, base=base)
                 new = NewRevision(
                     kind=plugin.kind,
                     kind_meta=stored.kind_meta,
@@ -153,6 +184,35 @@ class Repository:
                     raise
             return self._metadata(record, revision, ["latest", *tags])
         raise AssertionError("unreachable")
+
+    def _snapshot(
+        self,
+        plugin: Any,
+        obj: Any,
+        options: dict[str, Any],
+        attributes: Mapping[str, Any] | None,
+    ) -> tuple[Any, dict[str, Any]]:
+        """``put(copy=True)``: what the link ``obj`` holds now, and attributes naming it."""
+        given = options.pop("secrets", None)
+        reading = {k: options.pop(k) for k in list(options) if k in plugin.read_options}
+        put_options = {k: options.pop(k) for k in list(options) if k in plugin.put_options}
+        columns = options.pop("columns", None)
+        query = ReadQuery(
+            columns=columns, filters=options, options=reading, fill=self._filler(given)
+        )
+        data = plugin.snapshot(obj, options=put_options, query=query)
+        options.clear()  # the filters were the snapshot's, not put options
+        source = mask_url(obj.strip()) if isinstance(obj, str) else type(obj).__name__
+        return data, {**(attributes or {}), "copied_from": source}
+
+    def _filler(self, given: Mapping[str, str] | None) -> Any:
+        """What fills ``{placeholders}``: ``secrets=`` first, then ``om.secrets``."""
+        if given is not None and not isinstance(given, Mapping):
+            raise InvalidQuery(
+                f"secrets= must be a dict of placeholder names to values, got "
+                f"{type(given).__name__}"
+            )
+        return lambda text: self.secrets.fill(text, given)
 
     def _missing(self, keys: Sequence[str]) -> list[str]:
         return [key for key in keys if not self.blobs.exists(key)]
@@ -292,7 +352,12 @@ class Repository:
         **kwfilters
             ``col=value`` or ``col__op=value`` with op one of eq, ne, lt, lte,
             gt, gte, in, nin, between, contains, startswith, endswith, isnull,
-            notnull. Filters are AND-ed and run in DuckDB.
+            notnull. Filters are AND-ed and run in DuckDB (in the database for
+            ``sql.connection`` reads of ``table=``). Kinds with read options
+            take them here too: ``sql.connection`` reads ``sql=`` with
+            ``params=``, or ``table=``, optionally in ``chunksize=`` rows (an
+            iterator of DataFrames); it and ``url.dataset`` fill
+            ``{placeholders}`` from ``secrets=`` (a dict), then ``om.secrets``.
 
         Examples
         --------
@@ -315,12 +380,15 @@ class Repository:
         rev = self.catalog.lookup(
             self.bucket, self.store, check_name(ref.name), revision or ref.ref
         )
+        plugin = self.plugins.get(rev.kind)
+        options, fill = self._read_options(plugin, kwfilters)
         query = ReadQuery(
             columns=ref.columns if ref.columns is not None else columns,
             exclude=ref.exclude,
             filters={**(filters or {}), **kwfilters},
+            options=options,
+            fill=fill,
         )
-        plugin = self.plugins.get(rev.kind)
         parts = self.catalog.parts(rev)
         with self._reading(ref.name, rev, parts):
             if not plugin.caches_reads:
@@ -357,6 +425,7 @@ class Repository:
         offset: int = 0,
         limit: int | None = None,
         batch_rows: int = 65_536,
+        **options: Any,
     ) -> TableStream:
         """Read a DataFrame or Series ``name`` as Arrow record batches, a window at a time.
 
@@ -368,7 +437,9 @@ class Repository:
         Errors in the name, filters or columns, and missing blobs, are raised
         here; a blob found damaged while reading raises StorageError from the
         iteration. Returns a :class:`~omops.plugins.TableStream` (``schema``,
-        ``data_columns``, ``batches``, ``count()``, ``close()``).
+        ``data_columns``, ``batches``, ``count()``, ``close()``). Kinds read
+        elsewhere take their read options (``table=``, ``sql=`` and
+        ``secrets=`` of ``sql.connection``) as for :meth:`get`.
 
         Examples
         --------
@@ -386,14 +457,21 @@ class Repository:
             raise InvalidQuery(f"{name!r} selects columns already; drop columns=")
         rev = self.catalog.lookup(self.bucket, self.store, check_name(ref.name), ref.ref)
         plugin = self.plugins.get(rev.kind)
-        if not plugin.caches_reads:
+        if not plugin.tabular:
             raise InvalidQuery(f"{ref.name!r} is a {rev.kind}, not a table; read it whole")
+        read_options, fill = self._read_options(plugin, options)
+        if options:
+            raise InvalidQuery(
+                f"stream() got unknown option(s) {sorted(options)}; pass filters as filters="
+            )
         query = ReadQuery(
             columns=ref.columns if ref.columns is not None else columns,
             exclude=ref.exclude,
             filters=dict(filters or {}),
             offset=offset,
             limit=limit,
+            options=read_options,
+            fill=fill,
         )
         parts = self.catalog.parts(rev)
         with self._reading(ref.name, rev, parts):
@@ -403,6 +481,11 @@ class Repository:
                 self.blobs, parts, rev.kind_meta, query=query, batch_rows=batch_rows
             )
         return guarded(found, lambda: self._reading(ref.name, rev, parts))
+
+    def _read_options(self, plugin: Any, given: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        """The kind's read options taken out of ``given`` (``secrets`` as the fill function)."""
+        options = {k: given.pop(k) for k in list(given) if k in plugin.read_options}
+        return options, self._filler(options.pop("secrets", None))
 
     def _reading(self, name: str, rev: RevisionRecord, parts: Sequence[Any]) -> Any:
         """A block whose read errors become StorageError or PluginError naming ``name``."""

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Private PostgreSQL, RabbitMQ, Redis, S3 (moto) and Azure Blob (Azurite) instances for
-# the tests, on loopback,
+# Private PostgreSQL, RabbitMQ, Redis, S3 (moto), Azure Blob (Azurite) and MariaDB
+# instances for the tests, on loopback,
 # each run with its own free ports, its own directory and its own RabbitMQ node
 # name, so that any number of runs can share a machine. A run only ever stops
 # the processes it started itself (recorded by pid and start time), never one
@@ -9,13 +9,13 @@
 #
 # Sourced (what scripts/test.sh does, and what developers can do):
 #   source scripts/services.sh
-#   start_services postgres rabbitmq redis moto azurite   # in parallel; or start_postgres, ...
+#   start_services postgres rabbitmq redis moto azurite mariadb   # in parallel; or start_postgres, ...
 #   services_env                              # the export lines of this run
 #   stop_services                             # stops this run's processes, removes its dir
 #   stop_services_on_exit                     # (scripts/test.sh) stop_services on any exit
 #   ensure_debian_packages "${OMOPS_R_PACKAGES[@]}"  # (scripts/test.sh) R for the r.model tests
 # Executed, for manual use (the services keep running after it returns):
-#   bash scripts/services.sh start [postgres rabbitmq redis moto azurite]   # prints the run dir and env
+#   bash scripts/services.sh start [postgres rabbitmq redis moto azurite mariadb]   # prints the run dir and env
 #   bash scripts/services.sh env [RUN_DIR]    # export lines of one run, or of every live run
 #   bash scripts/services.sh stop RUN_DIR
 #
@@ -23,12 +23,13 @@
 # .omops-test/run-<pid>-<random> in this checkout. It holds <service>/ (data and
 # logs), <service>.pid ("pid start-time"), <service>.env (export line) and env.
 # OMOPS_PG_PORT, OMOPS_AMQP_PORT, OMOPS_AMQP_DIST_PORT, OMOPS_REDIS_PORT,
-# OMOPS_S3_PORT pin a port instead of picking a free one (a pinned port in use
-# is an error). moto (the S3 server) is no Debian package: it comes with the
+# OMOPS_S3_PORT, OMOPS_MARIADB_PORT pin a port instead of picking a free one (a
+# pinned port in use is an error). moto (the S3 server) is no Debian package: it comes with the
 # test extra, `moto_server` in .venv/bin (or $OMOPS_MOTO_SERVER, or on PATH).
 # Azurite (Azure Blob Storage) is an npm package, installed on first use into
 # .omops-test/node (or $OMOPS_AZURITE names its azurite-blob); it runs in
-# memory with telemetry off. OMOPS_AZURE_PORT pins its port.
+# memory with telemetry off. OMOPS_AZURE_PORT pins its port. MariaDB runs on a
+# private datadir (mariadb-install-db) with its own socket in the run dir.
 
 _OMOPS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OMOPS_SERVICES_DIR="${OMOPS_SERVICES_DIR:-$_OMOPS_ROOT/.omops-test/run-$$-$RANDOM$RANDOM}"
@@ -53,7 +54,9 @@ _svc_missing_package() {
     redis) command -v redis-server >/dev/null 2>&1 || echo redis-server ;;
     moto) ;;  # a Python package (the test extra), not a Debian one: see _moto_bin
     azurite) command -v npm >/dev/null 2>&1 || [ -n "${OMOPS_AZURITE:-}" ] || echo npm ;;
-    *) _svc_die "unknown service '$1' (known: postgres rabbitmq redis moto azurite)" ;;
+    mariadb) [ -x /usr/sbin/mariadbd ] && command -v mariadb-install-db >/dev/null 2>&1 ||
+      echo mariadb-server ;;
+    *) _svc_die "unknown service '$1' (known: postgres rabbitmq redis moto azurite mariadb)" ;;
   esac
 }
 
@@ -489,6 +492,57 @@ stop_azurite() {
   rm -rf "${OMOPS_SERVICES_DIR:?}/azurite"
 }
 
+# ---------------------------------------------------------------- MariaDB
+
+_mariadb_sql() {  # port sql
+  mariadb --no-defaults --protocol=tcp -h 127.0.0.1 -P "$1" -u root -e "$2"
+}
+
+_mariadb_ready() {  # port
+  _svc_listens mariadb "$1" &&
+    mariadb-admin --no-defaults --protocol=tcp -h 127.0.0.1 -P "$1" -u root ping >/dev/null 2>&1
+}
+
+start_mariadb() {
+  local pkg base data port user try
+  _svc_prepare mariadb || return 1
+  base="$OMOPS_SERVICES_DIR/mariadb"
+  data="$base/data"
+  user=$(_svc_user mysql)
+  mkdir -p "$data" "$base/tmp" && chown -R "$user" "$base" || return 1
+  # A datadir of our own; root logs in without a password (loopback only, as
+  # PostgreSQL's trust), so the tests can create users with passwords.
+  (cd / && mariadb-install-db --no-defaults --datadir="$data" --user="$user" \
+    --auth-root-authentication-method=normal --skip-test-db) \
+    >"$base/install.log" 2>&1 || { _svc_failed mariadb; return 1; }
+  for try in 1 2 3; do
+    port="${OMOPS_MARIADB_PORT:-$(_free_ports 1)}"
+    : >"$base/server.log"
+    chown "$user" "$base/server.log"
+    # Its own socket and pid file in the run dir: nothing shared with a system server.
+    _svc_launch mariadb "$user" "$base/server.log" /usr/sbin/mariadbd --no-defaults \
+      --datadir="$data" --socket="$base/mariadbd.sock" --pid-file="$base/mariadbd.pid" \
+      --tmpdir="$base/tmp" --port="$port" --bind-address=127.0.0.1 --skip-name-resolve \
+      --log-error="$base/server.log" --innodb-buffer-pool-size=64M \
+      --innodb-flush-log-at-trx-commit=0 --innodb-use-native-aio=0 --max-connections=200
+    _svc_wait mariadb 60 _mariadb_ready "$port" && break
+    if [ -n "${OMOPS_MARIADB_PORT:-}" ] || [ "$try" = 3 ] || ! _svc_port_clash mariadb; then
+      _svc_failed mariadb
+      return 1
+    fi
+    _svc_stop mariadb 10
+  done
+  _mariadb_sql "$port" "CREATE DATABASE omops_test; CREATE USER 'omops'@'127.0.0.1';
+    GRANT ALL PRIVILEGES ON *.* TO 'omops'@'127.0.0.1' WITH GRANT OPTION;" ||
+    { _svc_failed mariadb; return 1; }
+  _svc_export mariadb OMOPS_TEST_MARIADB "mysql+pymysql://omops@127.0.0.1:$port/omops_test"
+}
+
+stop_mariadb() {
+  _svc_stop mariadb 30
+  rm -rf "${OMOPS_SERVICES_DIR:?}/mariadb"
+}
+
 # ---------------------------------------------------------------- together
 
 # Start services in parallel (RabbitMQ's ~5 s boot dominates), export their
@@ -496,7 +550,7 @@ stop_azurite() {
 # failed, with its log tail, and return non-zero (stop_services cleans up).
 start_services() {
   local svc i rc=0 pids=()
-  [ "$#" -gt 0 ] || set -- postgres rabbitmq redis moto azurite
+  [ "$#" -gt 0 ] || set -- postgres rabbitmq redis moto azurite mariadb
   ensure_packages "$@" || return 1
   mkdir -p "$OMOPS_SERVICES_DIR" || return 1
   for svc in "$@"; do
@@ -526,7 +580,7 @@ start_services() {
 services_env() {
   local dir="${1:-$OMOPS_SERVICES_DIR}" svc
   echo "export OMOPS_SERVICES_DIR=$dir"
-  for svc in postgres rabbitmq redis moto azurite; do
+  for svc in postgres rabbitmq redis moto azurite mariadb; do
     if _svc_alive "$svc" "$dir" && [ -f "$dir/$svc.env" ]; then
       cat "$dir/$svc.env"
     fi
@@ -544,11 +598,11 @@ stop_services() {
   _OMOPS_STARTERS=()
   # In parallel, in a subshell: no job control chatter, no waiting on other jobs.
   (
-    for svc in redis postgres rabbitmq moto azurite; do _svc_stop "$svc" 30 & done
+    for svc in redis postgres rabbitmq moto azurite mariadb; do _svc_stop "$svc" 30 & done
     wait
   )
   # Only what a run creates: a mistaken OMOPS_SERVICES_DIR loses nothing else.
-  for svc in postgres rabbitmq redis moto azurite; do
+  for svc in postgres rabbitmq redis moto azurite mariadb; do
     rm -rf "${OMOPS_SERVICES_DIR:?}/$svc"
     rm -f "$OMOPS_SERVICES_DIR/$svc".{pid,env,start.log}
   done
@@ -596,7 +650,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
       stop_services
       ;;
     *)
-      echo "usage: bash $0 start [postgres rabbitmq redis moto azurite] | env [RUN_DIR] | stop RUN_DIR" >&2
+      echo "usage: bash $0 start [postgres rabbitmq redis moto azurite mariadb] | env [RUN_DIR] | stop RUN_DIR" >&2
       exit 2
       ;;
   esac

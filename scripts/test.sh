@@ -37,7 +37,7 @@ flock -u 9
 exec 9<&-
 
 stop_services_on_exit  # on any exit, Ctrl-C included: stop what this run started
-start_services postgres rabbitmq redis moto azurite
+start_services postgres rabbitmq redis moto azurite mariadb
 
 .venv/bin/ruff check omops tests bench
 if [ "$#" -gt 0 ]; then

@@ -28,7 +28,13 @@ def _isolated_home(tmp_path_factory, monkeypatch) -> Iterator[None]:
     """Never touch the user's ~/.omops: every test gets its own OMOPS_HOME."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("OMOPS_HOME", str(home))
-    for var in ("OMOPS_CATALOG", "OMOPS_BLOBS", "OMOPS_BROKER", "OMOPS_BUCKET"):
+    for var in (
+        "OMOPS_CATALOG",
+        "OMOPS_BLOBS",
+        "OMOPS_BROKER",
+        "OMOPS_BUCKET",
+        "OMOPS_SECRET_KEY",
+    ):
         monkeypatch.delenv(var, raising=False)
     omops.reset()
     yield

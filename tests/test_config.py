@@ -31,7 +31,9 @@ def test_defaults_live_under_home(tmp_path):
         "bucket": "default",
         "label": "default",
         "blobs_options": "default",
+        "secret_key": "default",
     }
+    assert settings.secret_key is None
 
 
 def test_the_label_comes_from_the_environment_then_the_file(tmp_path):

@@ -20,17 +20,20 @@ from pathlib import Path
 
 import psutil
 import psycopg
+import pymysql
 import pytest
 import redis
+import sqlalchemy as sa
 from kombu import Connection
 from kombu.exceptions import OperationalError as KombuError
 
 REPO = Path(__file__).resolve().parents[1]
-SERVICES = ("postgres", "rabbitmq", "redis")
+SERVICES = ("postgres", "rabbitmq", "redis", "mariadb")
 URL_VARS = {
     "postgres": "OMOPS_TEST_POSTGRES",
     "rabbitmq": "OMOPS_TEST_BROKER",
     "redis": "OMOPS_TEST_REDIS",
+    "mariadb": "OMOPS_TEST_MARIADB",
 }
 
 
@@ -42,6 +45,8 @@ def _missing_packages() -> list[str]:
         missing.append("rabbitmq-server")
     if not shutil.which("redis-server"):
         missing.append("redis-server")
+    if not os.access("/usr/sbin/mariadbd", os.X_OK):
+        missing.append("mariadb-server")
     return missing
 
 
@@ -145,6 +150,21 @@ def _answers(svc: str, url: str) -> bool:
         if svc == "postgres":
             with psycopg.connect(url, connect_timeout=5) as conn:
                 return conn.execute("SELECT 1").fetchone() == (1,)
+        if svc == "mariadb":
+            parsed = sa.make_url(url)
+            conn = pymysql.connect(
+                host=parsed.host,
+                port=parsed.port,
+                user=parsed.username,
+                database=parsed.database,
+                connect_timeout=5,
+            )
+            try:
+                with conn.cursor() as cursor:
+                    cursor.execute("SELECT 1")
+                    return cursor.fetchone() == (1,)
+            finally:
+                conn.close()
         if svc == "redis":
             client = redis.Redis.from_url(url, socket_timeout=5)
             try:
@@ -154,7 +174,7 @@ def _answers(svc: str, url: str) -> bool:
         with Connection(url, connect_timeout=5) as conn:
             conn.ensure_connection(max_retries=1)
             return conn.connected
-    except (OSError, psycopg.OperationalError, redis.ConnectionError, KombuError):
+    except (OSError, psycopg.OperationalError, pymysql.Error, redis.ConnectionError, KombuError):
         return False
 
 
@@ -190,6 +210,7 @@ def test_two_runs_get_their_own_ports_and_stop_only_their_own(cleanup: list[Run]
     assert nodes[0][0] != nodes[1][0]  # two RabbitMQ nodes named alike refuse to start
     for run in (a, b):
         assert sorted(run.pids) == sorted(SERVICES)
+        assert (run.dir / "mariadb" / "mariadbd.sock").is_socket()  # its own, not the system's
         for svc in SERVICES:
             assert _answers(svc, run.env[URL_VARS[svc]]), (svc, run.env)
 

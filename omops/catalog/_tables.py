@@ -211,3 +211,14 @@ schedules = sa.Table(
     sa.Column("created", UTCDateTime, nullable=False),
 )
 sa.Index("ix_schedules_next_run", schedules.c.next_run)
+
+secrets = sa.Table(
+    "secrets",
+    metadata,
+    sa.Column("bucket", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    # Fernet tokens (encrypted with OMOPS_SECRET_KEY outside the catalog): never plain text.
+    sa.Column("token", sa.Text, nullable=False),
+    sa.Column("created", UTCDateTime, nullable=False),
+    sa.Column("modified", UTCDateTime, nullable=False),
+)

@@ -36,6 +36,7 @@ from omops.catalog._records import (
 from omops.catalog._statements import LOOKUP, PARTS, REVISION_EXISTS
 from omops.catalog.keys import ApiKeys
 from omops.catalog.schedules import Schedules
+from omops.catalog.secrets import SecretTokens
 from omops.catalog.tasks import TaskLog
 from omops.catalog.tracking import Tracking
 from omops.errors import NotFound, StorageError
@@ -223,6 +224,11 @@ class Catalog:
     def schedules(self) -> Schedules:
         """Job schedules, and the claims that make each occurrence fire once."""
         return Schedules(self)
+
+    @property
+    def secrets(self) -> SecretTokens:
+        """Encrypted secret tokens by bucket and name (see :mod:`omops.secrets`)."""
+        return SecretTokens(self)
 
     # -- objects -----------------------------------------------------------
 

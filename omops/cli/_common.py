@@ -68,6 +68,12 @@ _FLAG_WORDING: Mapping[str, tuple[tuple[re.Pattern[str], str], ...]] = MappingPr
             (re.compile(r"\bkind=(?=[\s,;)]|$)"), "--kind"),
         ),
         "--columns": ((re.compile(r"\bcolumns=(?=[\s,;)]|$)"), "--columns"),),
+        "--table": ((re.compile(r"\btable=(?='name')"), "--table "),),
+        "--sql": (
+            (re.compile(r"\bsql=(?='select)"), "--sql "),
+            (re.compile(r"\bparams=(?=\{)"), "--param NAME=VALUE, "),
+            (re.compile(r"\bparams="), "--param"),
+        ),
     }
 )
 #: pandas' name for an unnamed index level: a stored column no user named or sees.

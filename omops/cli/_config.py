@@ -23,11 +23,14 @@ VARIABLES = {
     "bucket": "OMOPS_BUCKET",
     "label": "OMOPS_LABEL",
     "blobs_options": "OMOPS_BLOBS_OPTIONS",
+    "secret_key": "OMOPS_SECRET_KEY",
 }
 
 
 def _shown(key: str, value: object) -> str | None:
     """A setting as shown: passwords in URLs and secret storage options masked."""
+    if key == "secret_key":
+        return "***" if value else None  # the key of om.secrets is never shown
     if key == "blobs_options":
         return json.dumps(mask_options(value), sort_keys=True) if value else None  # type: ignore[arg-type]
     return mask_url(None if value is None else str(value))

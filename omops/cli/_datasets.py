@@ -25,7 +25,7 @@ from omops.cli._common import (
     repository,
     write_bytes,
 )
-from omops.cli._parsing import parse_attributes, parse_columns, parse_filters
+from omops.cli._parsing import parse_attributes, parse_columns, parse_filters, parse_value
 from omops.cli._store import NameArgument, add_list_command, add_object_commands
 from omops.names import check_name, check_tag
 
@@ -189,6 +189,8 @@ add_list_command(app, STORE)
         "om datasets get stats@v1 --output stats.parquet",
         "om datasets get stats -f region__in=EU,US -f name__startswith=A -o out.csv",
         "om datasets get stats -o - | head",
+        "om datasets get salesdb --table orders -f amount__gt=10   # a SQL connection",
+        "om datasets get salesdb --sql 'select * from orders where a > :a' -p a=10",
     ),
 )
 def get(
@@ -230,6 +232,22 @@ def get(
         ),
     ] = None,
     fmt: FormatOption = None,
+    table: Annotated[
+        str | None,
+        typer.Option("--table", help="SQL connections: read this table.", show_default=False),
+    ] = None,
+    sql: Annotated[
+        str | None,
+        typer.Option(
+            "--sql", help="SQL connections: run this query (:name parameters).", show_default=False
+        ),
+    ] = None,
+    params: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param", "-p", help="NAME=VALUE of a :name in --sql (repeatable).", show_default=False
+        ),
+    ] = None,
     bucket: BucketOption = None,
 ) -> None:
     if output is None and fmt is not None:
@@ -240,10 +258,17 @@ def get(
     repo = repository(STORE, bucket)
     meta = repo.metadata(name)
     if output == STDOUT:
-        fmt = _stdout_format(fmt, meta.kind)
+        fmt = _stdout_format(fmt, repo.plugins.get(meta.kind).tabular)
     query = parse_filters(filters or [], meta.details.get("dtypes"))
-    with busy(f"reading {name}", meta.size) as status, flags_in_errors("--columns"):
-        obj = repo.get(name, columns=selected, **query)
+    options = _read_options(repo.plugins.get(meta.kind), table, sql, params)
+    if output is None and options is not None:  # read elsewhere: show a window, count the rest
+        with busy(f"reading {name}", None), flags_in_errors("--columns", "--table", "--sql"):
+            obj, total = _window(repo, name, selected, query, options, limit)
+        _show(obj, name, limit=limit, total=total)
+        return
+    flags = ("--columns", "--table", "--sql") if options is not None else ("--columns",)
+    with busy(f"reading {name}", meta.size) as status, flags_in_errors(*flags):
+        obj = repo.get(name, columns=selected, **query, **(options or {}))
         frame = _frame_like(obj)
         total = len(frame) if frame is not None else 0
         if limit is not None and frame is not None:
@@ -262,9 +287,62 @@ def get(
         print_done(done + str(output))
 
 
-def _stdout_format(given: str | None, kind: str) -> str:
-    """The format of ``--output -``: ``--format``, else CSV for DataFrames, else JSON."""
-    fmt = given.lower() if given else ("csv" if kind.startswith("pandas.") else "json")
+def _read_options(
+    plugin: Any, table: str | None, sql: str | None, params: list[str] | None
+) -> dict[str, Any] | None:
+    """``--table``, ``--sql``, ``--param`` for kinds read elsewhere (None for stored ones)."""
+    given = {"table": table, "sql": sql, "params": params or None}
+    if not (plugin.tabular and not plugin.caches_reads):
+        if any(v is not None for v in given.values()):
+            raise typer.BadParameter(
+                f"--table, --sql and --param read SQL connections, not kind {plugin.kind!r}",
+                param_hint="--table",
+            )
+        return None
+    if params:
+        pairs = [p.partition("=") for p in params]
+        bad = [p for p, (key, sep, _) in zip(params, pairs, strict=True) if not sep or not key]
+        if bad:
+            raise typer.BadParameter(f"{bad[0]!r} is not NAME=VALUE", param_hint="--param")
+        # Values as JSON when they are (10 is a number, 'EU' text), as for filters.
+        given["params"] = {key.strip(): parse_value(value) for key, _, value in pairs}
+    given = {k: v for k, v in given.items() if v is not None}
+    foreign = [f"--{k.removesuffix('s')}" for k in given if k not in plugin.read_options]
+    if foreign:
+        raise typer.BadParameter(
+            f"{foreign[0]} reads SQL connections, not kind {plugin.kind!r}", param_hint=foreign[0]
+        )
+    return given
+
+
+def _window(
+    repo: Any,
+    name: str,
+    columns: Any,
+    filters: dict[str, Any],
+    options: dict[str, Any],
+    limit: int | None,
+) -> tuple[Any, int]:
+    """The first rows to show of data read elsewhere, and how many there are in all."""
+    import pyarrow as pa
+
+    stream = repo.stream(name, columns=columns, filters=filters, **options)
+    try:
+        total = stream.count()
+        wanted, batches, rows = DISPLAY_ROWS if limit is None else limit, [], 0
+        for batch in stream.batches:
+            if rows >= wanted:
+                break
+            batches.append(batch.slice(0, wanted - rows))
+            rows += batches[-1].num_rows
+    finally:
+        stream.close()
+    return pa.Table.from_batches(batches, schema=stream.schema).to_pandas(), total
+
+
+def _stdout_format(given: str | None, tabular: bool) -> str:
+    """The format of ``--output -``: ``--format``, else CSV for tables, else JSON."""
+    fmt = given.lower() if given else ("csv" if tabular else "json")
     allowed = (*FORMATS, "npy")
     if fmt not in allowed:
         raise typer.BadParameter(

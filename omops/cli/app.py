@@ -23,6 +23,7 @@ from omops.cli import (
     _models,
     _runtime,
     _scripts,
+    _secrets,
 )
 from omops.cli._common import (
     CliError,
@@ -82,6 +83,7 @@ app.add_typer(_auth.app)
 app.add_typer(_experiments.app)
 app.add_typer(_db.app)
 app.add_typer(_scripts.app)
+app.add_typer(_secrets.app)
 
 
 def _print_version(value: bool) -> None:

@@ -35,10 +35,35 @@ class ReadQuery:
     filters: Mapping[str, Any] = field(default_factory=dict)
     limit: int | None = None
     offset: int = 0
+    #: The kind's own read options (:attr:`Plugin.read_options`: ``sql=``, ``table=`` ...).
+    options: Mapping[str, Any] = field(default_factory=dict)
+    #: Fills ``{placeholders}`` in text from ``secrets=`` and ``om.secrets``
+    #: (never from the environment); None where the repository gave none.
+    fill: Callable[[str], str] | None = None
 
     @property
     def is_empty(self) -> bool:
-        return self.columns is None and not self.filters and self.limit is None and not self.offset
+        return (
+            self.columns is None
+            and not self.filters
+            and self.limit is None
+            and not self.offset
+            and not self.options
+        )
+
+    def filled(self, text: str) -> str:
+        """``text`` with its ``{placeholders}`` filled (see :attr:`fill`)."""
+        if self.fill is None:
+            from omops.secrets import PLACEHOLDER
+
+            found = PLACEHOLDER.search(text)
+            if found:
+                raise InvalidQuery(
+                    f"placeholder {{{found[1]}}} has no value: read through a repository "
+                    "(om.datasets.get) with secrets= or om.secrets"
+                )
+            return text
+        return self.fill(text)
 
 
 @dataclass
@@ -105,6 +130,12 @@ class Plugin:
     stores: ClassVar[tuple[str, ...]] = ("datasets",)
     #: Whether ``put(..., append=True)`` adds to the previous revision.
     appendable: ClassVar[bool] = False
+    #: Keyword arguments ``put`` takes for this kind (passed as ``options=``).
+    put_options: ClassVar[frozenset[str]] = frozenset()
+    #: Keyword arguments ``get`` takes for this kind besides filters (in
+    #: :attr:`ReadQuery.options`); ``secrets`` is the repository's: it fills
+    #: :attr:`ReadQuery.fill`.
+    read_options: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def supports(cls, obj: Any) -> bool:
@@ -116,8 +147,19 @@ class Plugin:
         return False
 
     def put(self, obj: Any, blobs: Blobs, *, base: RevisionRecord | None = None) -> Stored:
-        """Write ``obj`` into ``blobs``. ``base`` is the revision an append extends."""
+        """Write ``obj`` into ``blobs``. ``base`` is the revision an append extends.
+
+        Plugins with :attr:`put_options` also take ``options=`` (a mapping of them).
+        """
         raise NotImplementedError
+
+    def snapshot(self, obj: Any, *, options: Mapping[str, Any], query: ReadQuery) -> Any:
+        """What ``obj`` (a link to data) holds now, to store instead (``put(copy=True)``).
+
+        ``options`` are the put options given, ``query`` the read options and
+        filters. Only kinds that link to data elsewhere implement it.
+        """
+        raise InvalidData(f"kind {self.kind!r} stores the object itself; put it without copy=")
 
     def extend(self, stored: Stored, base: RevisionRecord | None) -> dict[str, Any]:
         """Inside the commit: the ``kind_meta`` of ``stored`` appended to ``base``.
@@ -147,6 +189,9 @@ class Plugin:
     #: such kinds are cached as the (immutable) table, and every read builds a
     #: new object from it; the REST server streams them.
     caches_reads: ClassVar[bool] = False
+    #: Whether :meth:`stream` is implemented (every kind that ``caches_reads``,
+    #: and tables read elsewhere at get time, which are never cached).
+    tabular: ClassVar[bool] = False
 
     def read_table(
         self,

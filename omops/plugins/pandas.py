@@ -106,6 +106,7 @@ class DataFramePlugin(Plugin):
 
     kind = "pandas.dataframe"
     caches_reads = True
+    tabular = True
     stores = ("datasets",)
     appendable = True
 

@@ -63,6 +63,8 @@ BUILTIN: Mapping[str, PluginSpec] = MappingProxyType(
         "python.package": PluginSpec("omops.plugins.package:PackagePlugin"),
         "dask.dataframe": PluginSpec("omops.plugins.dask:DaskDataFramePlugin", extra="dask"),
         "notebook.ipynb": PluginSpec("omops.plugins.notebook:NotebookPlugin", extra="jobs"),
+        "sql.connection": PluginSpec("omops.plugins.sql:SqlConnectionPlugin"),
+        "url.dataset": PluginSpec("omops.plugins.url:UrlDatasetPlugin"),
     }
 )
 
@@ -93,6 +95,8 @@ SUPPORTS_ORDER: tuple[str, ...] = (
     "r.model",
     "python.package",  # scripts only: takes paths there, before python.json refuses them
     "notebook.ipynb",  # before python.json: a notebook is a dict, its path a string
+    "sql.connection",  # datasets only: database URLs, before python.json refuses them
+    "url.dataset",  # datasets only: http(s)://, s3://, gs://, file:// links to files
     "python.json",
 )
 
@@ -207,17 +211,13 @@ class Registry:
         )
 
 
-#: Why a string naming a place is not stored, by what :func:`location` found.
-_NOT_YET = MappingProxyType(
-    {
-        "connection": "omops cannot store connections yet (planned kind sql.connection)",
-        "url": "omops cannot store links to remote data yet (planned kind url.dataset)",
-    }
-)
+#: What to do with a connection string or URL a store does not take, per store.
+_LINKS_ELSEWHERE = "links to data are stored in om.datasets (kinds sql.connection, url.dataset)"
 #: What to do instead, per store, when the string is the path of a file or folder.
 _READ_FIRST = MappingProxyType(
     {
-        "datasets": "read it first (e.g. pd.read_csv(path)) and put the DataFrame",
+        "datasets": "read it first (e.g. pd.read_csv(path)) and put the DataFrame, or put "
+        "'file://' + path to read it at get time (kind url.dataset)",
         "models": "load it first (e.g. joblib.load(path)) and put the model",
         "scripts": "omops cannot store script packages yet (planned kind python.package)",
         "jobs": "om.jobs stores notebooks: give the path of a .ipynb file, an nbformat "
@@ -230,11 +230,19 @@ def _location_message(text: str, place: str, store: str) -> str:
     """Why ``text``, a URL or the path of ``place``, is not stored as JSON, and what to do."""
     shown = mask_url(text.strip()) or text
     shown = shown if len(shown) <= 80 else f"{shown[:40]}...{shown[-37:]}"  # keep the file name
-    if place in _NOT_YET:
+    if place in ("connection", "url"):
         what = "a connection URL" if place == "connection" else "a URL"
-        advice = _NOT_YET[place]
-        if place == "url" and store == "datasets":
-            advice += "; to store the data, read it (e.g. pd.read_csv(url)) and put the DataFrame"
+        if store == "datasets":  # a URL no plugin reads (connections are all taken)
+            from omops.plugins.url import SCHEMES
+
+            scheme = text.strip().partition("://")[0].lower()
+            advice = (
+                f"URLs of scheme {scheme!r} cannot be read; kind url.dataset reads "
+                f"{', '.join(s + '://' for s in SCHEMES)} (read it yourself and put the "
+                "DataFrame)"
+            )
+        else:
+            advice = _LINKS_ELSEWHERE
     else:
         what = f"the path of an existing {place}"
         advice = _READ_FIRST.get(store, "read it first and put what you read")

@@ -16,7 +16,15 @@ from typing import Any
 
 from omops.errors import InvalidQuery
 
-__all__ = ["OPERATORS", "Predicate", "check_value", "compile_filters", "quote_identifier"]
+__all__ = [
+    "OPERATORS",
+    "Condition",
+    "Predicate",
+    "check_value",
+    "compile_filters",
+    "parse_filters",
+    "quote_identifier",
+]
 
 
 @dataclass(frozen=True)
@@ -260,6 +268,50 @@ def _checked(key: str, column: str, type_name: str, value: Any) -> Any:
     return check_value(key, column, type_name, value)
 
 
+@dataclass(frozen=True)
+class Condition:
+    """One checked filter: the column, the operator and the value(s) in the column's type."""
+
+    column: str
+    op: str
+    value: Any
+
+
+def parse_filters(filters: Mapping[str, Any], columns: Mapping[str, str]) -> list[Condition]:
+    """Check filters against a schema: each as a :class:`Condition`, values converted.
+
+    For databases other than DuckDB, which build their own clause from the
+    conditions (see :mod:`omops.plugins.sql`); :func:`compile_filters` uses it too.
+
+    Examples
+    --------
+    >>> parse_filters({'sales__gte': '100'}, {'sales': 'int64'})
+    [Condition(column='sales', op='gte', value=100)]
+    """
+    found = []
+    for key, value in filters.items():
+        column, op = _split(key, columns)
+        type_name = columns[column]
+        if op not in ("isnull", "notnull"):
+            _not_missing(key, column, value)
+        if op in ("in", "nin", "between"):
+            value = [_checked(key, column, type_name, v) for v in _sequence(value, op)]
+            if op == "between" and len(value) != 2:
+                raise InvalidQuery(f"between needs two values (low, high), got {value!r}")
+        elif op in ("isnull", "notnull"):
+            if not isinstance(value, bool):
+                raise InvalidQuery(f"isnull/notnull take True or False, got {value!r}")
+        elif op in ("contains", "startswith", "endswith"):
+            if not _is_string(type_name):
+                raise InvalidQuery(f"{op} works on text columns; column {column!r} is {type_name}")
+            if not isinstance(value, str):
+                raise InvalidQuery(f"{op} needs a string, got {type(value).__name__}: {value!r}")
+        else:
+            value = _checked(key, column, type_name, value)
+        found.append(Condition(column, op, value))
+    return found
+
+
 def compile_filters(filters: Mapping[str, Any], columns: Mapping[str, str]) -> Predicate:
     """Compile filters against a schema into a :class:`Predicate`.
 
@@ -284,16 +336,12 @@ def compile_filters(filters: Mapping[str, Any], columns: Mapping[str, str]) -> P
         params[key] = _plain(value)
         return f"${key}"
 
-    for key, value in filters.items():
-        column, op = _split(key, columns)
-        type_name = columns[column]
-        if op not in ("isnull", "notnull"):
-            _not_missing(key, column, value)
-        if op in ("in", "nin", "between"):
-            value = [_checked(key, column, type_name, v) for v in _sequence(value, op)]
-        elif op not in ("isnull", "notnull", "contains", "startswith", "endswith"):
-            value = _checked(key, column, type_name, value)
-        clauses.append(OPERATORS[op](quote_identifier(column), value, bind, type_name))
+    for cond in parse_filters(filters, columns):
+        clauses.append(
+            OPERATORS[cond.op](
+                quote_identifier(cond.column), cond.value, bind, columns[cond.column]
+            )
+        )
     if not clauses:
         return Predicate()
     return Predicate(" AND ".join(f"({c})" for c in clauses), params)

@@ -516,7 +516,7 @@ def test_put_errors_name_cli_flags(
 ) -> None:
     assert om("datasets", "put", str(sales_csv), "stats").exit_code == 0
     pd.DataFrame({"other": [1]}).to_csv(tmp_path / "other.csv", index=False)
-    (tmp_path / "link.json").write_text('"postgresql://ana:s3cret@db/sales"')
+    (tmp_path / "link.json").write_text('"ftp://ana:s3cret@db/sales.csv"')  # a scheme no kind reads
     result = om("datasets", "put", str(tmp_path / args[0]), *args[1:])
     assert_error(result, flag)
     assert python not in result.stderr and "__index_level" not in result.stderr
@@ -647,7 +647,21 @@ def test_config_show_sources(tmp_path: Path, monkeypatch) -> None:
     result = om("config", "show", "--json")
     assert result.exit_code == 0, result.output
     report = orjson.loads(result.stdout)
-    assert set(report) == {"home", "catalog", "blobs", "broker", "bucket", "label", "blobs_options"}
+    assert set(report) == {
+        "home",
+        "catalog",
+        "blobs",
+        "broker",
+        "bucket",
+        "label",
+        "blobs_options",
+        "secret_key",
+    }
+    assert report["secret_key"] == {
+        "value": None,
+        "source": "default",
+        "variable": "OMOPS_SECRET_KEY",
+    }
     assert report["catalog"] == {
         "value": "postgresql://ana:***@db:5432/omops",
         "source": "env",
@@ -657,8 +671,10 @@ def test_config_show_sources(tmp_path: Path, monkeypatch) -> None:
     assert report["bucket"] == {"value": "team", "source": "file", "variable": "OMOPS_BUCKET"}
     assert report["blobs"]["source"] == "default"
     assert report["home"] == {"value": str(home), "source": "env", "variable": "OMOPS_HOME"}
+    monkeypatch.setenv("OMOPS_SECRET_KEY", "the-key-itself")
     table = om("config", "show")
     assert "s3cret" not in table.output and "guest:guest" not in table.output
+    assert "the-key-itself" not in table.output and "OMOPS_SECRET_KEY" in table.stdout
     assert "postgresql://ana:***@db:5432/omops" in table.stdout and "file" in table.stdout
 
 

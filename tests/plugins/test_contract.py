@@ -22,6 +22,7 @@ from omops.plugins import (
     SUPPORTS_ORDER,
     Plugin,
     PluginSpec,
+    ReadQuery,
     Registry,
     Stored,
     default_registry,
@@ -54,6 +55,9 @@ class PluginContract:
     kind: str
     store = "datasets"
     selected_automatically = True
+    #: Kinds that link to data elsewhere store no parts, and are read with these options.
+    links = False
+    read: dict = {}
 
     def make(self, seed=0):
         raise NotImplementedError
@@ -76,7 +80,7 @@ class PluginContract:
     def test_put_get_roundtrip(self, local_om):
         obj = self.make()
         self.put(local_om, obj, "thing")
-        self.assert_same(getattr(local_om, self.store).get("thing"), obj)
+        self.assert_same(getattr(local_om, self.store).get("thing", **self.read), obj)
 
     def test_plugin_roundtrip_without_a_catalog(self, tmp_path):
         plugin = default_registry().get(self.kind)
@@ -84,18 +88,19 @@ class PluginContract:
         obj = self.make()
         stored = plugin.put(obj, blobs)
         assert isinstance(stored, Stored)
-        assert stored.parts
+        assert bool(stored.parts) != self.links
         for part in stored.parts:
             assert blobs.exists(part.blob)
             assert part.size == len(blobs.read(part.blob))
-        self.assert_same(plugin.get(blobs, stored.parts, stored.kind_meta), obj)
+        query = ReadQuery(options=self.read)
+        self.assert_same(plugin.get(blobs, stored.parts, stored.kind_meta, query=query), obj)
 
     def test_metadata_records_the_kind(self, local_om):
         meta = self.put(local_om, self.make(), "thing")
         assert meta.kind == self.kind
         stored = getattr(local_om, self.store).metadata("thing")
         assert stored.kind == self.kind
-        assert stored.size > 0
+        assert (stored.size > 0) != self.links
         assert stored.revision == meta.revision
         assert getattr(local_om, self.store).list(kind=self.kind) == ["thing"]
 
@@ -105,8 +110,8 @@ class PluginContract:
         second = self.put(local_om, self.make(1), "thing", append=False)
         assert first.revision != second.revision
         assert [r for r, _ in repo.revisions("thing")] == [first.revision, second.revision]
-        self.assert_same(repo.get("thing", revision=first.revision), self.make(0))
-        self.assert_same(repo.get("thing"), self.make(1))
+        self.assert_same(repo.get("thing", revision=first.revision, **self.read), self.make(0))
+        self.assert_same(repo.get("thing", **self.read), self.make(1))
 
     def test_supports_picks_this_kind_without_kind(self, local_om):
         obj = self.make()
@@ -230,6 +235,53 @@ class TestNotebook(PluginContract):
         ]
 
 
+class TestSqlConnection(PluginContract):
+    """A SQLite file per seed: table ``t`` holds the seed."""
+
+    kind = "sql.connection"
+    links = True
+    read = {"table": "t"}
+
+    @pytest.fixture(autouse=True)
+    def _folder(self, tmp_path):
+        self.folder = tmp_path
+
+    def make(self, seed=0):
+        import sqlite3
+
+        path = self.folder / f"db{seed}.sqlite"
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+            conn.execute("DELETE FROM t")
+            conn.execute("INSERT INTO t VALUES (?)", (seed,))
+        conn.close()
+        return f"sqlite:///{path}"
+
+    def assert_same(self, got, want):
+        seed = int(want.rsplit("db", 1)[1].split(".")[0])
+        assert got.to_dict("records") == [{"x": seed}]
+
+
+class TestUrlDataset(PluginContract):
+    """A CSV file per seed, as a file:// URL."""
+
+    kind = "url.dataset"
+    links = True
+
+    @pytest.fixture(autouse=True)
+    def _folder(self, tmp_path):
+        self.folder = tmp_path
+
+    def make(self, seed=0):
+        path = self.folder / f"d{seed}.csv"
+        path.write_text(f"x,y\n{seed},a\n")
+        return f"file://{path}"
+
+    def assert_same(self, got, want):
+        seed = int(want.rsplit("/d", 1)[1].split(".")[0])
+        assert got.to_dict("records") == [{"x": seed, "y": "a"}]
+
+
 class TestJson(PluginContract):
     kind = "python.json"
 
@@ -257,34 +309,47 @@ class TestJson(PluginContract):
         assert local_om.datasets.list() == []
 
 
-@pytest.mark.parametrize(
-    ("text", "shown", "fragment"),
-    [
-        (
-            "postgresql://ana:s3cret@db:5432/sales",
-            "'postgresql://ana:***@db:5432/sales' looks like a connection URL",
-            "planned kind sql.connection",
-        ),
-        ("mysql+pymysql://u:pw@h/db", "'mysql+pymysql://u:***@h/db'", "sql.connection"),
-        ("sqlite:////tmp/x.sqlite", "'sqlite:////tmp/x.sqlite'", "sql.connection"),
-        ("https://example.com/data.csv", "looks like a URL", "planned kind url.dataset"),
-        ("http://u:pw@example.com/d.csv", "'http://u:***@example.com/d.csv'", "url.dataset"),
-        ("s3://bucket/data.parquet?token=abc", "?token=***", "url.dataset"),
-        ("gs://bucket/data.parquet", "looks like a URL", "url.dataset"),
-        ("file:///data/x.csv", "looks like a URL", "url.dataset"),
-        ("  ftp://host/x  ", "'ftp://host/x' looks like a URL", "url.dataset"),
-    ],
-)
-@pytest.mark.parametrize("store", ["datasets", "scripts", "jobs", "models", "streams"])
-def test_a_url_is_never_stored_as_json_silently(local_om, store, text, shown, fragment):
+URLS = [
+    ("postgresql://ana:s3cret@db:5432/sales", "'postgresql://ana:***@db:5432/sales'"),
+    ("mysql+pymysql://u:pw@h/db", "'mysql+pymysql://u:***@h/db'"),
+    ("sqlite:////tmp/x.sqlite", "'sqlite:////tmp/x.sqlite'"),
+    ("https://example.com/data.csv", "'https://example.com/data.csv'"),
+    ("http://u:pw@example.com/d.csv", "'http://u:***@example.com/d.csv'"),
+    ("s3://bucket/data.parquet?token=abc", "?token=***"),
+    ("gs://bucket/data.parquet", "'gs://bucket/data.parquet'"),
+    ("file:///data/x.csv", "'file:///data/x.csv'"),
+    ("  ftp://host/x  ", "'ftp://host/x'"),
+]
+
+
+@pytest.mark.parametrize(("text", "shown"), URLS)
+@pytest.mark.parametrize("store", ["scripts", "jobs", "models", "streams"])
+def test_a_url_is_never_stored_as_json_silently(local_om, store, text, shown):
     repository = getattr(local_om, store)
     with pytest.raises(InvalidData) as info:
         repository.put(text, "link")
     message = str(info.value)
-    assert shown in message and fragment in message
+    assert f"{shown}" in message and " looks like a" in message
+    assert "stored in om.datasets (kinds sql.connection, url.dataset)" in message
     assert "kind='python.json'" in message
     assert "s3cret" not in message and ":pw@" not in message and "abc" not in message
     assert repository.list() == []
+
+
+@pytest.mark.parametrize(("text", "shown"), URLS)
+def test_datasets_link_urls_or_say_why_not(local_om, text, shown):
+    """Links without secrets become their kinds; secrets and unread schemes are refused."""
+    try:
+        meta = local_om.datasets.put(text, "link")
+    except InvalidData as exc:
+        message = str(exc)
+        assert shown in message
+        assert "s3cret" not in message and ":pw@" not in message and "abc" not in message
+        assert "literal secret" in message or "scheme 'ftp' cannot be read" in message
+        assert local_om.datasets.list() == []
+    else:
+        assert meta.kind == ("sql.connection" if "sql" in text else "url.dataset")
+        assert meta.kind_meta["url"] == text.strip()
 
 
 @pytest.mark.parametrize(
@@ -531,6 +596,8 @@ def test_every_builtin_kind_has_a_contract_subclass():
             TestSklearnPipeline,
             TestPackage,
             TestNotebook,
+            TestSqlConnection,
+            TestUrlDataset,
         )
     }
     # the model frameworks' kinds have theirs in tests/frameworks (a pytest process of their own)
@@ -708,6 +775,8 @@ def test_builtin_table_and_order_are_read_only():
         "r.model",
         "python.package",
         "notebook.ipynb",
+        "sql.connection",
+        "url.dataset",
         "python.json",
     )
     assert default_registry().order[: len(SUPPORTS_ORDER)] == SUPPORTS_ORDER

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from omops.errors import InvalidData, InvalidQuery
+from omops.errors import Forbidden, InvalidData, InvalidQuery
 from omops.names import parse_reference
 from omops.omega import Omega
 from omops.runtime.tasks import to_json
@@ -25,6 +26,7 @@ from omops.server._auth import Scope
 from omops.server._deps import reader, writer
 from omops.server._payload import (
     ARROW_STREAM,
+    LIST_OPERATORS,
     PARQUET,
     check_column_count,
     coerce_filters,
@@ -86,6 +88,44 @@ def _too_many_rows(rows: int, most: int) -> HTTPException:
     )
 
 
+#: Read options of kinds read elsewhere, as query parameters (``secrets`` never: a
+#: REST read fills placeholders from the bucket's om.secrets only).
+_READ_OPTIONS = ("table", "sql", "params")
+
+
+def _options(kind_options: frozenset[str], raw: dict[str, str], admin: bool) -> dict[str, Any]:
+    """The kind's read options taken out of the query parameters ``raw``."""
+    found = {k: raw.pop(k) for k in _READ_OPTIONS if k in kind_options and k in raw}
+    if "sql" in found and not admin:
+        raise Forbidden(
+            "?sql= runs any statement on the database, so it needs an admin key; read a "
+            "table with ?table=NAME and filters col__op=value instead"
+        )
+    if "params" in found:
+        try:
+            found["params"] = orjson.loads(found["params"])
+        except orjson.JSONDecodeError:
+            raise InvalidQuery(
+                '?params= must be a JSON object of the :names in ?sql=, e.g. {"a": 10}'
+            ) from None
+    return found
+
+
+def _untyped_filters(raw: dict[str, str]) -> dict[str, Any]:
+    """Query-string filters of data read elsewhere (types known only when read): lists
+    split, flags parsed, other values left as text for the read to convert."""
+    filters: dict[str, Any] = {}
+    for key, text in raw.items():
+        op = key.rpartition("__")[2] if "__" in key else "eq"
+        if op in LIST_OPERATORS:
+            filters[key] = text.split(",")
+        elif op in ("isnull", "notnull"):
+            filters[key] = coerce_filters({key: text}, {key.rpartition("__")[0]: "bool"})[key]
+        else:
+            filters[key] = text
+    return filters
+
+
 def _read(
     om: Omega,
     name: str,
@@ -94,6 +134,7 @@ def _read(
     window: tuple[int | None, int],
     answer: tuple[str, str],
     max_rows: int,
+    admin: bool = False,
 ) -> Response:
     """The answer to a read: whole JSON for other kinds, a primed stream for tables."""
     limit, offset = window
@@ -101,6 +142,14 @@ def _read(
     meta = om.datasets.metadata(name)
     wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     wanted = wanted or None  # "columns=" alone means all of them
+    plugin = om.plugins.get(meta.kind)
+    if plugin.tabular and meta.kind not in _TABULAR:  # read elsewhere: a database, a URL
+        options = _options(plugin.read_options, raw_filters, admin)
+        filters = _untyped_filters(raw_filters)
+        stream = om.datasets.stream(
+            name, columns=wanted, filters=filters, offset=offset, limit=limit, **options
+        )
+        return _streamed(stream, (limit, max_rows), media_type, orient)
     if meta.kind not in _TABULAR:
         if raw_filters or wanted:
             raise InvalidQuery(f"filters and columns apply to DataFrames; {name!r} is {meta.kind}")
@@ -114,6 +163,14 @@ def _read(
     types = dict(meta.details.get("dtypes", {}))
     filters = coerce_filters(raw_filters, types)
     stream = om.datasets.stream(name, columns=wanted, filters=filters, offset=offset, limit=limit)
+    return _streamed(stream, (limit, max_rows), media_type, orient)
+
+
+def _streamed(
+    stream: Any, limits: tuple[int | None, int], media_type: str, orient: str
+) -> Response:
+    """A streamed answer of ``stream``, refused with 413 when it holds too many rows."""
+    limit, max_rows = limits
     try:
         if limit is None or limit > max_rows:
             rows = stream.count()
@@ -185,8 +242,9 @@ async def get_dataset(
     raw = {k: v for k, v in request.query_params.items() if k not in _RESERVED}
     answer = (negotiate(request.headers.get("accept")), orient)
     max_rows, _ = _limits(request)
+    admin = scope.key is None or scope.key.allows(scope.om.bucket, "admin")
     return await run_in_threadpool(
-        _read, scope.om, name, raw, columns, (limit, offset), answer, max_rows
+        _read, scope.om, name, raw, columns, (limit, offset), answer, max_rows, admin
     )
 
 
