@@ -212,7 +212,20 @@ def model_view(om: Omega, name: str) -> dict[str, Any]:
         "named": bool(meta.kind_meta.get("feature_names")),
         "kind_meta": {k: _cell(v) for k, v in sorted(summary.items())},
         "tracked": [n for _, n in om.catalog.tracking.trackers(om.bucket, model)],
+        "actions": _prediction_actions(om, meta.kind),
     }
+
+
+def _prediction_actions(om: Omega, kind: str) -> list[str]:
+    """The model's actions that answer with a result at once (predict first)."""
+    from omops.runtime.actions import ACTIONS
+
+    try:
+        offered = om.plugins.get(kind).actions
+    except PluginError:
+        return ["predict"]
+    found = [name for name, spec in ACTIONS.items() if spec.prediction and name in offered]
+    return sorted(found, key=lambda name: (name != "predict", name))
 
 
 def experiments_view(om: Omega) -> dict[str, Any]:
@@ -284,7 +297,7 @@ def experiment_view(om: Omega, name: str, *, page: int, compare: Sequence[int]) 
         }
         for r in runs
     ]
-    shown = list(compare) or numbers[:1]
+    shown = sorted(set(compare)) or numbers[:1]
     metric_rows = tracking.page(experiment_id, runs_=shown, event="metric", limit=MAX_POINTS)
     series = _series(metric_rows)
     compared_params = _params(om, experiment_id, shown) if len(shown) > 1 else {}
