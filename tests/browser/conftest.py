@@ -101,9 +101,7 @@ def dashboard_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def keyless(
-    dashboard_template: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
+def keyless(dashboard_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The default server: loopback, no keys."""
     home = copy_home(dashboard_template, tmp_path_factory.mktemp("keyless") / "home")
     with Server(home) as server:
@@ -158,16 +156,21 @@ class Tab:
         page.on("request", lambda request: self.requests.append(request.url))
         page.on(
             "response",
-            lambda response: self.failed.append(f"{response.status} {response.url}")
-            if response.status >= 400
-            else None,
+            lambda response: (
+                self.failed.append(f"{response.status} {response.url}")
+                if response.status >= 400
+                else None
+            ),
         )
         page.on(
             "console",
-            lambda message: self.console_errors.append(message.text)
-            # an answer >= 400 is also logged as an error: those are checked by URL
-            if message.type == "error" and not message.text.startswith("Failed to load resource")
-            else None,
+            lambda message: (
+                self.console_errors.append(message.text)
+                # an answer >= 400 is also logged as an error: those are checked by URL
+                if message.type == "error"
+                and not message.text.startswith("Failed to load resource")
+                else None
+            ),
         )
         page.on("pageerror", lambda error: self.console_errors.append(str(error)))
 

@@ -96,7 +96,9 @@ def test_filter_a_dataset_and_download_what_matches(tab: Tab) -> None:
     with tab.page.expect_download() as download:
         tab.page.get_by_role("link", name="Download CSV").click()
     text = Path(download.value.path()).read_text()
-    assert text.splitlines() == ["x,sales,region"] + [f"{v / 10},{v},EU" for v in range(100, 200, 20)]
+    assert text.splitlines() == ["x,sales,region"] + [
+        f"{v / 10},{v},EU" for v in range(100, 200, 20)
+    ]
     tab.expected_failures.append(r"^400 ")
     tab.page.fill("#where", "sales__between=1")
     tab.page.get_by_role("button", name="Apply").click()
@@ -217,7 +219,10 @@ def test_a_read_key_sees_but_is_refused_a_write(
     keyed_tab: Tab, keyed: tuple[Server, dict[str, str]]
 ) -> None:
     tab, (server, tokens) = keyed_tab, keyed
-    tab.expected_failures += [r"^403 .*/api/v1/dataset/stats$", r"^403 .*/ui/datasets\?bucket=other$"]
+    tab.expected_failures += [
+        r"^403 .*/api/v1/dataset/stats$",
+        r"^403 .*/ui/datasets\?bucket=other$",
+    ]
     _log_in(tab, tokens["read"])
     assert "matching rows" in tab.page.inner_text("main")  # it sees
     assert tab.page.locator('[data-action="delete-dataset"]').count() == 0  # no write controls
