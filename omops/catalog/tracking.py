@@ -274,6 +274,34 @@ class Tracking:
         with self.catalog.read_transaction() as conn:
             return [tuple(row) for row in conn.execute(query.order_by(events.c.id).limit(limit))]
 
+    def sample(
+        self, experiment_id: int, run: int, *, event: str, limit: int
+    ) -> tuple[list[tuple[Any, ...]], bool]:
+        """About ``limit`` rows of one run's ``event`` events, spread over the whole run.
+
+        Rows as in :meth:`page`, in logging order, and whether the run was thinned. A run with more events is
+        thinned in blocks of :data:`SAMPLE_BLOCK` consecutive events (every
+        n-th block is kept, so events logged together, like several metrics
+        of one step, stay together), and its last block is always kept. The
+        run's own index range is read once, without sorting, whatever the
+        experiment holds.
+        """
+        where = (events.c.experiment_id == experiment_id, events.c.run == run)
+        with self.catalog.read_transaction() as conn:
+            low, high, total = conn.execute(
+                sa.select(sa.func.min(events.c.id), sa.func.max(events.c.id), sa.func.count())
+                .select_from(events)
+                .where(*where)
+            ).one()
+            query = self._selection(experiment_id, [run], event, None, None)
+            thinned = bool(total and total > limit)
+            if thinned:
+                every = -(-total // max(limit, SAMPLE_BLOCK))
+                block = (events.c.id - low) / SAMPLE_BLOCK
+                last = high - SAMPLE_BLOCK
+                query = query.where(sa.or_(block % every == 0, events.c.id > last))
+            return [tuple(row) for row in conn.execute(query.order_by(events.c.id))], thinned
+
     def columns(
         self,
         experiment_id: int,
@@ -359,6 +387,8 @@ class Tracking:
             ]
 
 
+#: Consecutive events :meth:`Tracking.sample` keeps or leaves out together.
+SAMPLE_BLOCK = 64
 #: Rows per SQLite INSERT: 9 columns each stay under its 32,766 bound parameters.
 _SQLITE_ROWS = 1_000
 

@@ -46,8 +46,8 @@ __all__ = [
 PAGE_SIZE = 50
 #: Rows of a dataset preview.
 PREVIEW_ROWS = 100
-#: Points of a plotted series at most (metrics, profiling samples).
-MAX_POINTS = 20_000
+#: Points plotted on a page, about (metrics of the runs shown, profiling samples).
+MAX_POINTS = 5_000
 #: Event rows of a run's event page.
 EVENT_PAGE = 100
 #: Script runs looked through for one script's page (the newest).
@@ -298,8 +298,9 @@ def experiment_view(om: Omega, name: str, *, page: int, compare: Sequence[int]) 
         for r in runs
     ]
     shown = sorted(set(compare)) or numbers[:1]
-    metric_rows = tracking.page(experiment_id, runs_=shown, event="metric", limit=MAX_POINTS)
-    series = _series(metric_rows)
+    per_run = MAX_POINTS // max(len(shown), 1)
+    samples = [tracking.sample(experiment_id, run, event="metric", limit=per_run) for run in shown]
+    series = _series([row for rows, _ in samples for row in rows])
     compared_params = _params(om, experiment_id, shown) if len(shown) > 1 else {}
     keys = sorted({k for p in compared_params.values() for k in p})
     finals = {
@@ -312,7 +313,7 @@ def experiment_view(om: Omega, name: str, *, page: int, compare: Sequence[int]) 
         "shown": shown,
         "compare": len(shown) > 1,
         "series": series,
-        "truncated": len(metric_rows) >= MAX_POINTS,
+        "thinned": any(thinned for _, thinned in samples),
         "param_keys": keys,
         "compared_params": compared_params,
         "finals": finals,
@@ -342,7 +343,7 @@ def run_view(om: Omega, name: str, run: int, *, after: int | None) -> dict[str, 
         _decoded(row[6])
         for row in tracking.page(experiment_id, runs_=[run], event="artifact", limit=1000)
     ]
-    system = tracking.page(experiment_id, runs_=[run], event="system", limit=MAX_POINTS)
+    system, _ = tracking.sample(experiment_id, run, event="system", limit=MAX_POINTS)
     info = next((_decoded(r[6]) for r in system if r[5] == "system"), None)
     samples = [(r[3], _decoded(r[6])) for r in system if r[5] == "profile"]
     profile: dict[str, dict[str, list[Any]]] = {}
