@@ -71,6 +71,9 @@ def _prepare(om: Omega) -> None:
                 exp.log_metric("loss", float(np.exp(-rate * step * (1 + c))), step=step)
                 exp.log_metric("accuracy", float(1 - np.exp(-rate * step * 2)), step=step)
             exp.log_artifact(stats_frame().head(3), "sample")
+    with om.runtime.experiment("profiled", provider="profiling", interval=0.05) as exp:
+        exp.log_metric("rows", 1000)
+        time.sleep(0.4)  # a few CPU and memory samples
     production = om.runtime.experiment("production")
     production.track("forecast")
     model = om.runtime.model("forecast")

@@ -33,6 +33,7 @@ PAGES = [
     ("/ui/experiments", "experiments", "training"),
     ("/ui/experiments/training", "experiment", "Runs, newest first"),
     ("/ui/experiments/training?run=1", "run", "Artifacts"),
+    ("/ui/experiments/profiled?run=1", "profile", "Profiling samples"),
     ("/ui/production", "production", "forecast"),
     ("/ui/production/forecast", "monitor", "in production"),
     ("/ui/jobs", "jobs", "every day at 06:00"),
@@ -52,6 +53,8 @@ def test_every_page_loads_is_accessible_and_stays_on_loopback(tab: Tab) -> None:
         csp = response.headers["content-security-policy"]
         assert "default-src 'none'" in csp and "script-src 'self'" in csp
         assert tab.axe() == [], path
+        for figure in tab.page.locator("figure.chart[data-chart]").all():  # every chart drew
+            assert int(figure.get_attribute("data-rendered") or 0) >= 1, (path, figure)
         tab.shot(name)
 
 

@@ -349,7 +349,7 @@ def run_view(om: Omega, name: str, run: int, *, after: int | None) -> dict[str, 
     profile: dict[str, dict[str, list[Any]]] = {}
     for when, sample in samples:
         for key, value in (sample or {}).items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "pid":
                 line = profile.setdefault(key, {"x": [], "y": []})
                 line["x"].append(when)
                 line["y"].append(value)

@@ -149,6 +149,17 @@
     return [pairs.map(function (p) { return p[0]; }), pairs.map(function (p) { return p[1]; })];
   }
 
+  function compact(value) {
+    // Axis numbers that fit: 300M, 1.5k, 0.25.
+    if (value === null || value === undefined) return "";
+    var size = Math.abs(value);
+    var units = [[1e12, "T"], [1e9, "G"], [1e6, "M"], [1e3, "k"]];
+    for (var i = 0; i < units.length; i++) {
+      if (size >= units[i][0]) return +(value / units[i][0]).toPrecision(3) + units[i][1];
+    }
+    return String(+value.toPrecision(3));
+  }
+
   function plot(figure, lines, options) {
     // lines: [{label, x: [...], y: [...]}]; x in seconds when options.time.
     if (!window.uPlot || lines.length === 0) return;
@@ -162,7 +173,7 @@
     var chart = new window.uPlot({
       width: width, height: 220, series: series,
       scales: { x: { time: !!options.time } },
-      axes: [{ label: options.xlabel }, {}],
+      axes: [{ label: options.xlabel }, { size: 64, values: function (u, values) { return values.map(compact); } }],
     }, data, figure);
     figure.dataset.rendered = String(lines.length);
     return chart;
