@@ -297,7 +297,7 @@ class Tracking:
             thinned = bool(total and total > limit)
             if thinned:
                 every = -(-total // max(limit, SAMPLE_BLOCK))
-                block = (events.c.id - low) / SAMPLE_BLOCK
+                block = (events.c.id - low) // SAMPLE_BLOCK
                 last = high - SAMPLE_BLOCK
                 query = query.where(sa.or_(block % every == 0, events.c.id > last))
             return [tuple(row) for row in conn.execute(query.order_by(events.c.id))], thinned

@@ -315,3 +315,26 @@ def test_executed_notebooks_are_sandboxed(client: TestClient, store: Omega) -> N
     assert "<script" not in response.text.replace("&lt;script", "")
     page = client.get("/ui/jobs/nb").text
     assert 'sandbox src="/ui/notebook/nb"' in page
+
+
+def test_every_page_renders_on_each_catalog(om: Omega) -> None:
+    from .support import prepare
+
+    prepare(om)
+    with om.runtime.experiment("exp") as exp:
+        exp.log_param("C", 1.0)
+        exp.log_events(("metric", "loss", float(i), i) for i in range(300))
+    om.runtime.experiment("prod").track("forecast")
+    om.jobs.create("print(1)", "job")
+    with local_client(create_app(om)) as client:
+        for path in [
+            *PAGES,
+            "/ui/experiments/exp",
+            "/ui/experiments/exp?run=1",
+            "/ui/experiments/exp?compare=1&compare=1",
+            "/ui/production/forecast",
+            "/ui/jobs/job",
+        ]:
+            response = client.get(path)
+            assert response.status_code == 200, (path, response.text[-500:])
+        assert '"loss":{"1":{"x":[0,1,2,' in client.get("/ui/experiments/exp").text
