@@ -151,15 +151,41 @@ def parse_where(text: str) -> dict[str, str]:
     return terms
 
 
-def dataset_frame(om: Omega, name: str, where: str, columns: str) -> Any:
-    """The dataset's rows that match the typed filter, in the typed columns."""
+def _read_arguments(
+    om: Omega, name: str, where: str, columns: str
+) -> tuple[Any, dict[str, Any], list[str] | None]:
+    """The dataset's metadata, the typed filter as values of its columns' types, the columns."""
     meta = om.datasets.metadata(name)
     if meta.kind not in ("pandas.dataframe", "pandas.series"):
         raise InvalidQuery(f"filters apply to DataFrames; {name!r} is {meta.kind}")
     filters = coerce_filters(parse_where(where), dict(meta.details.get("dtypes", {})))
     wanted = [c.strip() for c in columns.split(",") if c.strip()] or None
+    return meta, filters, wanted
+
+
+def dataset_frame(om: Omega, name: str, where: str, columns: str) -> Any:
+    """The dataset's rows that match the typed filter, in the typed columns."""
+    meta, filters, wanted = _read_arguments(om, name, where, columns)
     frame = om.datasets.get(name, columns=wanted, **filters)
     return frame.to_frame() if meta.kind == "pandas.series" else frame
+
+
+def _preview(om: Omega, name: str, where: str, columns: str) -> tuple[Any, int]:
+    """The first :data:`PREVIEW_ROWS` matching rows, and how many match: only those are read."""
+    import pyarrow as pa
+
+    _, filters, wanted = _read_arguments(om, name, where, columns)
+    matching = om.datasets.stream(name, columns=wanted, filters=filters)
+    try:
+        total = matching.count()
+    finally:
+        matching.close()
+    head = om.datasets.stream(name, columns=wanted, filters=filters, limit=PREVIEW_ROWS)
+    try:
+        table = pa.Table.from_batches(list(head.batches), schema=head.schema)
+    finally:
+        head.close()
+    return table.select(head.data_columns).to_pandas(), total
 
 
 def dataset_view(om: Omega, name: str, *, where: str, columns: str) -> dict[str, Any]:
@@ -175,12 +201,10 @@ def dataset_view(om: Omega, name: str, *, where: str, columns: str) -> dict[str,
     }
     if view["frame"]:
         try:
-            frame = dataset_frame(om, name, where, columns)
+            head, view["matched"] = _preview(om, name, where, columns)
         except InvalidQuery as exc:
             view["error"] = str(exc)
             return view
-        view["matched"] = len(frame)
-        head = frame.head(PREVIEW_ROWS)
         view["header"] = [str(c) for c in head.columns]
         view["rows"] = [[_cell(v) for v in row] for row in head.itertuples(index=False)]
     else:
