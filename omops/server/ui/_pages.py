@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import io
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
@@ -148,6 +149,46 @@ async def _page(
 Bucket = Annotated[str | None, Query(max_length=64)]
 PageNumber = Annotated[int, Query(ge=1, le=10_000_000)]
 Text = Annotated[str, Query(max_length=2000)]
+#: Stores listed by the generic listing page: (store, title).
+_LISTINGS = (("datasets", "Datasets"), ("models", "Models"), ("scripts", "Scripts"))
+#: Detail pages that need only the name: store -> (template, view).
+_DETAILS: Mapping[str, tuple[str, Callable[[Any, str], dict[str, Any]]]] = MappingProxyType(
+    {"models": ("model.html", _views.model_view), "scripts": ("script.html", _views.script_view)}
+)
+
+
+def _listing_route(store: str, title: str) -> Callable[..., Any]:
+    async def listing(
+        request: Request, bucket: Bucket = None, page: PageNumber = 1, prefix: Text = ""
+    ) -> Response:
+        return await _page(
+            request,
+            "listing.html",
+            lambda p: {
+                **_views.listing_view(p.om, store, page=page, prefix=prefix),
+                "store": store,
+                "title": title,
+            },
+            nav=store,
+            bucket=bucket,
+        )
+
+    return listing
+
+
+def _detail_route(store: str) -> Callable[..., Any]:
+    template, view = _DETAILS[store]
+
+    async def detail(request: Request, name: str, bucket: Bucket = None) -> Response:
+        return await _page(request, template, lambda p: view(p.om, name), nav=store, bucket=bucket)
+
+    return detail
+
+
+for _store, _title in _LISTINGS:
+    router.add_api_route(f"/ui/{_store}", _listing_route(_store, _title), methods=["GET"])
+for _store in _DETAILS:
+    router.add_api_route(f"/ui/{_store}/{{name:path}}", _detail_route(_store), methods=["GET"])
 
 
 @router.get("/")
@@ -167,23 +208,6 @@ async def home(request: Request, bucket: Bucket = None) -> Response:
 
 
 # -- datasets ---------------------------------------------------------------
-
-
-@router.get("/ui/datasets")
-async def datasets(
-    request: Request, bucket: Bucket = None, page: PageNumber = 1, prefix: Text = ""
-) -> Response:
-    return await _page(
-        request,
-        "listing.html",
-        lambda p: {
-            **_views.listing_view(p.om, "datasets", page=page, prefix=prefix),
-            "store": "datasets",
-            "title": "Datasets",
-        },
-        nav="datasets",
-        bucket=bucket,
-    )
 
 
 @router.get("/ui/datasets/{name:path}")
@@ -238,37 +262,6 @@ async def download(
             "X-Content-Type-Options": "nosniff",
             "Cache-Control": "no-store",
         },
-    )
-
-
-# -- models -----------------------------------------------------------------
-
-
-@router.get("/ui/models")
-async def models(
-    request: Request, bucket: Bucket = None, page: PageNumber = 1, prefix: Text = ""
-) -> Response:
-    return await _page(
-        request,
-        "listing.html",
-        lambda p: {
-            **_views.listing_view(p.om, "models", page=page, prefix=prefix),
-            "store": "models",
-            "title": "Models",
-        },
-        nav="models",
-        bucket=bucket,
-    )
-
-
-@router.get("/ui/models/{name:path}")
-async def model(request: Request, name: str, bucket: Bucket = None) -> Response:
-    return await _page(
-        request,
-        "model.html",
-        lambda p: _views.model_view(p.om, name),
-        nav="models",
-        bucket=bucket,
     )
 
 
@@ -389,34 +382,6 @@ async def notebook(request: Request, name: str, bucket: Bucket = None) -> Respon
     except OmopsError as exc:
         return _error_page(request, exc)
     return HTMLResponse(body, headers=_NOTEBOOK_HEADERS)
-
-
-@router.get("/ui/scripts")
-async def scripts(
-    request: Request, bucket: Bucket = None, page: PageNumber = 1, prefix: Text = ""
-) -> Response:
-    return await _page(
-        request,
-        "listing.html",
-        lambda p: {
-            **_views.listing_view(p.om, "scripts", page=page, prefix=prefix),
-            "store": "scripts",
-            "title": "Scripts",
-        },
-        nav="scripts",
-        bucket=bucket,
-    )
-
-
-@router.get("/ui/scripts/{name:path}")
-async def script(request: Request, name: str, bucket: Bucket = None) -> Response:
-    return await _page(
-        request,
-        "script.html",
-        lambda p: _views.script_view(p.om, name),
-        nav="scripts",
-        bucket=bucket,
-    )
 
 
 @router.get("/ui/tasks")
