@@ -1,6 +1,6 @@
 """A real browser against real servers: Debian's Chromium, driven by Playwright.
 
-One Chromium per test session (headless, no sandbox, no GPU, no background
+One Chromium for the browser tests (headless, no sandbox, no GPU, no background
 networking, a fresh profile; Playwright never downloads a browser of its own:
 ``executable_path`` is the system's). Each test gets a new browser context
 (its own cookies) and a page whose every request is recorded: a test fails if
@@ -128,8 +128,14 @@ def keyed(
         yield server, tokens
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
+    """One Chromium for the tests of this folder.
+
+    Package-scoped, not session-scoped: Playwright's sync API runs an event
+    loop in this thread while it is open, and tests elsewhere that call
+    ``asyncio.run`` must find none.
+    """
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
