@@ -338,3 +338,13 @@ def test_every_page_renders_on_each_catalog(om: Omega) -> None:
             response = client.get(path)
             assert response.status_code == 200, (path, response.text[-500:])
         assert '"loss":{"1":{"x":[0,1,2,' in client.get("/ui/experiments/exp").text
+
+
+def test_a_dataset_that_is_read_elsewhere_is_not_read_by_its_page(
+    client: TestClient, store: Omega
+) -> None:
+    store.datasets.put(np.arange(3), "array")
+    assert "[\n  0,\n  1,\n  2\n]" in client.get("/ui/datasets/array").text
+    store.datasets.put("https://example.invalid/data.csv", "remote", kind="url.dataset")
+    page = client.get("/ui/datasets/remote")
+    assert page.status_code == 200 and "No preview of a url.dataset" in page.text

@@ -50,6 +50,8 @@ PREVIEW_ROWS = 100
 MAX_POINTS = 5_000
 #: Event rows of a run's event page.
 EVENT_PAGE = 100
+#: Kinds whose whole value a dataset page shows (small, stored here); others are not read.
+_SHOWN_WHOLE = frozenset({"python.json", "numpy.ndarray"})
 #: Script runs looked through for one script's page (the newest).
 SCRIPT_RUNS_SCANNED = 500
 _TERM = re.compile(r"\s*([A-Za-z0-9_.\-]+(?:__[a-z]+)?)\s*=\s*([^&;]*?)\s*(?:[&;]|$)")
@@ -207,9 +209,17 @@ def dataset_view(om: Omega, name: str, *, where: str, columns: str) -> dict[str,
             return view
         view["header"] = [str(c) for c in head.columns]
         view["rows"] = [[_cell(v) for v in row] for row in head.itertuples(index=False)]
-    else:
-        text = orjson.dumps(om.datasets.get(name), default=str, option=orjson.OPT_INDENT_2)
+    elif meta.kind in _SHOWN_WHOLE:
+        text = orjson.dumps(
+            om.datasets.get(name),
+            default=str,
+            option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY,
+        )
         view["text"] = text[:20_000].decode(errors="replace")
+    else:  # a query or a download elsewhere (sql.connection, url.dataset ...): not on a page view
+        view["text"] = (
+            f"No preview of a {meta.kind}: reading it runs elsewhere. Use om.datasets.get."
+        )
     return view
 
 
