@@ -157,6 +157,24 @@ _DETAILS: Mapping[str, tuple[str, Callable[[Any, str], dict[str, Any]]]] = Mappi
 )
 
 
+#: Pages of a whole bucket with nothing to choose: path -> (template, view, nav).
+_BUCKET_PAGES: Mapping[str, tuple[str, Callable[[Any], dict[str, Any]], str]] = MappingProxyType(
+    {
+        "/ui/experiments": ("experiments.html", _views.experiments_view, "experiments"),
+        "/ui/production": ("production.html", _views.production_view, "production"),
+    }
+)
+
+
+def _bucket_route(path: str) -> Callable[..., Any]:
+    template, view, nav = _BUCKET_PAGES[path]
+
+    async def bucket_page(request: Request, bucket: Bucket = None) -> Response:
+        return await _page(request, template, lambda p: view(p.om), nav=nav, bucket=bucket)
+
+    return bucket_page
+
+
 def _listing_route(store: str, title: str) -> Callable[..., Any]:
     async def listing(
         request: Request, bucket: Bucket = None, page: PageNumber = 1, prefix: Text = ""
@@ -189,6 +207,8 @@ for _store, _title in _LISTINGS:
     router.add_api_route(f"/ui/{_store}", _listing_route(_store, _title), methods=["GET"])
 for _store in _DETAILS:
     router.add_api_route(f"/ui/{_store}/{{name:path}}", _detail_route(_store), methods=["GET"])
+for _path in _BUCKET_PAGES:
+    router.add_api_route(_path, _bucket_route(_path), methods=["GET"])
 
 
 @router.get("/")
@@ -268,17 +288,6 @@ async def download(
 # -- experiments ------------------------------------------------------------
 
 
-@router.get("/ui/experiments")
-async def experiments(request: Request, bucket: Bucket = None) -> Response:
-    return await _page(
-        request,
-        "experiments.html",
-        lambda p: _views.experiments_view(p.om),
-        nav="experiments",
-        bucket=bucket,
-    )
-
-
 @router.get("/ui/experiments/{name:path}")
 async def experiment(
     request: Request,
@@ -307,17 +316,6 @@ async def experiment(
 
 
 # -- production -------------------------------------------------------------
-
-
-@router.get("/ui/production")
-async def production(request: Request, bucket: Bucket = None) -> Response:
-    return await _page(
-        request,
-        "production.html",
-        lambda p: _views.production_view(p.om),
-        nav="production",
-        bucket=bucket,
-    )
 
 
 @router.get("/ui/production/{name:path}")
