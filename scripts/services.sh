@@ -14,6 +14,7 @@
 #   stop_services                             # stops this run's processes, removes its dir
 #   stop_services_on_exit                     # (scripts/test.sh) stop_services on any exit
 #   ensure_debian_packages "${OMOPS_R_PACKAGES[@]}"  # (scripts/test.sh) R for the r.model tests
+#   ensure_debian_packages "${OMOPS_BROWSER_PACKAGES[@]}"  # (scripts/test.sh) Chromium for tests/browser
 # Executed, for manual use (the services keep running after it returns):
 #   bash scripts/services.sh start [postgres rabbitmq redis moto azurite mariadb]   # prints the run dir and env
 #   bash scripts/services.sh env [RUN_DIR]    # export lines of one run, or of every live run
@@ -84,6 +85,10 @@ ensure_packages() {
 # the r.model plugin (rpy2 builds against it) and the R packages of the models
 # the tests train.
 OMOPS_R_PACKAGES=(r-base-core r-cran-randomforest)
+# Debian's Chromium for the dashboard's browser tests (tests/browser, driven by
+# Playwright with executable_path=/usr/bin/chromium: no browser is downloaded),
+# and a font for its pages and screenshots.
+OMOPS_BROWSER_PACKAGES=(chromium fonts-dejavu-core)
 
 # Install the given Debian packages that are not installed yet, without their
 # recommended packages, in one apt-get call.

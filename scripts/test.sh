@@ -17,8 +17,8 @@ source scripts/services.sh
 # Runs started together take turns here: apt and pip must not install into one place twice at once.
 exec 9<scripts/test.sh
 flock 9
-# R (Debian) first: rpy2 builds against it.
-ensure_debian_packages "${OMOPS_R_PACKAGES[@]}"
+# R (Debian) first: rpy2 builds against it. Chromium for the dashboard's browser tests.
+ensure_debian_packages "${OMOPS_R_PACKAGES[@]}" "${OMOPS_BROWSER_PACKAGES[@]}"
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi

@@ -17,6 +17,7 @@ __all__ = [
     "MIN_PREFIX",
     "exists",
     "latest",
+    "latest_of",
     "resolve",
     "remove_tag",
     "revision_record",
@@ -61,6 +62,16 @@ def resolve(conn: Connection, object_id: int, ref: str) -> RevisionRecord:
 def latest(conn: Connection, object_id: int) -> RevisionRecord | None:
     row = conn.execute(RESOLVE_TAG, {"object_id": object_id, "tag": LATEST}).first()
     return revision_record(row) if row else None
+
+
+def latest_of(conn: Connection, object_ids: Sequence[int]) -> dict[int, RevisionRecord]:
+    """The ``latest`` revision of each of ``object_ids`` that has one."""
+    query = (
+        sa.select(revisions)
+        .join(tags, tags.c.revision_id == revisions.c.id)
+        .where(tags.c.tag == LATEST, tags.c.object_id.in_(list(object_ids)))
+    )
+    return {row.object_id: revision_record(row) for row in conn.execute(query)}
 
 
 def revisions_of(conn: Connection, object_id: int) -> list[tuple[RevisionRecord, list[str]]]:

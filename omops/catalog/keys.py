@@ -115,6 +115,22 @@ class ApiKeys:
         if not done:
             raise NotFound(f"no active API key {key_id!r}; see `om auth list`")
 
+    def session_secret(self, key_id: str) -> tuple[ApiKey, bytes]:
+        """An active key and a secret derived from its stored hash, to sign its web sessions.
+
+        Every server process of the catalog derives the same secret, and
+        revoking the key ends its sessions; Unauthorized for an unknown or
+        revoked key.
+        """
+        with self.catalog.read_transaction() as conn:
+            row = conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).first()
+        if row is None:
+            raise Unauthorized("the session's API key is unknown; log in again")
+        if row.revoked is not None:
+            raise Unauthorized(f"API key {key_id} was revoked; log in with another key")
+        secret = hashlib.sha256(b"omops-session\0" + row.hash.encode()).digest()
+        return ApiKey(**{k: v for k, v in row._mapping.items() if k != "hash"}), secret
+
     def verify(self, token: str) -> ApiKey:
         """The key a token belongs to; Unauthorized if unknown, malformed or revoked."""
         prefix, _, rest = token.partition("_")

@@ -275,6 +275,49 @@ class Catalog:
                 conn, bucket, store, pattern=pattern, kind=kind, hidden=hidden
             )
 
+    def page(
+        self,
+        bucket: str,
+        store: str,
+        *,
+        prefix: str | None = None,
+        exclude: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+        hidden: bool = False,
+        descending: bool = False,
+    ) -> tuple[list[ObjectRecord], int]:
+        """One page of :meth:`list` by name, and the number of objects that match in all.
+
+        For listings of any length (the dashboard): only ``limit`` rows are
+        read. ``prefix`` keeps names that start with it, ``exclude`` leaves
+        out those that start with it.
+        """
+        with self._read() as conn:
+            return _objects.page_objects(
+                conn,
+                bucket,
+                store,
+                prefix=prefix,
+                exclude=exclude,
+                hidden=hidden,
+                offset=offset,
+                limit=limit,
+                descending=descending,
+            )
+
+    def latest_revisions(self, object_ids: Sequence[int]) -> dict[int, RevisionRecord]:
+        """The revision tagged ``latest`` of each object, in one query (a listing's sizes)."""
+        if not object_ids:
+            return {}
+        with self._read() as conn:
+            return _revisions.latest_of(conn, object_ids)
+
+    def buckets(self, *, hidden: bool = False) -> dict[str, dict[str, int]]:
+        """``{bucket: {store: number of objects}}`` of every bucket that holds objects."""
+        with self._read() as conn:
+            return _objects.stores_by_bucket(conn, hidden=hidden)
+
     def set_attributes(self, obj: ObjectRecord | int, attributes: Mapping[str, Any]) -> None:
         """Replace the user attributes of an object (an ObjectRecord, or its id)."""
         with self._write() as conn:

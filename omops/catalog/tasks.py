@@ -67,6 +67,33 @@ class TaskLog:
                 )
             )
 
+    def recent(
+        self,
+        bucket: str,
+        *,
+        status: str | None = None,
+        task: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[TaskRecord], int]:
+        """The newest tasks of a bucket (optionally of one status or task), and how many in all."""
+        where = [tasks.c.bucket == bucket]
+        if status:
+            where.append(tasks.c.status == status)
+        if task:
+            where.append(tasks.c.task == task)
+        query = (
+            sa.select(tasks)
+            .where(*where)
+            .order_by(tasks.c.created.desc(), tasks.c.id)
+            .offset(offset)
+            .limit(limit)
+        )
+        with self.catalog.read_transaction() as conn:
+            found = [TaskRecord(**row._mapping) for row in conn.execute(query)]
+            total = conn.execute(sa.select(sa.func.count()).select_from(tasks).where(*where))
+            return found, int(total.scalar() or 0)
+
     def get(self, task_id: str) -> TaskRecord:
         with self.catalog.read_transaction() as conn:
             row = conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).first()

@@ -82,8 +82,12 @@ class Tracking:
             )
         return ExperimentRecord(**row._mapping)
 
-    def list(self, bucket: str) -> list[dict[str, Any]]:
-        """Experiments with their number of runs and events."""
+    def list(self, bucket: str, *, with_events: bool = True) -> list[dict[str, Any]]:
+        """Experiments with their number of runs and (unless ``with_events=False``) events.
+
+        Counting events reads each experiment's whole index range; the
+        dashboard's listing leaves them out.
+        """
         run_count = (
             sa.select(sa.func.count())
             .where(runs.c.experiment_id == experiments.c.id)
@@ -94,18 +98,42 @@ class Tracking:
             .where(events.c.experiment_id == experiments.c.id)
             .scalar_subquery()
         )
+        columns = [experiments.c.name, experiments.c.created, run_count.label("runs")]
+        if with_events:
+            columns.append(event_count.label("events"))
         query = (
-            sa.select(
-                experiments.c.name,
-                experiments.c.created,
-                run_count.label("runs"),
-                event_count.label("events"),
-            )
-            .where(experiments.c.bucket == bucket)
-            .order_by(experiments.c.name)
+            sa.select(*columns).where(experiments.c.bucket == bucket).order_by(experiments.c.name)
         )
         with self.catalog.read_transaction() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
+
+    def run_page(
+        self, experiment_id: int, *, offset: int = 0, limit: int = 50
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The newest runs first, one page of them, and the number of runs in all."""
+        where = runs.c.experiment_id == experiment_id
+        query = (
+            sa.select(runs.c.run, runs.c.provider, runs.c.started, runs.c.stopped)
+            .where(where)
+            .order_by(runs.c.run.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        with self.catalog.read_transaction() as conn:
+            found = [dict(r._mapping) for r in conn.execute(query)]
+            total = conn.execute(sa.select(sa.func.count()).select_from(runs).where(where))
+            return found, int(total.scalar() or 0)
+
+    def tracked(self, bucket: str) -> list[tuple[str, str]]:
+        """``(model, experiment name)`` of every tracked model of a bucket, by model."""
+        query = (
+            sa.select(tracked_models.c.model, experiments.c.name)
+            .join(experiments, tracked_models.c.experiment_id == experiments.c.id)
+            .where(tracked_models.c.bucket == bucket)
+            .order_by(tracked_models.c.model, experiments.c.name)
+        )
+        with self.catalog.read_transaction() as conn:
+            return [(model, name) for model, name in conn.execute(query)]
 
     def drop(self, experiment_id: int) -> None:
         with self.catalog.write_transaction() as conn:
@@ -224,6 +252,56 @@ class Tracking:
         with self.catalog.read_transaction() as conn:
             return [tuple(row[1:]) for row in conn.execute(query)]
 
+    def page(
+        self,
+        experiment_id: int,
+        *,
+        runs_: Iterable[int] | None = None,
+        event: str | Sequence[str] | None = None,
+        key: str | Sequence[str] | None = None,
+        after: int | None = None,
+        limit: int = 100,
+    ) -> list[tuple[Any, ...]]:
+        """At most ``limit`` event rows ``(id, run, step, dt, event, key, value, node, user)``.
+
+        In logging order from the event after id ``after``: the next page
+        starts after the last id of this one, and every page reads only its
+        own rows through the index, however many events the run has.
+        """
+        query = self._selection(experiment_id, runs_, event, key, None)
+        if after is not None:
+            query = query.where(events.c.id > after)
+        with self.catalog.read_transaction() as conn:
+            return [tuple(row) for row in conn.execute(query.order_by(events.c.id).limit(limit))]
+
+    def sample(
+        self, experiment_id: int, run: int, *, event: str, limit: int
+    ) -> tuple[list[tuple[Any, ...]], bool]:
+        """About ``limit`` rows of one run's ``event`` events, spread over the whole run.
+
+        Rows as in :meth:`page`, in logging order, and whether the run was thinned. A run with more events is
+        thinned in blocks of :data:`SAMPLE_BLOCK` consecutive events (every
+        n-th block is kept, so events logged together, like several metrics
+        of one step, stay together), and its last block is always kept. The
+        run's own index range is read once, without sorting, whatever the
+        experiment holds.
+        """
+        where = (events.c.experiment_id == experiment_id, events.c.run == run)
+        with self.catalog.read_transaction() as conn:
+            low, high, total = conn.execute(
+                sa.select(sa.func.min(events.c.id), sa.func.max(events.c.id), sa.func.count())
+                .select_from(events)
+                .where(*where)
+            ).one()
+            query = self._selection(experiment_id, [run], event, None, None)
+            thinned = bool(total and total > limit)
+            if thinned:
+                every = -(-total // max(limit, SAMPLE_BLOCK))
+                block = (events.c.id - low) // SAMPLE_BLOCK
+                last = high - SAMPLE_BLOCK
+                query = query.where(sa.or_(block % every == 0, events.c.id > last))
+            return [tuple(row) for row in conn.execute(query.order_by(events.c.id))], thinned
+
     def columns(
         self,
         experiment_id: int,
@@ -309,6 +387,8 @@ class Tracking:
             ]
 
 
+#: Consecutive events :meth:`Tracking.sample` keeps or leaves out together.
+SAMPLE_BLOCK = 64
 #: Rows per SQLite INSERT: 9 columns each stay under its 32,766 bound parameters.
 _SQLITE_ROWS = 1_000
 

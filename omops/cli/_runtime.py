@@ -197,7 +197,7 @@ def _environment(values: list[str], variable: str) -> str:
 
 @app.command(
     epilog=examples(
-        "  om runtime serve                       # http://127.0.0.1:8000/docs",
+        "  om runtime serve                       # dashboard http://127.0.0.1:8000/, API docs /docs",
         "  om runtime serve --host ::1            # http://[::1]:8000/docs",
         "  om runtime serve --host 0.0.0.0 --workers 4   # needs API keys: om auth create-key",
         "  om runtime serve --allowed-host models.internal --cors-origin https://app.example.com",
@@ -327,7 +327,7 @@ def serve(
         "OMOPS_SERVER_MAX_COLUMNS": str(max_columns),
     }
     print_note(
-        f"serving {om.catalog!r} on http://{_url_host(address)}:{port} (docs at /docs, "
+        f"serving {om.catalog!r} on http://{_url_host(address)}:{port} (dashboard at /, API docs at /docs, "
         f"{'API keys required' if keys else 'no API keys'})"
     )
     if insecure and not keys:

@@ -23,6 +23,7 @@ from omops.server._guard import (
 from omops.server._limits import BodyLimitMiddleware
 from omops.server._metrics import Metrics, MetricsMiddleware
 from omops.server.routers import auth, dataset, job, meta, model, script, task
+from omops.server.ui import install_dashboard
 
 __all__ = ["DEFAULT_MAX_BODY", "ERROR_RESPONSES", "app_from_environment", "create_app"]
 
@@ -108,7 +109,7 @@ def create_app(
         title="omops",
         version=omops.__version__,
         description='Every stored model is an endpoint. Errors are JSON: {"error": code, "message": text}.',
-        docs_url="/docs",
+        docs_url=None,  # /docs and /redoc come from packaged files (omops.server.ui), no CDN
         openapi_url="/openapi.json",
         redoc_url=None,
     )
@@ -122,6 +123,7 @@ def create_app(
     for router in (meta.router, model.router, dataset.router, task.router, auth.router, job.router):
         app.include_router(router)
     app.include_router(script.router)
+    install_dashboard(app)
     app.openapi = _with_errors(app.openapi)  # type: ignore[method-assign]
     # Added innermost first: metrics > guard > CORS > body limit > routes.
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body)

@@ -60,7 +60,7 @@ def test_5000_bad_keys_with_distinct_buckets_leave_no_trace(home: Path) -> None:
             bad_keys(anonymous, REQUESTS)
             seconds = time.perf_counter() - started
             after = process.memory_info().rss
-            assert cache_sizes(keyed) == sizes == {"api_keys": 1.0, "buckets": 0.0}
+            assert cache_sizes(keyed) == sizes == {"api_keys": 1.0, "sessions": 0.0, "buckets": 0.0}
     growth = after - before
     print(
         f"RSS before {before / 2**20:.1f} MiB, after {REQUESTS} bad-key requests "
@@ -79,10 +79,22 @@ def test_the_key_is_checked_before_a_bucket_view_is_made(store_om: Omega) -> Non
             assert client.get("/api/v1/model", headers=headers).status_code == 401
             headers = {"X-API-Key": token, "Omops-Bucket": f"b{i}"}
             assert client.get("/api/v1/model", headers=headers).status_code == 403
-        assert access.cache_sizes() == {"api_keys": 1, "buckets": 0}
+        assert access.cache_sizes() == {"api_keys": 1, "sessions": 0, "buckets": 0}
         headers = {"X-API-Key": token, "Omops-Bucket": "a"}
         assert client.get("/api/v1/model", headers=headers).status_code == 200
-        assert access.cache_sizes() == {"api_keys": 1, "buckets": 1}
+        assert access.cache_sizes() == {"api_keys": 1, "sessions": 0, "buckets": 1}
+
+
+def test_forged_session_cookies_leave_no_trace(store_om: Omega) -> None:
+    app = create_app(store_om, require_keys=True)
+    access: Access = app.state.access
+    with TestClient(app) as client:
+        for i in range(300):
+            cookie = f"v1.{i:012x}.9999999999.nonce.mac"  # unknown key ids, a far expiry
+            client.cookies.set("omops_session", cookie)
+            assert client.get("/api/v1/model").status_code == 401
+            assert client.get("/ui", follow_redirects=False).status_code == 303
+        assert access.cache_sizes() == {"api_keys": 0, "sessions": 0, "buckets": 0}
 
 
 def test_the_bucket_views_are_bounded(store_om: Omega) -> None:
