@@ -15,6 +15,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from omops.server._auth import BUCKET_HEADER, Scope
 from omops.server._metrics import Metrics
+from omops.server.compat._requests import BUCKET_ALIAS
 
 __all__ = ["admin", "metrics", "reader", "writer"]
 
@@ -32,19 +33,41 @@ Bucket = Annotated[
         description="Bucket to work in; the server's default bucket when absent.",
     ),
 ]
+BucketAlias = Annotated[
+    str | None,
+    Header(alias=BUCKET_ALIAS, description=f"omega-ml's name for {BUCKET_HEADER}."),
+]
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
 ApiKey = Annotated[str | None, Security(_api_key)]
 
 
-def reader(request: Request, bucket: Bucket = None, b: Bearer = None, k: ApiKey = None) -> Scope:
+def reader(
+    request: Request,
+    bucket: Bucket = None,
+    alias: BucketAlias = None,
+    b: Bearer = None,
+    k: ApiKey = None,
+) -> Scope:
     return request.app.state.access.scope(request, "read")
 
 
-def writer(request: Request, bucket: Bucket = None, b: Bearer = None, k: ApiKey = None) -> Scope:
+def writer(
+    request: Request,
+    bucket: Bucket = None,
+    alias: BucketAlias = None,
+    b: Bearer = None,
+    k: ApiKey = None,
+) -> Scope:
     return request.app.state.access.scope(request, "write")
 
 
-def admin(request: Request, bucket: Bucket = None, b: Bearer = None, k: ApiKey = None) -> Scope:
+def admin(
+    request: Request,
+    bucket: Bucket = None,
+    alias: BucketAlias = None,
+    b: Bearer = None,
+    k: ApiKey = None,
+) -> Scope:
     return request.app.state.access.scope(request, "admin")
 
 

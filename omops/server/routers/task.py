@@ -11,9 +11,21 @@ from omops.server._auth import Scope
 from omops.server._deps import reader
 from omops.server._payload import to_json_bytes
 
-__all__ = ["router"]
+__all__ = ["router", "started"]
 
 router = APIRouter(prefix="/api/v1/task", tags=["task"])
+
+
+def started(task_id: str) -> Response:
+    """202: the task started, and where its result will be."""
+    location = f"/api/v1/task/{task_id}/result"
+    body = {"task": task_id, "status": "PENDING", "location": location}
+    return Response(
+        to_json_bytes(body),
+        status_code=202,
+        media_type="application/json",
+        headers={"Location": location},
+    )
 
 
 def _record(scope: Scope, task_id: str):  # noqa: ANN202
