@@ -128,12 +128,20 @@ def create_app(
     app.state.arrays = arrays
     app.state.max_rows, app.state.max_columns = max_rows, max_columns
     install_error_handlers(app)
-    for router in (meta.router, model.router, dataset.router, task.router, auth.router, job.router):
+    routers = (
+        meta.router,
+        model.router,
+        dataset.router,
+        task.router,
+        auth.router,
+        job.router,
+        script.router,
+    )
+    for router in routers:
         app.include_router(router)
-    app.include_router(script.router)
     install_dashboard(app)
     app.state.compat = profile
-    install_profile(app, profile)
+    install_profile(app, profile, routers)  # before the middleware: it sees what routes see
     app.openapi = _with_errors(app.openapi)  # type: ignore[method-assign]
     # Added innermost first: metrics > guard > CORS > body limit > trailing slash > routes.
     app.add_middleware(TrailingSlashMiddleware)
