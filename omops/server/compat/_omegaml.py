@@ -75,7 +75,7 @@ _READ_PARAMETERS = frozenset({"orient", "columns", "limit", "offset", "skip", "p
 _OBJECT_PATHS = tuple(
     f"/api/v1/{kind}/" for kind in ("model", "dataset", "job", "jobs", "script", "scripts")
 )
-_MODEL_URI = re.compile(r"/api/v\d+/model/(?P<name>.+)/(?P<action>[^/]+)/?")
+_MODEL_URI = re.compile(r"/api/v\d+/model/(?P<name>[^?#]+)")
 
 
 def _json(value: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -223,11 +223,19 @@ def _task_result(request: Request, scope: Scope, task_id: str, body: bytes) -> R
     )
 
 
+def _model_of(resource: str | None) -> str | None:
+    """The model a resource URI names (``/api/v1/model/forecast^/predict`` -> ``forecast^``)."""
+    found = _MODEL_URI.fullmatch((resource or "").split("?")[0])
+    if found is None:
+        return None
+    name, _, last = found["name"].rstrip("/").rpartition("/")
+    return name if name and last in ACTIONS else found["name"].rstrip("/")
+
+
 def _task_response(om: Omega, kind: str, result: Any, resource: str | None) -> Any:
     """A finished task's result as its resource answers when it waits."""
     if kind == "omops.model":
-        found = _MODEL_URI.fullmatch(resource or "")
-        name = found["name"] if found else None
+        name = _model_of(resource)
         return _fields(PREDICTION, model=name, result=result, resource_uri=name)
     if kind == "omops.job" and isinstance(result, dict) and "job" in result:
         return _job_detail(om, result["job"])
