@@ -158,7 +158,8 @@ def test_malformed_references_raise_invalid_name(text):
 
 
 @pytest.mark.parametrize(
-    ("ref", "expected"), [("v1", ("v1", 0)), ("v1^", ("v1", 1)), ("^", (None, 1)), ("^^^", (None, 3))]
+    ("ref", "expected"),
+    [("v1", ("v1", 0)), ("v1^", ("v1", 1)), ("^", (None, 1)), ("^^^", (None, 3))],
 )
 def test_split_ref(ref, expected):
     assert split_ref(ref) == expected

@@ -119,7 +119,12 @@ def status(
     )
 )
 def model(
-    name: Annotated[str, typer.Argument(help="Model name, NAME@TAG for a revision.")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Model name; NAME@TAG or NAME^ (the one before latest) for a revision."
+        ),
+    ],
     action: Annotated[str, typer.Argument(help="fit, predict, predict_proba, score, ...")],
     x: Annotated[str | None, typer.Argument(metavar="[X]", help="Input dataset reference.")] = None,
     y: Annotated[
