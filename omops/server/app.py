@@ -27,9 +27,25 @@ from omops.server.compat._requests import ASYNC_HEADER, BUCKET_ALIAS, TrailingSl
 from omops.server.routers import auth, dataset, job, meta, model, script, task
 from omops.server.ui import install_dashboard
 
-__all__ = ["DEFAULT_MAX_BODY", "ERROR_RESPONSES", "app_from_environment", "create_app"]
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "ERROR_RESPONSES",
+    "ROUTERS",
+    "app_from_environment",
+    "create_app",
+]
 
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
+#: The native routers, in the order requests are matched against them.
+ROUTERS = (
+    meta.router,
+    model.router,
+    dataset.router,
+    task.router,
+    auth.router,
+    job.router,
+    script.router,
+)
 
 #: The error answers any operation may give, documented on every one of them.
 ERROR_RESPONSES = {
@@ -128,20 +144,11 @@ def create_app(
     app.state.arrays = arrays
     app.state.max_rows, app.state.max_columns = max_rows, max_columns
     install_error_handlers(app)
-    routers = (
-        meta.router,
-        model.router,
-        dataset.router,
-        task.router,
-        auth.router,
-        job.router,
-        script.router,
-    )
-    for router in routers:
+    for router in ROUTERS:
         app.include_router(router)
     install_dashboard(app)
     app.state.compat = profile
-    install_profile(app, profile, routers)  # before the middleware: it sees what routes see
+    install_profile(app, profile, ROUTERS)  # before the middleware: it sees what routes see
     app.openapi = _with_errors(app.openapi)  # type: ignore[method-assign]
     # Added innermost first: metrics > guard > CORS > body limit > trailing slash > routes.
     app.add_middleware(TrailingSlashMiddleware)

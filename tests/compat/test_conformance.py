@@ -11,6 +11,7 @@ native server as well.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,12 @@ from .exchanges import ANY, ISO, TASK_LOCATION, Case, Exchange, location, resour
 INLINE = {"columns": ["v"], "data": {"v": [5]}}  # omega-ml's predict body: data as columns
 ASYNC = {"async": "true"}
 BUCKET = {"bucket": "mybucket"}
+
+
+def predict(model: str, expect: dict[str, Any], **request: Any) -> Exchange:
+    """``PUT /api/v1/model/<model>/predict``, the body omega-ml's tests send unless given."""
+    request.setdefault("json", INLINE)
+    return Exchange("PUT", f"/api/v1/model/{model}/predict", body=expect, **request)
 
 
 def _put_twice(store: Omega) -> None:
@@ -72,24 +79,17 @@ MODELS = [
     ),
     Case(
         "predict from data inline (data as a dict of columns)",
-        (
-            Exchange(
-                "PUT",
-                "/api/v1/model/regression/predict",
-                json=INLINE,
-                body={"model": "regression", "result": [10.0]},
-            ),
-        ),
+        (predict("regression", {"model": "regression", "result": [10.0]}),),
         native=True,
     ),
     Case(
         "predict from a dataset holding a plain list",
         (
-            Exchange(
-                "PUT",
-                "/api/v1/model/regression/predict",
+            predict(
+                "regression",
+                {"model": "regression", "result": [10.0]},
                 params={"datax": "foo"},
-                body={"model": "regression", "result": [10.0]},
+                json={},
             ),
         ),
         native=True,
@@ -97,11 +97,11 @@ MODELS = [
     Case(
         "predict with a path as model and dataset name",
         (
-            Exchange(
-                "PUT",
-                "/api/v1/model/project/test/regression/predict",
+            predict(
+                "project/test/regression",
+                {"model": "project/test/regression", "result": [10.0]},
                 params={"datax": "project/test/foo"},
-                body={"model": "project/test/regression", "result": [10.0]},
+                json={},
             ),
         ),
         native=True,
@@ -109,42 +109,17 @@ MODELS = [
     Case(
         "predict with earlier revisions: name^ and name@tag echoed as requested",
         (
-            Exchange(
-                "PUT",
-                "/api/v1/model/versioned^/predict",
-                json=INLINE,
-                body={"model": "versioned^", "result": [10.0]},
-            ),
-            Exchange(
-                "PUT",
-                "/api/v1/model/versioned/predict",
-                json=INLINE,
-                body={"model": "versioned", "result": [20.0]},
-            ),
-            Exchange(
-                "PUT",
-                "/api/v1/model/versioned@commit1/predict",
-                json=INLINE,
-                body={"model": "versioned@commit1", "result": [10.0]},
-            ),
+            predict("versioned^", {"model": "versioned^", "result": [10.0]}),
+            predict("versioned", {"model": "versioned", "result": [20.0]}),
+            predict("versioned@commit1", {"model": "versioned@commit1", "result": [10.0]}),
         ),
         native=False,  # native: model is the stored name, without ^ or @tag
     ),
     Case(
         "earlier revisions answer natively too",
         (
-            Exchange(
-                "PUT",
-                "/api/v1/model/versioned^/predict",
-                json=INLINE,
-                body={"result": [10.0]},
-            ),
-            Exchange(
-                "PUT",
-                "/api/v1/model/versioned@commit2^/predict",
-                json=INLINE,
-                body={"result": [10.0]},
-            ),
+            predict("versioned^", {"result": [10.0]}),
+            predict("versioned@commit2^", {"result": [10.0]}),
         ),
         native=True,
     ),
@@ -420,15 +395,7 @@ DATASETS = [
 BUCKETS = [
     Case(
         "predict in the bucket the bucket header names",
-        (
-            Exchange(
-                "PUT",
-                "/api/v1/model/regression/predict",
-                json=INLINE,
-                headers=BUCKET,
-                body={"model": "regression", "result": [10.0]},
-            ),
-        ),
+        (predict("regression", {"model": "regression", "result": [10.0]}, headers=BUCKET),),
         native=True,
     ),
     Case(
@@ -442,12 +409,7 @@ BUCKETS = [
                 status=400,
                 body={"message": re.compile("defaultonly")},
             ),
-            Exchange(
-                "PUT",
-                "/api/v1/model/defaultonly/predict",
-                json=INLINE,
-                body={"result": [10.0]},
-            ),
+            predict("defaultonly", {"result": [10.0]}),
         ),
         native=False,  # native: 404
     ),

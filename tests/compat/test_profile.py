@@ -23,22 +23,13 @@ from omops.server import create_app
 from omops.server._auth import Access
 from omops.server._guard import GuardPolicy
 from omops.server._metrics import Metrics
-from omops.server.app import app_from_environment
+from omops.server.app import ROUTERS, app_from_environment
 from omops.server.compat import PROFILES, _omegaml, check_profile, install_profile
 from omops.server.compat._dispatch import PREFIX, replaced_operations
-from omops.server.routers import auth, dataset, job, meta, model, script, task
+from omops.server.routers import meta, model
 
 PREDICT = "/api/v1/model/forecast/predict"
 BODY = {"columns": ["x"], "data": [[1.0], [18.0]]}
-NATIVE_ROUTERS = (
-    meta.router,
-    model.router,
-    dataset.router,
-    task.router,
-    auth.router,
-    job.router,
-    script.router,
-)
 
 
 @pytest.fixture
@@ -104,7 +95,7 @@ def test_routes_before_a_catch_all_stay_theirs(store: Omega) -> None:
     app.state.access = Access(store, require_keys=False)
     app.state.metrics, app.state.arrays = Metrics(), True
     app.state.guard = GuardPolicy(require_keys=False, insecure=False)
-    routers = (extra, *NATIVE_ROUTERS)
+    routers = (extra, *ROUTERS)
     for router in routers:
         app.include_router(router)
     install_profile(app, "omegaml", routers)
@@ -116,7 +107,7 @@ def test_routes_before_a_catch_all_stay_theirs(store: Omega) -> None:
 def test_a_handler_without_a_native_route_is_a_bug() -> None:
     with pytest.raises(RuntimeError, match="which no native route does"):
         replaced_operations([meta.router, model.router], _omegaml.router, PREFIX)
-    assert len(replaced_operations(NATIVE_ROUTERS, _omegaml.router, PREFIX)) == 11
+    assert len(replaced_operations(ROUTERS, _omegaml.router, PREFIX)) == 11
 
 
 def test_the_docs_show_the_native_operations(compat: TestClient) -> None:
