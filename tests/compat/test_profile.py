@@ -201,6 +201,23 @@ def test_dataset_reads(compat: TestClient, store: Omega) -> None:
     assert_error(compat.get("/api/v1/dataset/plain", params={"x": "1"}), 400, "apply to DataFrames")
 
 
+def test_a_database_table_reads_in_the_same_shape(
+    compat: TestClient, store: Omega, tmp_path: Path
+) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'shop.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE orders (id INTEGER PRIMARY KEY, amount REAL)")
+        conn.exec_driver_sql("INSERT INTO orders VALUES (1, 5.0), (2, 50.0), (3, 500.0)")
+    engine.dispose()
+    store.datasets.put(f"sqlite:///{tmp_path / 'shop.db'}", "shop")
+    answer = compat.get("/api/v1/dataset/shop", params={"table": "orders", "amount__gt": 10})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["data"] == {"id": {"0": 2, "1": 3}, "amount": {"0": 50.0, "1": 500.0}}
+    assert answer.json()["index"]["values"] == [0, 1]
+
+
 def test_dataset_reads_keep_the_row_limit(store: Omega) -> None:
     with local_client(create_app(store, compat="omegaml", max_rows=5)) as client:
         assert_error(client.get("/api/v1/dataset/stats"), 413, "at most 5")

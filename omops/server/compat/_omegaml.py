@@ -260,7 +260,8 @@ async def dataset_get(
 ) -> Response:
     parse_reference(name)
     max_rows, _ = dataset.limits(request)
-    read = partial(_dataset_read, scope.om, name, dict(request.query_params), max_rows)
+    admin = scope.key is None or scope.key.allows(scope.om.bucket, "admin")  # ?sql= needs it
+    read = partial(_dataset_read, scope.om, name, dict(request.query_params), (max_rows, admin))
     return _json(await run_in_threadpool(read))
 
 
@@ -276,19 +277,23 @@ def _window(query: Mapping[str, str]) -> tuple[int | None, int]:
     return number("limit"), number("offset") or number("skip") or 0
 
 
-def _dataset_read(om: Omega, name: str, query: dict[str, str], max_rows: int) -> dict[str, Any]:
+def _dataset_read(
+    om: Omega, name: str, query: dict[str, str], allowed: tuple[int, bool]
+) -> dict[str, Any]:
+    max_rows, admin = allowed
     orient = query.get("orient") or "dict"
     if orient not in ORIENTS:
         raise InvalidQuery(f"orient takes one of {', '.join(ORIENTS)}, got {orient[:40]!r}")
     filters = {k: v for k, v in query.items() if k not in _READ_PARAMETERS}
     selection = (filters, query.get("columns"))
     meta = om.datasets.metadata(name)
-    if meta.kind not in dataset.TABULAR:
+    if not dataset.is_table(om, meta):
         value = dataset.whole_value(om, name, meta, selection, max_rows)
         return {"data": value, "index": {"type": None, "values": None}}
     import pyarrow as pa
 
-    stream = dataset.open_stream(om, name, meta, selection, _window(query), max_rows)
+    window = _window(query)
+    stream = dataset.open_stream(om, name, meta, selection, window, max_rows, admin=admin)
     try:
         table = pa.Table.from_batches(list(stream.batches), schema=stream.schema)
     finally:
