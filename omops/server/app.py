@@ -23,6 +23,7 @@ from omops.server._guard import (
 from omops.server._limits import BodyLimitMiddleware
 from omops.server._metrics import Metrics, MetricsMiddleware
 from omops.server.compat import check_profile, install_profile
+from omops.server.compat._dispatch import PROFILE_HEADER
 from omops.server.compat._requests import ASYNC_HEADER, BUCKET_ALIAS, TrailingSlashMiddleware
 from omops.server.routers import auth, dataset, job, meta, model, script, task
 from omops.server.ui import install_dashboard
@@ -165,6 +166,7 @@ def create_app(
                 BUCKET_HEADER,
                 BUCKET_ALIAS,
                 ASYNC_HEADER,
+                PROFILE_HEADER,
             ],
             expose_headers=["Location"],
         )

@@ -83,6 +83,24 @@ def test_without_the_profile_the_answers_are_native(store: Omega) -> None:
         assert set(plain.post(PREDICT, json=BODY).json()) == {"model", "revision", "rows", "result"}
 
 
+def test_omops_profile_native_asks_for_the_native_answer(compat: TestClient) -> None:
+    """What the dashboard's pages send: they read native answers from any server."""
+    native = {"Omops-Profile": "native"}
+    answer = compat.post(PREDICT, json=BODY, headers=native).json()
+    assert set(answer) == {"model", "revision", "rows", "result"}
+    assert "revisions" in compat.get("/api/v1/model/forecast", headers=native).json()
+    assert compat.post("/api/v1/model/forecast/fit", headers=native).status_code == 400
+    assert_error(compat.get("/api/v1/model/nope", headers=native), 404)
+    assert compat.get("/api/v1/model/nope").status_code == 400
+
+
+def test_the_dashboard_asks_for_native_answers() -> None:
+    from importlib.resources import files
+
+    script = files("omops.server.ui").joinpath("static/app.js").read_text()
+    assert '"Omops-Profile": "native"' in script
+
+
 def test_routes_before_a_catch_all_stay_theirs(store: Omega) -> None:
     """A route another router adds before the model catch-all is not taken by the profile."""
     extra = APIRouter()

@@ -5,7 +5,9 @@ The profile's handlers are routes of their own under a private prefix
 finds the native route a request matches, in the native order, and when the
 profile replaces that route it prefixes the request's path, so the router
 sends it to the profile's handler with the same path parameters, through the
-app's usual dependencies and error handlers.
+app's usual dependencies and error handlers. A request with the header
+``Omops-Profile: native`` (the dashboard's, any omops client's) is answered
+natively whatever the server's profile.
 """
 
 from __future__ import annotations
@@ -17,10 +19,27 @@ from fastapi import APIRouter
 from fastapi.routing import APIRoute
 from starlette.routing import Match
 
-__all__ = ["PREFIX", "ProfileDispatch", "original_path", "replaced_operations"]
+__all__ = [
+    "PREFIX",
+    "PROFILE_HEADER",
+    "ProfileDispatch",
+    "asks_native",
+    "original_path",
+    "replaced_operations",
+]
 
 #: Where a profile's handlers are routed: never a path of the native API.
 PREFIX = "/_profile"
+#: ``Omops-Profile: native`` asks a server of another profile for the native answer.
+PROFILE_HEADER = "Omops-Profile"
+_NATIVE = b"native"
+
+
+def asks_native(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Whether a request's raw ASGI headers ask for the native answer."""
+    name = PROFILE_HEADER.lower().encode()
+    return any(k == name and v.strip().lower() == _NATIVE for k, v in headers)
+
 
 Operation = tuple[Callable[..., Any], str]
 
@@ -96,7 +115,7 @@ class ProfileDispatch:
         return None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and not asks_native(scope.get("headers", ())):
             route = self._native(scope)
             if route is not None and (route.endpoint, scope["method"]) in self.replaced:
                 scope = {**scope, "path": self.prefix + scope["path"]}

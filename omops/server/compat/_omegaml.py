@@ -28,6 +28,9 @@ that the native route of the same method and path would (see
 * Errors in the routes of an object (model, dataset, job, script) that
   natively are 404 are 400, as omega-ml answered any failure there (a
   dataset's DELETE keeps 404); parameter validation errors are 400 too.
+
+A request with ``Omops-Profile: native`` gets the native answer (the
+dashboard sends it).
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ from omops.server._auth import Scope
 from omops.server._deps import reader, writer
 from omops.server._errors import omops_error, validation_error
 from omops.server._payload import parse_json, to_json_bytes
-from omops.server.compat._dispatch import PREFIX, ProfileDispatch, original_path
+from omops.server.compat._dispatch import PREFIX, ProfileDispatch, asks_native, original_path
 from omops.server.routers import dataset, job, script, task
 from omops.server.routers.model import run_action
 
@@ -434,6 +437,7 @@ async def _error(request: Request, exc: Exception) -> Response:
     response = await omops_error(request, exc)
     if (
         isinstance(exc, OmopsError)
+        and not asks_native(request.scope.get("headers", ()))
         and response.status_code == 404
         and request.method != "DELETE"
         and original_path(request.url.path).startswith(_OBJECT_PATHS)
@@ -444,7 +448,8 @@ async def _error(request: Request, exc: Exception) -> Response:
 
 async def _invalid(request: Request, exc: Exception) -> Response:
     response = await validation_error(request, exc)
-    response.status_code = 400  # flask-restx answered bad parameters with 400
+    if not asks_native(request.scope.get("headers", ())):
+        response.status_code = 400  # flask-restx answered bad parameters with 400
     return response
 
 
