@@ -7,6 +7,8 @@ is what users type wherever a name is accepted::
     stats                 the latest revision
     stats@testing         the revision tagged 'testing'
     stats@3f2a9c          the revision whose id starts with 3f2a9c
+    stats^                the revision before the latest (stats^^: two before)
+    stats@testing^        the revision before the one tagged 'testing'
     stats[a,b]            only columns a and b
     stats[^sales]         every column but sales
     stats@v1[^sales,x]    both
@@ -23,17 +25,22 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "Reference",
     "check_name",
+    "check_ref",
     "check_tag",
     "is_hidden",
     "parse_reference",
+    "split_ref",
 ]
 
 MAX_NAME_LENGTH = 255
 _SEGMENT = re.compile(r"[A-Za-z0-9_.\-]+")
 _TAG = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _REFERENCE = re.compile(
-    r"(?P<name>[^@\[\]]+)(?:@(?P<ref>[^@\[\]]*))?(?:\[(?P<selector>[^\[\]]*)\])?"
+    r"(?P<name>[^@\[\]^]+)(?:@(?P<ref>[^@\[\]^]*))?(?P<back>\^*)"
+    r"(?:\[(?P<selector>[^\[\]]*)\])?"
 )
+#: One ``^`` per revision back; more than this many is surely a mistake.
+MAX_BACK = 255
 _NAME_RULE = (
     "a name is 1-255 characters of letters, digits, '_', '.', '-' in segments "
     "joined by '/' (e.g. 'prod/forecast'), with no empty, '.' or '..' segment"
@@ -95,6 +102,44 @@ def check_tag(tag: object) -> str:
     return tag
 
 
+def split_ref(ref: str) -> tuple[str | None, int]:
+    """A revision reference as (tag or revision prefix, revisions back).
+
+    ``'testing'`` is ``('testing', 0)``, ``'testing^'`` is ``('testing', 1)``
+    and ``'^^'`` is ``(None, 2)``: two revisions before the latest.
+
+    Examples
+    --------
+    >>> split_ref('v1^'), split_ref('^^'), split_ref('v1')
+    (('v1', 1), (None, 2), ('v1', 0))
+    """
+    base = ref.rstrip("^")
+    return base or None, len(ref) - len(base)
+
+
+def check_ref(ref: object) -> str:
+    """Return ``ref`` if it names a revision: a tag or revision prefix, then ``^`` per step back.
+
+    Examples
+    --------
+    >>> check_ref('testing^')
+    'testing^'
+    """
+    if not isinstance(ref, str) or not ref:
+        raise InvalidName(
+            f"invalid tag or revision {ref!r}: give a tag, a revision prefix, or '^' for the "
+            "one before the latest"
+        )
+    base, back = split_ref(ref)
+    if base is not None:
+        check_tag(base)
+    if back > MAX_BACK:
+        raise InvalidName(
+            f"invalid tag or revision {ref[:20]!r}...: {back} steps back; at most {MAX_BACK} '^'"
+        )
+    return ref
+
+
 @dataclass(frozen=True)
 class Reference:
     """A parsed reference: object name, optional revision/tag, optional columns.
@@ -103,7 +148,9 @@ class Reference:
     ----------
     name : str
     ref : str or None
-        Tag or revision prefix after ``@``; ``None`` means ``latest``.
+        Tag or revision prefix after ``@``, followed by one ``^`` per
+        revision back (``'^'`` alone: the one before the latest; see
+        :func:`split_ref`); ``None`` means ``latest``.
     columns : tuple of str or None
         Columns to keep (``[a,b]``); ``None`` keeps all.
     exclude : bool
@@ -129,12 +176,14 @@ def _parse_selector(selector: str, reference: str) -> tuple[tuple[str, ...], boo
 
 
 def parse_reference(reference: object) -> Reference:
-    """Parse ``name[@ref][[columns]]`` into a :class:`Reference`.
+    """Parse ``name[@ref][^...][[columns]]`` into a :class:`Reference`.
 
     Examples
     --------
     >>> parse_reference('stats@testing[^sales]')
     Reference(name='stats', ref='testing', columns=('sales',), exclude=True)
+    >>> parse_reference('stats^^').ref
+    '^^'
     """
     if not isinstance(reference, str):
         raise InvalidName(f"a name must be a str, got {type(reference).__name__}: {reference!r}")
@@ -143,12 +192,14 @@ def parse_reference(reference: object) -> Reference:
         shown = reference if len(reference) <= 80 else reference[:77] + "..."
         raise InvalidName(
             f"invalid reference {shown!r}: write name, name@tag, name@<revision> "
-            "optionally followed by [col,...] or [^col,...]"
+            "or name^ (the revision before), optionally followed by [col,...] or [^col,...]"
         )
     name = check_name(match["name"])
     ref = match["ref"]
     if ref is not None:
         check_tag(ref)
+    if match["back"]:
+        ref = check_ref((ref or "") + match["back"])
     columns, exclude = None, False
     if match["selector"] is not None:
         columns, exclude = _parse_selector(match["selector"], reference)

@@ -16,7 +16,7 @@ from omops.catalog import Catalog, MissingBlobs, NewRevision, ObjectRecord, Revi
 from omops.config import mask_url
 from omops.errors import InvalidData, InvalidName, InvalidQuery, NotFound, PluginError
 from omops.metadata import Metadata
-from omops.names import check_name, check_tag, parse_reference
+from omops.names import check_name, check_ref, check_tag, parse_reference
 from omops.plugins import ReadQuery, Registry, TableStream, default_registry
 from omops.readcache import ReadCache
 from omops.reading import guarded, reading
@@ -247,9 +247,9 @@ class Repository:
         return True
 
     def tag(self, name: str, revision: str, tag: str) -> None:
-        """Point ``tag`` at ``revision`` (a revision id prefix or another tag)."""
+        """Point ``tag`` at ``revision`` (a revision id prefix, another tag, ``^`` ...)."""
         check_tag(tag)
-        check_tag(revision)
+        check_ref(revision)
         record = self._record(name)
         self.catalog.set_tag(record.id, self.catalog.resolve(record.id, revision), tag)
 
@@ -372,7 +372,7 @@ class Repository:
         """
         ref = parse_reference(name)
         if revision is not None:
-            check_tag(revision)
+            check_ref(revision)
         if revision is not None and ref.ref is not None:
             raise InvalidName(f"{name!r} names a revision already; drop revision={revision!r}")
         if columns is not None and ref.columns is not None:

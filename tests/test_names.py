@@ -5,9 +5,11 @@ from omops.names import (
     MAX_NAME_LENGTH,
     Reference,
     check_name,
+    check_ref,
     check_tag,
     is_hidden,
     parse_reference,
+    split_ref,
 )
 
 
@@ -109,6 +111,12 @@ def test_invalid_tags(tag):
         ("stats[^a,b]", Reference("stats", columns=("a", "b"), exclude=True)),
         ("stats@v1[^sales,x]", Reference("stats", ref="v1", columns=("sales", "x"), exclude=True)),
         ("stats@v1[a]", Reference("stats", ref="v1", columns=("a",))),
+        ("stats^", Reference("stats", ref="^")),
+        ("stats^^", Reference("stats", ref="^^")),
+        ("prod/forecast^", Reference("prod/forecast", ref="^")),
+        ("stats@v1^", Reference("stats", ref="v1^")),
+        ("stats^[^a]", Reference("stats", ref="^", columns=("a",), exclude=True)),
+        ("stats@v1^^[a]", Reference("stats", ref="v1^^", columns=("a",))),
     ],
 )
 def test_parse_reference(text, expected):
@@ -127,6 +135,12 @@ def test_parse_reference(text, expected):
         "stats[a",
         "stats]a[",
         "stats[a][b]",
+        "stats^a",  # '^' only after the name or tag
+        "st^ats",
+        "stats@^",  # empty tag
+        "stats@v^1",
+        "^",
+        "stats" + "^" * 256,
         "@tag",
         "[a]",
         "../x@tag",
@@ -141,6 +155,20 @@ def test_parse_reference(text, expected):
 def test_malformed_references_raise_invalid_name(text):
     with pytest.raises(InvalidName):
         parse_reference(text)
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [("v1", ("v1", 0)), ("v1^", ("v1", 1)), ("^", (None, 1)), ("^^^", (None, 3))],
+)
+def test_split_ref(ref, expected):
+    assert split_ref(ref) == expected
+
+
+@pytest.mark.parametrize("ref", ["", "a/b^", "^a", 5, "x" * 65 + "^"])
+def test_check_ref_refuses_what_names_no_revision(ref):
+    with pytest.raises(InvalidName, match="invalid tag"):
+        check_ref(ref)
 
 
 def test_reference_error_explains_the_syntax():

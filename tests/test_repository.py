@@ -359,6 +359,32 @@ def test_get_by_tag_prefix_and_revision(om):
         om.datasets.get("x", revision="ffffff")
 
 
+def test_caret_names_earlier_revisions_everywhere(om):
+    """omega-ml's ``name^``: the revision before the latest, ``^^`` the one before that."""
+    first = om.models.put({"v": 1}, "m", tag="commit1").revision
+    second = om.models.put({"v": 2}, "m", tag="commit2").revision
+    om.models.put({"v": 3}, "m")
+    assert om.models.get("m^") == {"v": 2}
+    assert om.models.get("m^^") == {"v": 1}
+    assert om.models.get("m@commit2^") == {"v": 1}
+    assert om.models.get("m", revision="^^") == {"v": 1}
+    assert om.models.metadata("m^").revision == second
+    assert om.models.exists("m^^") and not om.models.exists("m^^^")
+    om.models.tag("m", "^^", "first")
+    assert om.models.metadata("m@first").revision == first
+    with pytest.raises(NotFound, match=r"3 revision\(s\) before .* which has 2 before it"):
+        om.models.get("m^^^")
+    with pytest.raises(NotFound, match=r"before .* which has 0 before it"):
+        om.models.get("m@commit1^")
+
+
+def test_caret_reads_the_older_dataset_with_its_columns(om):
+    om.datasets.put(frame(0), "df", append=False)
+    om.datasets.put(frame(10), "df", append=False)
+    pd.testing.assert_frame_equal(om.datasets.get("df^[x]"), frame(0)[["x"]])
+    assert list(om.datasets.get("df[x]")["x"]) == [10, 11, 12]
+
+
 def test_tag_and_untag(om):
     r1 = om.datasets.put({"v": 1}, "x").revision
     r2 = om.datasets.put({"v": 2}, "x").revision

@@ -12,6 +12,7 @@ from omops.catalog._records import LATEST, RevisionRecord
 from omops.catalog._statements import RESOLVE_TAG
 from omops.catalog._tables import revisions, tags
 from omops.errors import InvalidName, NotFound
+from omops.names import split_ref
 
 __all__ = [
     "MIN_PREFIX",
@@ -36,7 +37,42 @@ def revision_record(row: sa.Row) -> RevisionRecord:
 
 
 def resolve(conn: Connection, object_id: int, ref: str) -> RevisionRecord:
-    """The revision a tag or revision prefix names, or NotFound listing the tags."""
+    """The revision ``ref`` names, or NotFound listing the tags.
+
+    ``ref`` is a tag or revision prefix, followed by one ``^`` per revision
+    back in put order (``'^'``: the one before ``latest``; see
+    :func:`omops.names.split_ref`).
+    """
+    base, back = split_ref(ref)
+    found = _resolve(conn, object_id, base or LATEST)
+    return _before(conn, object_id, found, back, ref) if back else found
+
+
+def _before(
+    conn: Connection, object_id: int, found: RevisionRecord, back: int, ref: str
+) -> RevisionRecord:
+    """The revision put ``back`` revisions before ``found``."""
+    row = conn.execute(
+        sa.select(revisions)
+        .where(revisions.c.object_id == object_id, revisions.c.id < found.id)
+        .order_by(revisions.c.id.desc())
+        .offset(back - 1)
+        .limit(1)
+    ).first()
+    if row is None:
+        older = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(revisions)
+            .where(revisions.c.object_id == object_id, revisions.c.id < found.id)
+        ).scalar_one()
+        raise NotFound(
+            f"no revision {ref!r}: it asks for {back} revision(s) before "
+            f"{found.revision[:12]}, which has {older} before it (see revisions())"
+        )
+    return revision_record(row)
+
+
+def _resolve(conn: Connection, object_id: int, ref: str) -> RevisionRecord:
     row = conn.execute(RESOLVE_TAG, {"object_id": object_id, "tag": ref}).first()
     if row:
         return revision_record(row)

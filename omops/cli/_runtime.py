@@ -119,7 +119,12 @@ def status(
     )
 )
 def model(
-    name: Annotated[str, typer.Argument(help="Model name, NAME@TAG for a revision.")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Model name; NAME@TAG or NAME^ (the one before latest) for a revision."
+        ),
+    ],
     action: Annotated[str, typer.Argument(help="fit, predict, predict_proba, score, ...")],
     x: Annotated[str | None, typer.Argument(metavar="[X]", help="Input dataset reference.")] = None,
     y: Annotated[
@@ -201,6 +206,7 @@ def _environment(values: list[str], variable: str) -> str:
         "  om runtime serve --host ::1            # http://[::1]:8000/docs",
         "  om runtime serve --host 0.0.0.0 --workers 4   # needs API keys: om auth create-key",
         "  om runtime serve --allowed-host models.internal --cors-origin https://app.example.com",
+        "  om runtime serve --compat omegaml      # answer omega-ml's REST clients",
     )
 )
 def serve(
@@ -283,6 +289,14 @@ def serve(
             help="Most columns one dataset body may have (413 above).",
         ),
     ] = 10_000,
+    compat: Annotated[
+        str,
+        typer.Option(
+            envvar="OMOPS_SERVER_COMPAT",
+            help="Answer in another system's REST shapes: 'omegaml' for omega-ml's clients "
+            "(their request forms are accepted either way); 'native' (omops') by default.",
+        ),
+    ] = "native",
     log_level: Annotated[
         str, typer.Option(envvar="OMOPS_SERVER_LOG_LEVEL", help="uvicorn log level.")
     ] = "warning",
@@ -293,7 +307,12 @@ def serve(
 
     from omops.errors import ConfigError
     from omops.server._guard import check_cors_origins, check_host_names
+    from omops.server.compat import check_profile
 
+    try:
+        profile = check_profile(compat)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
     om = omops.get_omega()
     address = _bind_address(host)
     loopback = _is_loopback(address)
@@ -325,10 +344,12 @@ def serve(
         "OMOPS_SERVER_ARRAYS": "1" if arrays else "0",
         "OMOPS_SERVER_MAX_ROWS": str(max_rows),
         "OMOPS_SERVER_MAX_COLUMNS": str(max_columns),
+        "OMOPS_SERVER_COMPAT": profile,
     }
     print_note(
-        f"serving {om.catalog!r} on http://{_url_host(address)}:{port} (dashboard at /, API docs at /docs, "
-        f"{'API keys required' if keys else 'no API keys'})"
+        f"serving {om.catalog!r} on http://{_url_host(address)}:{port} (dashboard at /, "
+        f"API docs at /docs, {'API keys required' if keys else 'no API keys'}"
+        f"{', omega-ml REST shapes' if profile == 'omegaml' else ''})"
     )
     if insecure and not keys:
         print_note(f"--insecure: anyone who reaches {host}:{port} may read and write every object")

@@ -71,7 +71,12 @@ add_list_command(app, STORE)
     ),
 )
 def run(
-    name: Annotated[str, typer.Argument(help="Script name, NAME@TAG for a revision.")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Script name; NAME@TAG or NAME^ (the one before latest) for a revision."
+        ),
+    ],
     param: Annotated[
         list[str] | None,
         typer.Option(

@@ -29,7 +29,8 @@ __all__ = ["add_list_command", "add_object_commands"]
 NameArgument = Annotated[
     str,
     typer.Argument(
-        help="Object name; NAME@TAG or NAME@REVISION reads an older revision.", show_default=False
+        help="Object name; NAME@TAG, NAME@REVISION or NAME^ (NAME^^ ...) reads an older revision.",
+        show_default=False,
     ),
 ]
 

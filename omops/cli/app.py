@@ -41,7 +41,8 @@ __all__ = ["app"]
 HELP = """MLOps for humans: store, version and read datasets and models by name.
 
 Objects live in a bucket ('default' unless --bucket or OMOPS_BUCKET says otherwise).
-Wherever a NAME is read, NAME@TAG or NAME@REVISION reads an older revision.
+Wherever a NAME is read, NAME@TAG, NAME@REVISION or NAME^ (the revision before the
+latest; NAME^^ the one before that) reads an older revision.
 
 [bold]Examples[/bold]
   om datasets put sales.csv stats        # CSV or Parquet in, a new revision

@@ -76,7 +76,9 @@ def frame_from_json(payload: Any, *, plain_names: bool = False) -> Any:
     """A DataFrame with at least one column from one of the accepted shapes.
 
     ``{"columns": [...], "data": [[...], ...]}`` (split), ``{"data": {"col":
-    [...]}}`` (columns), ``[{"col": v}, ...]`` or ``{"data": [{...}]}`` (records).
+    [...]}}`` (columns), ``{"data": {"col": {"0": v, ...}}}`` (pandas'
+    ``to_json()``: the keys become the index), ``[{"col": v}, ...]`` or
+    ``{"data": [{...}]}`` (records).
     Cells holding lists or objects may nest at most 32 levels (``MAX_DEPTH``),
     as in a stored dataset; deeper ones are refused here, before a model or
     Arrow recurses into them.
@@ -105,6 +107,8 @@ def _frame(payload: Any, plain_names: bool) -> Any:
             return _split_frame(check_columns(columns), data, plain_names)
         if isinstance(data, Mapping):
             check_columns(list(data))
+            if data and all(isinstance(v, Mapping) for v in data.values()):
+                return _checked(_keyed_frame(data))
             lists = [v for v in data.values() if isinstance(v, list)]
             if len(lists) != len(data) or len({len(v) for v in lists}) > 1:
                 raise InvalidData(
@@ -123,6 +127,25 @@ def _frame(payload: Any, plain_names: bool) -> Any:
         'send {"columns": [...], "data": [[...]]}, {"data": {"col": [...]}} or records '
         '[{"col": value}, ...]'
     )
+
+
+def _keyed_frame(data: Mapping[str, Mapping[str, Any]]) -> Any:
+    """``{"col": {"0": v, "1": w}}`` (pandas' ``to_json()``): rows by key, the keys the index.
+
+    Keys that are all integers written as text (what ``to_json`` makes of the
+    default index) become integers again; a row missing in a column is null.
+    """
+    import pandas as pd
+
+    keys = list(dict.fromkeys(k for column in data.values() for k in column))
+    try:
+        index: list[Any] = [int(k) for k in keys]
+    except ValueError:
+        index = keys
+    if len(set(index)) != len(index):
+        index = keys  # "1" and "01" are two rows, not one
+    rows = {c: [values.get(k) for k in keys] for c, values in data.items()}
+    return pd.DataFrame(rows, index=pd.Index(index))
 
 
 def _split_frame(columns: list[str], data: Any, plain_names: bool) -> Any:

@@ -28,6 +28,7 @@ from omops.server._session import (
     check_csrf,
     parse_session,
 )
+from omops.server.compat._requests import requested_bucket
 
 __all__ = ["BUCKET_HEADER", "KEY_CACHE_SECONDS", "Access", "Scope"]
 
@@ -57,7 +58,7 @@ def _fingerprint(token: str) -> bytes:
 
 
 class Access:
-    """Checks keys when ``require_keys``, then maps ``Omops-Bucket`` to an Omega."""
+    """Checks keys when ``require_keys``, then maps ``Omops-Bucket`` (or ``bucket``) to an Omega."""
 
     def __init__(
         self,
@@ -95,7 +96,11 @@ class Access:
         header = request.headers.get("authorization")
         if header:
             scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
+            if scheme.lower() == "apikey":  # omega-ml's clients: "ApiKey <user>:<api key>"
+                token = token.rpartition(":")[2]
+            elif scheme.lower() != "bearer":
+                token = ""
+            if not token.strip():
                 raise Unauthorized("use the header 'Authorization: Bearer <api key>'")
             return token.strip()
         return request.headers.get("x-api-key")
@@ -172,7 +177,7 @@ class Access:
     def scope(self, request: Request, role: str, *, bucket: str | None = None) -> Scope:
         """What the request may touch with ``role``: in ``bucket``, else its ``Omops-Bucket``."""
         key = self.authenticate(request)
-        header = bucket or request.headers.get(BUCKET_HEADER)
+        header = bucket or requested_bucket(request.headers, BUCKET_HEADER)  # or `bucket`
         bucket = _check_bucket(header) if header else self.om.bucket
         if key is not None and not key.allows(bucket, role):
             raise Forbidden(

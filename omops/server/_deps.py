@@ -8,6 +8,7 @@ them from the request itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Header, Request, Security
@@ -15,6 +16,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from omops.server._auth import BUCKET_HEADER, Scope
 from omops.server._metrics import Metrics
+from omops.server.compat._requests import BUCKET_ALIAS
 
 __all__ = ["admin", "metrics", "reader", "writer"]
 
@@ -32,20 +34,33 @@ Bucket = Annotated[
         description="Bucket to work in; the server's default bucket when absent.",
     ),
 ]
+BucketAlias = Annotated[
+    str | None,
+    Header(alias=BUCKET_ALIAS, description=f"omega-ml's name for {BUCKET_HEADER}."),
+]
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
 ApiKey = Annotated[str | None, Security(_api_key)]
 
 
-def reader(request: Request, bucket: Bucket = None, b: Bearer = None, k: ApiKey = None) -> Scope:
-    return request.app.state.access.scope(request, "read")
+def _scope_of(role: str) -> Callable[..., Scope]:
+    """The dependency of routes that need ``role`` in the request's bucket."""
+
+    def scope(
+        request: Request,
+        bucket: Bucket = None,
+        alias: BucketAlias = None,
+        b: Bearer = None,
+        k: ApiKey = None,
+    ) -> Scope:
+        return request.app.state.access.scope(request, role)
+
+    scope.__name__ = f"{role}_scope"
+    return scope
 
 
-def writer(request: Request, bucket: Bucket = None, b: Bearer = None, k: ApiKey = None) -> Scope:
-    return request.app.state.access.scope(request, "write")
-
-
-def admin(request: Request, bucket: Bucket = None, b: Bearer = None, k: ApiKey = None) -> Scope:
-    return request.app.state.access.scope(request, "admin")
+reader = _scope_of("read")
+writer = _scope_of("write")
+admin = _scope_of("admin")
 
 
 def metrics(request: Request) -> Metrics:

@@ -22,12 +22,31 @@ from omops.server._guard import (
 )
 from omops.server._limits import BodyLimitMiddleware
 from omops.server._metrics import Metrics, MetricsMiddleware
+from omops.server.compat import check_profile, install_profile
+from omops.server.compat._dispatch import PROFILE_HEADER
+from omops.server.compat._requests import ASYNC_HEADER, BUCKET_ALIAS, TrailingSlashMiddleware
 from omops.server.routers import auth, dataset, job, meta, model, script, task
 from omops.server.ui import install_dashboard
 
-__all__ = ["DEFAULT_MAX_BODY", "ERROR_RESPONSES", "app_from_environment", "create_app"]
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "ERROR_RESPONSES",
+    "ROUTERS",
+    "app_from_environment",
+    "create_app",
+]
 
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
+#: The native routers, in the order requests are matched against them.
+ROUTERS = (
+    meta.router,
+    model.router,
+    dataset.router,
+    task.router,
+    auth.router,
+    job.router,
+    script.router,
+)
 
 #: The error answers any operation may give, documented on every one of them.
 ERROR_RESPONSES = {
@@ -64,6 +83,7 @@ def create_app(
     arrays: bool = True,
     max_rows: int = dataset.DEFAULT_MAX_ROWS,
     max_columns: int = dataset.DEFAULT_MAX_COLUMNS,
+    compat: str | None = None,
 ) -> FastAPI:
     """A FastAPI app serving ``om``'s models, datasets and tasks.
 
@@ -97,7 +117,12 @@ def create_app(
         Most rows one dataset read answers with; more get 413 (ask with limit/offset).
     max_columns : int
         Most columns one dataset body may have; more get 413.
+    compat : str, optional
+        Answer in another system's shapes: ``"omegaml"`` for omega-ml's REST
+        clients (see :mod:`omops.server.compat`); omops' own (``"native"``)
+        by default. Their request forms are accepted either way.
     """
+    profile = check_profile(compat)
     om = om or omops.get_omega()
     policy = GuardPolicy(
         require_keys=require_keys,
@@ -120,19 +145,29 @@ def create_app(
     app.state.arrays = arrays
     app.state.max_rows, app.state.max_columns = max_rows, max_columns
     install_error_handlers(app)
-    for router in (meta.router, model.router, dataset.router, task.router, auth.router, job.router):
+    for router in ROUTERS:
         app.include_router(router)
-    app.include_router(script.router)
     install_dashboard(app)
+    app.state.compat = profile
+    install_profile(app, profile, ROUTERS)  # before the middleware: it sees what routes see
     app.openapi = _with_errors(app.openapi)  # type: ignore[method-assign]
-    # Added innermost first: metrics > guard > CORS > body limit > routes.
+    # Added innermost first: metrics > guard > CORS > body limit > trailing slash > routes.
+    app.add_middleware(TrailingSlashMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body)
     if policy.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=sorted(policy.cors_origins),
             allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "X-API-Key", BUCKET_HEADER],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "X-API-Key",
+                BUCKET_HEADER,
+                BUCKET_ALIAS,
+                ASYNC_HEADER,
+                PROFILE_HEADER,
+            ],
             expose_headers=["Location"],
         )
     app.add_middleware(GuardMiddleware, policy=policy)
@@ -190,7 +225,8 @@ def app_from_environment() -> FastAPI:
     and ``OMOPS_SERVER_CORS_ORIGINS`` are comma-separated lists;
     ``OMOPS_SERVER_MAX_BODY`` is in bytes; ``OMOPS_SERVER_ARRAYS=0`` turns the
     array path off; ``OMOPS_SERVER_MAX_ROWS`` and ``OMOPS_SERVER_MAX_COLUMNS``
-    bound dataset answers and bodies. ``om runtime serve`` sets them all.
+    bound dataset answers and bodies; ``OMOPS_SERVER_COMPAT=omegaml`` answers in
+    omega-ml's shapes. ``om runtime serve`` sets them all.
     """
     om = omops.get_omega()
     raw_limit = os.environ.get("OMOPS_SERVER_MAX_BODY", "").strip()
@@ -211,6 +247,7 @@ def app_from_environment() -> FastAPI:
         arrays=_flag("OMOPS_SERVER_ARRAYS", True),
         max_rows=_count("OMOPS_SERVER_MAX_ROWS", dataset.DEFAULT_MAX_ROWS, "rows"),
         max_columns=_count("OMOPS_SERVER_MAX_COLUMNS", dataset.DEFAULT_MAX_COLUMNS, "columns"),
+        compat=os.environ.get("OMOPS_SERVER_COMPAT"),
     )
 
 

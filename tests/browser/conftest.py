@@ -112,6 +112,16 @@ def keyless(dashboard_template: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.fixture(scope="session")
+def compat_server(
+    dashboard_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A keyless server answering omega-ml's clients (``--compat omegaml``)."""
+    home = copy_home(dashboard_template, tmp_path_factory.mktemp("compat") / "home")
+    with Server(home, "--compat", "omegaml") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def keyed(
     dashboard_template: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Server, dict[str, str]]]:
@@ -240,6 +250,12 @@ def _tab(browser: Any, base: str) -> Iterator[Tab]:
 def tab(browser: Any, keyless: Server) -> Iterator[Tab]:
     """A fresh page (own cookies) on the keyless server."""
     yield from _tab(browser, keyless.url)
+
+
+@pytest.fixture
+def compat_tab(browser: Any, compat_server: Server) -> Iterator[Tab]:
+    """A fresh page on the server started with ``--compat omegaml``."""
+    yield from _tab(browser, compat_server.url)
 
 
 @pytest.fixture

@@ -143,6 +143,25 @@ def test_call_a_model_from_its_form(tab: Tab) -> None:
     tab.shot("model")
 
 
+def test_the_dashboard_works_on_an_omega_ml_compatible_server(
+    compat_tab: Tab, compat_server: Server
+) -> None:
+    """The pages ask for native answers (Omops-Profile: native) whatever the server's profile."""
+    tab = compat_tab
+    tab.goto("/ui/models/forecast")
+    tab.page.get_by_label("x").fill("18")
+    tab.page.get_by_role("button", name="Call the model").click()
+    expect(tab.page.locator("#try-result")).to_have_text(
+        re.compile(r"^\[1\]\n\(revision [0-9a-f]{12}\)")
+    )
+    tab.goto("/ui/jobs/report")
+    tab.page.get_by_role("button", name="Run now").click()
+    tab.page.wait_for_selector("#notice:not([hidden])")
+    assert re.fullmatch(r"Started: task [0-9a-f]+ \(see Tasks\)\.", tab.page.inner_text("#notice"))
+    with httpx.Client(base_url=compat_server.url) as http:  # omega-ml's clients get their shapes
+        assert set(http.get("/api/v1/model/forecast").json()) == {"model", "result"}
+
+
 def test_production_page_shows_monitoring_or_says_there_is_none(tab: Tab, keyless: Server) -> None:
     paths = httpx.get(keyless.url + "/openapi.json").json()["paths"]
     tab.expected_failures.append(_NO_MONITORING)

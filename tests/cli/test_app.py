@@ -379,6 +379,25 @@ def test_metadata_table_and_revisions_table(sales: pd.DataFrame) -> None:
     assert old["revision"] == first and old["rows"] == 4
 
 
+def test_caret_reads_earlier_revisions(sales: pd.DataFrame) -> None:
+    """omega-ml's name^ (one before the latest), name^^ ... wherever the CLI reads a name."""
+    first = omops.datasets.put(sales, "stats", append=False).revision
+    second = omops.datasets.put(sales.head(2), "stats", append=False).revision
+    omops.datasets.put(sales.head(1), "stats", append=False)
+    assert orjson.loads(om("datasets", "metadata", "stats^", "--json").stdout)["revision"] == second
+    assert orjson.loads(om("datasets", "metadata", "stats^^", "--json").stdout)["rows"] == 4
+    assert om("datasets", "tag", "stats", "^^", "first").exit_code == 0
+    assert omops.datasets.metadata("stats@first").revision == first
+    assert_error(om("datasets", "get", "stats^^^"), "3 revision(s) before")
+    x = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
+    omops.datasets.put(x, "X", append=False)
+    omops.models.put(LinearRegression().fit(x, [2.0, 4.0, 6.0]), "double")
+    omops.models.put(LinearRegression().fit(x, [3.0, 6.0, 9.0]), "double")
+    result = om("runtime", "model", "double^", "predict", "X")
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.stdout) == pytest.approx([2.0, 4.0, 6.0])
+
+
 def test_tag_untag_and_read_by_tag(tmp_path: Path, sales: pd.DataFrame) -> None:
     first = omops.datasets.put(sales, "stats").revision
     omops.datasets.put(sales, "stats", append=False, tag="v2")

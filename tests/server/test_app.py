@@ -124,7 +124,7 @@ def test_the_openapi_document(client: TestClient) -> None:
     action = paths["/api/v1/model/{name}/{action}"]
     assert set(action) == {"post", "put"}
     headers = [p["name"] for p in action["post"]["parameters"] if p["in"] == "header"]
-    assert headers == ["Omops-Bucket"]
+    assert headers == ["Omops-Bucket", "bucket", "async"]  # omega-ml names bucket and async
     body = action["put"]["requestBody"]["content"]["application/json"]
     assert [s["title"] for s in body["schema"]["oneOf"]] == ["split", "columns", "records"]
     read = paths["/api/v1/dataset/{name}"]["get"]

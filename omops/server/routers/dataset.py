@@ -19,8 +19,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from omops.errors import Forbidden, InvalidData, InvalidQuery
+from omops.metadata import Metadata
 from omops.names import parse_reference
 from omops.omega import Omega
+from omops.plugins.base import TableStream
 from omops.runtime.tasks import to_json
 from omops.server._auth import Scope
 from omops.server._deps import reader, writer
@@ -36,9 +38,18 @@ from omops.server._payload import (
     to_json_bytes,
 )
 from omops.server._stream import JSON, NDJSON, Piece, encode, negotiate
+from omops.server.compat._requests import apply_dtypes
 from omops.server.routers.model import _DATA_BODY
 
-__all__ = ["DEFAULT_MAX_COLUMNS", "DEFAULT_MAX_ROWS", "router"]
+__all__ = [
+    "DEFAULT_MAX_COLUMNS",
+    "DEFAULT_MAX_ROWS",
+    "is_table",
+    "limits",
+    "open_stream",
+    "router",
+    "whole_value",
+]
 
 router = APIRouter(prefix="/api/v1/dataset", tags=["dataset"])
 _RESERVED = {"columns", "orient", "limit", "offset"}
@@ -53,7 +64,8 @@ def _json(value: Any, status: int = 200) -> Response:
     return Response(to_json_bytes(value), status_code=status, media_type="application/json")
 
 
-def _limits(request: Request) -> tuple[int, int]:
+def limits(request: Request) -> tuple[int, int]:
+    """The server's most rows per read and most columns per body."""
     state = request.app.state
     return (
         getattr(state, "max_rows", DEFAULT_MAX_ROWS),
@@ -137,51 +149,82 @@ def _read(
     admin: bool = False,
 ) -> Response:
     """The answer to a read: whole JSON for other kinds, a primed stream for tables."""
-    limit, offset = window
     media_type, orient = answer
     meta = om.datasets.metadata(name)
-    wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
-    wanted = wanted or None  # "columns=" alone means all of them
-    plugin = om.plugins.get(meta.kind)
-    if plugin.tabular and meta.kind not in _TABULAR:  # read elsewhere: a database, a URL
-        options = _options(plugin.read_options, raw_filters, admin)
-        filters = _untyped_filters(raw_filters)
-        stream = om.datasets.stream(
-            name, columns=wanted, filters=filters, offset=offset, limit=limit, **options
-        )
-        return _streamed(stream, (limit, max_rows), media_type, orient)
-    if meta.kind not in _TABULAR:
-        if raw_filters or wanted:
-            raise InvalidQuery(f"filters and columns apply to DataFrames; {name!r} is {meta.kind}")
-        shape = meta.kind_meta.get("shape") or [1]  # arrays: answered whole, as JSON lists
-        if shape[0] > max_rows:
-            raise _too_many_rows(shape[0], max_rows)
-        body = to_json_bytes(
-            {"name": meta.name, "kind": meta.kind, "data": to_json(om.datasets.get(name))}
-        )
+    if not is_table(om, meta):
+        value = whole_value(om, name, meta, (raw_filters, columns), max_rows)
+        body = to_json_bytes({"name": meta.name, "kind": meta.kind, "data": value})
         return Response(body, media_type=JSON)
-    types = dict(meta.details.get("dtypes", {}))
-    filters = coerce_filters(raw_filters, types)
-    stream = om.datasets.stream(name, columns=wanted, filters=filters, offset=offset, limit=limit)
-    return _streamed(stream, (limit, max_rows), media_type, orient)
-
-
-def _streamed(
-    stream: Any, limits: tuple[int | None, int], media_type: str, orient: str
-) -> Response:
-    """A streamed answer of ``stream``, refused with 413 when it holds too many rows."""
-    limit, max_rows = limits
+    stream = open_stream(om, name, meta, (raw_filters, columns), window, max_rows, admin=admin)
     try:
-        if limit is None or limit > max_rows:
-            rows = stream.count()
-            if rows > max_rows:
-                raise _too_many_rows(rows, max_rows)
         pieces = encode(stream, media_type, orient)
         first = next(pieces)  # the first batch is read now: its errors get an error status
     except BaseException:
         stream.close()
         raise
     return StreamingResponse(_chain(first, pieces), media_type=media_type)
+
+
+def is_table(om: Omega, meta: Metadata) -> bool:
+    """Whether the dataset is read as a table (a frame, or a table of a database or URL)."""
+    return meta.kind in _TABULAR or om.plugins.get(meta.kind).tabular
+
+
+def _wanted(columns: str | None) -> list[str] | None:
+    wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    return wanted or None  # "columns=" alone means all of them
+
+
+def whole_value(
+    om: Omega,
+    name: str,
+    meta: Metadata,
+    selection: tuple[dict[str, str], str | None],
+    max_rows: int,
+) -> Any:
+    """A dataset that is no table (arrays, JSON) as JSON; filters and columns are refused."""
+    raw_filters, columns = selection
+    if raw_filters or _wanted(columns):
+        raise InvalidQuery(f"filters and columns apply to DataFrames; {name!r} is {meta.kind}")
+    shape = meta.kind_meta.get("shape") or [1]  # arrays: answered whole, as JSON lists
+    if shape[0] > max_rows:
+        raise _too_many_rows(shape[0], max_rows)
+    return to_json(om.datasets.get(name))
+
+
+def open_stream(
+    om: Omega,
+    name: str,
+    meta: Metadata,
+    selection: tuple[dict[str, str], str | None],
+    window: tuple[int | None, int],
+    max_rows: int,
+    *,
+    admin: bool = False,
+) -> TableStream:
+    """The rows of a table a read asks for: filters and read options as query text, columns,
+    limit and offset. 413 before anything is read when they are more than ``max_rows``.
+    """
+    raw_filters, columns = dict(selection[0]), selection[1]
+    limit, offset = window
+    options: dict[str, Any] = {}
+    if meta.kind in _TABULAR:
+        filters = coerce_filters(raw_filters, dict(meta.details.get("dtypes", {})))
+    else:  # read elsewhere: a database, a URL
+        options = _options(om.plugins.get(meta.kind).read_options, raw_filters, admin)
+        filters = _untyped_filters(raw_filters)
+    stream = om.datasets.stream(
+        name, columns=_wanted(columns), filters=filters, offset=offset, limit=limit, **options
+    )
+    try:
+        if limit is None or limit > max_rows:
+            rows = stream.count()
+            if rows > max_rows:
+                raise _too_many_rows(rows, max_rows)
+    except BaseException:
+        stream.close()
+        raise
+    return stream
 
 
 def _chain(first: Piece, rest: Iterator[Piece]) -> Iterator[Piece]:
@@ -241,7 +284,7 @@ async def get_dataset(
     parse_reference(name)
     raw = {k: v for k, v in request.query_params.items() if k not in _RESERVED}
     answer = (negotiate(request.headers.get("accept")), orient)
-    max_rows, _ = _limits(request)
+    max_rows, _ = limits(request)
     admin = scope.key is None or scope.key.allows(scope.om.bucket, "admin")
     return await run_in_threadpool(
         _read, scope.om, name, raw, columns, (limit, offset), answer, max_rows, admin
@@ -283,7 +326,8 @@ def _media_type(request: Request) -> str:
     "/{name:path}",
     summary="Create, append to or replace a dataset from JSON, Arrow or Parquet",
     description='Appends by default; `?append=false` or `"append": false` in a JSON body '
-    "replaces (both may be given if they agree). An Arrow IPC stream "
+    'replaces (both may be given if they agree); `"dtypes": {"col": "int64"}` in a JSON '
+    "body sets column types. An Arrow IPC stream "
     f"(Content-Type: {ARROW_STREAM}) or a Parquet file ({PARQUET}) keeps the exact types "
     "and, when the table describes it (pandas metadata), the index. A body of more columns "
     "than the server's maximum (10,000 by default) is refused with 413.",
@@ -298,7 +342,7 @@ async def put_dataset(
     ] = None,
 ) -> Response:
     parse_reference(name)
-    _, max_columns = _limits(request)
+    _, max_columns = limits(request)
     body = await request.body()
     media_type = _media_type(request)
     meta = await run_in_threadpool(_write, scope.om, name, body, media_type, append, max_columns)
@@ -320,7 +364,7 @@ def _write(
         payload = parse_json(body)
         check_column_count(payload, max_columns)
         appending = _append(append, payload)
-        frame = frame_from_json(payload)
+        frame = apply_dtypes(frame_from_json(payload), payload)
     return om.datasets.put(frame, name, append=appending)
 
 

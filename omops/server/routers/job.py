@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 
 from omops.errors import Forbidden, InvalidData, NotFound
@@ -31,8 +30,10 @@ from omops.omega import Omega
 from omops.server._auth import Scope
 from omops.server._deps import reader, writer
 from omops.server._payload import parse_json, to_json_bytes
+from omops.server.compat._requests import wants_async
+from omops.server.routers.task import started
 
-__all__ = ["router"]
+__all__ = ["body_parameters", "query_parameters", "refuse_cross_site", "router", "start_run"]
 
 router = APIRouter(tags=["job"])
 
@@ -131,16 +132,6 @@ def describe_job(name: str, scope: Annotated[Scope, Depends(reader)]) -> Respons
     )
 
 
-def _flag(text: str | None, *, default: bool) -> bool:
-    if text is None or text == "":
-        return default
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise InvalidData(f"async takes true or false, got {text!r}")
-
-
 def _timeout(text: str | None) -> float | None:
     if text is None or text == "":
         return None
@@ -153,23 +144,30 @@ def _timeout(text: str | None) -> float | None:
     return value
 
 
-def _run(om: Omega, name: str, parameters: dict[str, Any], query: QueryParams) -> Response:
+def _run(om: Omega, name: str, parameters: dict[str, Any], request: Request) -> Response:
     """Start the run (202 with where its result appears), or run it and answer its record."""
+    outcome = start_run(om, name, parameters, request)
+    return started(outcome) if isinstance(outcome, str) else _json(outcome)
+
+
+def start_run(
+    om: Omega,
+    name: str,
+    parameters: dict[str, Any],
+    request: Request,
+    *,
+    default_async: bool = True,
+) -> dict[str, Any] | str:
+    """The run as the request asks: its record when it waited (``?async=false``), else its task id."""
     parse_reference(name)
-    wait = not _flag(query.get("async"), default=True)
+    query = request.query_params
     job = om.runtime.job(name, timeout=_timeout(query.get("timeout")))
-    if wait:
-        return _json(job.run(parameters).get())
-    task_id = job.submit(parameters)
-    location = f"/api/v1/task/{task_id}/result"
-    return _json(
-        {"task": task_id, "status": "PENDING", "location": location},
-        202,
-        {"Location": location},
-    )
+    if wants_async(query, request.headers, default=default_async):
+        return job.submit(parameters)
+    return job.run(parameters).get()
 
 
-def _body_parameters(body: bytes) -> dict[str, Any]:
+def body_parameters(body: bytes) -> dict[str, Any]:
     if not body.strip():
         return {}
     payload = parse_json(body)
@@ -201,9 +199,7 @@ async def run_job(
     name: str, request: Request, scope: Annotated[Scope, Depends(writer)]
 ) -> Response:
     body = await request.body()
-    return await run_in_threadpool(
-        lambda: _run(scope.om, name, _body_parameters(body), request.query_params)
-    )
+    return await run_in_threadpool(lambda: _run(scope.om, name, body_parameters(body), request))
 
 
 def _value(text: str) -> Any:
@@ -220,7 +216,7 @@ def _foreign(value: str, host: str) -> bool:
     return parts.scheme not in ("http", "https") or parts.netloc.lower() != host.strip().lower()
 
 
-def _refuse_cross_site(request: Request) -> None:
+def refuse_cross_site(request: Request) -> None:
     """Forbidden when a browser sends this GET on behalf of another site's page."""
     site = request.headers.get("sec-fetch-site", "").strip().lower()
     hint = f"send runs with POST {_PREFIX}/<name>/run from pages, or call this URL with curl"
@@ -260,7 +256,10 @@ def _refuse_cross_site(request: Request) -> None:
     },
 )
 def run_job_get(name: str, request: Request, scope: Annotated[Scope, Depends(writer)]) -> Response:
-    _refuse_cross_site(request)
-    query = request.query_params
-    parameters = {k: _value(v) for k, v in query.items() if k not in _RESERVED}
-    return _run(scope.om, name, parameters, query)
+    refuse_cross_site(request)
+    return _run(scope.om, name, query_parameters(request), request)
+
+
+def query_parameters(request: Request) -> dict[str, Any]:
+    """The job's parameters sent as the query string (``async`` and ``timeout`` are not)."""
+    return {k: _value(v) for k, v in request.query_params.items() if k not in _RESERVED}

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers, QueryParams
 from starlette.exceptions import HTTPException
 
 from omops.errors import InvalidData, NotFound
@@ -19,8 +18,10 @@ from omops.runtime.inputs import JsonBody, parse_json, read_input, targets
 from omops.server._auth import Scope
 from omops.server._deps import reader
 from omops.server._payload import to_json_bytes
+from omops.server.compat._requests import ASYNC_HEADER, BUCKET_ALIAS, wants_async
+from omops.server.routers.task import started
 
-__all__ = ["ARROW_STREAM", "router"]
+__all__ = ["ARROW_STREAM", "router", "run_action"]
 
 router = APIRouter(prefix="/api/v1/model", tags=["model"])
 
@@ -146,6 +147,7 @@ _ACTION_PARAMETERS = [
         "string",
         "Bucket to work in; the server's default bucket when absent.",
     ),
+    _parameter(BUCKET_ALIAS, "header", "string", "omega-ml's name for `Omops-Bucket`"),
     _parameter("datax", "query", "string", "Input dataset instead of a body (`?data=` too)"),
     _parameter("data", "query", "string", "Alias of `datax`"),
     _parameter("datay", "query", "string", "Target dataset (fit, score)"),
@@ -156,38 +158,40 @@ _ACTION_PARAMETERS = [
         "Answer 202 with a task to poll (the default for actions that change the model: "
         "fit, partial_fit, fit_transform, gridsearch); `false` waits",
     ),
+    _parameter(ASYNC_HEADER, "header", "boolean", "The same as `?async=` (omega-ml's form)"),
 ]
 
 
 async def model_action(request: Request) -> Response:
     """Run an action of a stored model: see ``_ACTION_DOC``."""
-    name, action_name = request.path_params["name"], request.path_params["action"]
     body = await request.body()
-    answer = partial(
-        _answer,
-        request,
-        name,
-        action(action_name),
-        body,
-        request.headers,
-        request.query_params,
-    )
     # Everything after reading the body (keys, the catalog, parsing, the model)
     # runs in the thread pool: the event loop only moves bytes.
-    return await run_in_threadpool(answer)
+    return await run_in_threadpool(partial(_answer, request, body))
 
 
-def _answer(
-    request: Request,
-    name: str,
-    spec: Action,
-    body: bytes,
-    headers: Headers,
-    query: QueryParams,
-) -> Response:
+def _answer(request: Request, body: bytes) -> Response:
+    spec = action(request.path_params["action"])
+    outcome = run_action(request, request.path_params["name"], spec, body)
+    if isinstance(outcome, str):
+        return started(outcome)
+    return _result(outcome, request.headers.get("accept"))
+
+
+def run_action(
+    request: Request, name: str, spec: Action, body: bytes, *, default_async: bool | None = None
+) -> Performed | str:
+    """The action as the request asks for it: what perform() did, or the id of the task started.
+
+    The one path of every REST profile to a model action. The input is the
+    body (JSON rows or an Arrow stream) or ``?datax=``; ``?async=`` or the
+    ``async`` header asks for a task, else ``default_async`` decides (by
+    default: whether the action changes the model). Runs in the thread pool.
+    """
     state = request.app.state
     om = state.access.scope(request, spec.role).om
     parse_reference(name)
+    headers, query = request.headers, request.query_params
     x, y = _body(body, headers.get("content-type"))
     datax = query.get("datax") or query.get("data")
     datay = query.get("datay")
@@ -200,12 +204,13 @@ def _answer(
         x = datax
     if datay is not None:
         y = datay
-    if _flag(query.get("async"), default=spec.runs_async):
-        return _submitted(om, name, spec, x, y)
+    default = spec.runs_async if default_async is None else default_async
+    if wants_async(query, headers, default=default):
+        return _submit(om, name, spec, x, y)
     performed = perform(om, name, spec.name, x, y, arrays=state.arrays)
     if spec.prediction:
         state.metrics.predicted(performed.model, performed.rows or 0, bucket=om.bucket)
-    return _result(performed, headers.get("accept"))
+    return performed
 
 
 def _only_targets(x: Any) -> bool:
@@ -226,16 +231,6 @@ def _body(body: bytes, content_type: str | None) -> tuple[Any, Any]:
             raise InvalidData(f"the body is not an Arrow IPC stream: {exc}") from None
     payload = parse_json(body)
     return JsonBody(payload), targets(payload)
-
-
-def _flag(text: str | None, *, default: bool) -> bool:
-    if text is None or text == "":
-        return default
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise InvalidData(f"async takes true or false, got {text!r}")
 
 
 def _result(performed: Performed, accept: str | None) -> Response:
@@ -288,8 +283,8 @@ def _arrow_table(result: Any) -> bytes | None:
     return sink.getvalue().to_pybytes()
 
 
-def _submitted(om: Omega, name: str, spec: Action, x: Any, y: Any) -> Response:
-    """Start the action as a task; 202 with where to find its result."""
+def _submit(om: Omega, name: str, spec: Action, x: Any, y: Any) -> str:
+    """Start the action as a task; its id."""
     ref = parse_reference(name)
     om.catalog.lookup(om.bucket, "models", ref.name, ref.ref)  # 404 now, not a failed task
     if x is None and spec.needs_input:
@@ -297,17 +292,11 @@ def _submitted(om: Omega, name: str, spec: Action, x: Any, y: Any) -> Response:
     for dataset in (x, y):
         if isinstance(dataset, str):
             om.datasets.metadata(dataset)
-    task_id = om.runtime.submit_model_action(
+    return om.runtime.submit_model_action(
         name,
         spec.name,
         x if isinstance(x, (str, type(None))) else read_input(om, x),
         y if isinstance(y, (str, type(None))) else read_input(om, y, target=True),
-    )
-    location = f"/api/v1/task/{task_id}/result"
-    return _json(
-        {"task": task_id, "status": "PENDING", "location": location},
-        202,
-        {"Location": location},
     )
 
 

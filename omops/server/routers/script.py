@@ -32,8 +32,16 @@ from omops.server._auth import Scope
 from omops.server._deps import reader, writer
 from omops.server._guard import host_name, is_loopback
 from omops.server._payload import to_json_bytes
+from omops.server.compat._requests import wants_async
+from omops.server.routers.task import started
 
-__all__ = ["router"]
+__all__ = [
+    "posted_kwargs",
+    "query_kwargs",
+    "refuse_other_sites",
+    "router",
+    "start_script",
+]
 
 router = APIRouter(tags=["script"])
 
@@ -121,6 +129,11 @@ async def run_script(
 
 
 def _run_posted(request: Request, om: Omega, name: str, body: bytes) -> Response:
+    return _run(om, name, posted_kwargs(body), request)
+
+
+def posted_kwargs(body: bytes) -> dict[str, Any]:
+    """The keyword arguments sent as a JSON object (none for no body)."""
     kwargs: Any = {}
     if body.strip():
         try:
@@ -132,7 +145,7 @@ def _run_posted(request: Request, om: Omega, name: str, body: bytes) -> Response
             f'send the keyword arguments as a JSON object, like {{"n": 3}}; got a '
             f"{type(kwargs).__name__}"
         )
-    return _run(om, name, kwargs, request.query_params.get("async"))
+    return kwargs
 
 
 @router.get(  # the seed's form
@@ -147,8 +160,12 @@ def _run_posted(request: Request, om: Omega, name: str, body: bytes) -> Response
 def run_script_get(
     name: str, request: Request, scope: Annotated[Scope, Depends(writer)]
 ) -> Response:
-    om = scope.om
-    _refuse_other_sites(request)
+    refuse_other_sites(request)
+    return _run(scope.om, name, query_kwargs(request), request)
+
+
+def query_kwargs(request: Request) -> dict[str, Any]:
+    """The keyword arguments sent as the query string (values JSON where they parse)."""
     kwargs: dict[str, Any] = {}
     for key, value in request.query_params.multi_items():
         if key == "async":
@@ -156,7 +173,7 @@ def run_script_get(
         if key in kwargs:
             raise InvalidData(f"argument {key!r} is given twice; give each once")
         kwargs[key] = _value(value)
-    return _run(om, name, kwargs, request.query_params.get("async"))
+    return kwargs
 
 
 def _value(text: str) -> Any:
@@ -167,7 +184,7 @@ def _value(text: str) -> Any:
         return text
 
 
-def _refuse_other_sites(request: Request) -> None:
+def refuse_other_sites(request: Request) -> None:
     """403 when a browser sent this GET on behalf of another site's page."""
     site = (request.headers.get("sec-fetch-site") or "").strip().lower()
     if site in ("cross-site", "same-site"):
@@ -203,23 +220,20 @@ def _other_site(what: str) -> str:
     )
 
 
-def _run(om: Omega, name: str, kwargs: dict[str, Any], wait_text: str | None) -> Response:
-    if _flag(wait_text, default=True):
-        task_id = om.runtime.submit_script(name, **kwargs)  # NotFound now, not a failed task
-        location = f"/api/v1/task/{task_id}/result"
-        return _json(
-            {"task": task_id, "status": "PENDING", "location": location},
-            202,
-            {"Location": location},
-        )
-    return _json(om.runtime.script(name).run(**kwargs).get())
+def _run(om: Omega, name: str, kwargs: dict[str, Any], request: Request) -> Response:
+    outcome = start_script(om, name, kwargs, request)
+    return started(outcome) if isinstance(outcome, str) else _json(outcome)
 
 
-def _flag(text: str | None, *, default: bool) -> bool:
-    if text is None or text == "":
-        return default
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise InvalidData(f"async takes true or false, got {text!r}")
+def start_script(
+    om: Omega,
+    name: str,
+    kwargs: dict[str, Any],
+    request: Request,
+    *,
+    default_async: bool = True,
+) -> dict[str, Any] | str:
+    """The run as the request asks: its record when it waited (``?async=false``), else its task id."""
+    if wants_async(request.query_params, request.headers, default=default_async):
+        return om.runtime.submit_script(name, **kwargs)  # NotFound now, not a failed task
+    return om.runtime.script(name).run(**kwargs).get()

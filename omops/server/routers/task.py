@@ -6,17 +6,30 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
+from omops.catalog.tasks import TaskRecord
 from omops.errors import NotFound
 from omops.server._auth import Scope
 from omops.server._deps import reader
 from omops.server._payload import to_json_bytes
 
-__all__ = ["router"]
+__all__ = ["router", "started", "task_record"]
 
 router = APIRouter(prefix="/api/v1/task", tags=["task"])
 
 
-def _record(scope: Scope, task_id: str):  # noqa: ANN202
+def started(task_id: str) -> Response:
+    """202: the task started, and where its result will be."""
+    location = f"/api/v1/task/{task_id}/result"
+    body = {"task": task_id, "status": "PENDING", "location": location}
+    return Response(
+        to_json_bytes(body),
+        status_code=202,
+        media_type="application/json",
+        headers={"Location": location},
+    )
+
+
+def task_record(scope: Scope, task_id: str) -> TaskRecord:
     """The task's record; one and the same 404 whether it is missing or in another bucket."""
     missing = NotFound(f"no task {task_id!r} in bucket {scope.om.bucket!r}")
     try:
@@ -30,7 +43,7 @@ def _record(scope: Scope, task_id: str):  # noqa: ANN202
 
 @router.get("/{task_id}/status", summary="A task's status")
 def task_status(task_id: str, scope: Annotated[Scope, Depends(reader)]) -> Response:
-    record = _record(scope, task_id)
+    record = task_record(scope, task_id)
     body = {
         "id": record.id,
         "status": record.status,
@@ -51,7 +64,7 @@ _RUNNING = {
 
 @router.get("/{task_id}/result", summary="A task's result (202 while it runs)", responses=_RUNNING)
 def task_result(task_id: str, scope: Annotated[Scope, Depends(reader)]) -> Response:
-    record = _record(scope, task_id)
+    record = task_record(scope, task_id)
     body = {
         "id": record.id,
         "status": record.status,

@@ -16,7 +16,8 @@
   }
 
   async function api(method, url, body, extraHeaders) {
-    var headers = { Accept: "application/json" };
+    // The native answers, also from a server started with --compat omegaml.
+    var headers = { Accept: "application/json", "Omops-Profile": "native" };
     if (csrf) headers["X-CSRF-Token"] = csrf;
     if (bucket) headers["Omops-Bucket"] = bucket;
     Object.assign(headers, extraHeaders || {});
