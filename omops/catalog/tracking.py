@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COLUMN_NAMES",
     "EVENT_COLUMNS",
+    "EventTexts",
     "EventWriter",
     "ExperimentRecord",
     "Tracking",
@@ -37,6 +38,25 @@ __all__ = [
 EVENT_COLUMNS = ("experiment_id", "run", "step", "dt", "event", "key", "value", "node", "user")
 #: Columns that :meth:`Tracking.columns` answers (``dt`` in integer microseconds).
 COLUMN_NAMES = ("id", "run", "step", "dt", "event", "key", "value", "node", "user")
+
+
+@dataclass(frozen=True)
+class EventTexts:
+    """Events as :meth:`Tracking.texts` reads them.
+
+    Attributes
+    ----------
+    micros : ndarray of int64
+        When each event was logged, in microseconds since the epoch.
+    text : bytes
+        The events' JSON values, UTF-8, one per line, in the order of ``micros``.
+    truncated : bool
+        Whether older events in the window were left out (``limit``).
+    """
+
+    micros: Any
+    text: bytes
+    truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -211,6 +231,7 @@ class Tracking:
         event: str | Sequence[str] | None,
         key: str | Sequence[str] | None,
         since: float | None,
+        until: float | None = None,
     ) -> sa.Select:
         query = sa.select(
             events.c.id,
@@ -233,6 +254,8 @@ class Tracking:
             query = query.where(events.c.key.in_([key] if isinstance(key, str) else list(key)))
         if since is not None:
             query = query.where(events.c.dt >= since)
+        if until is not None:
+            query = query.where(events.c.dt < until)
         return query
 
     def events(
@@ -353,6 +376,63 @@ class Tracking:
             ).one()
         return (low or 0, high or 0)
 
+    def texts(
+        self,
+        experiment_id: int,
+        *,
+        event: str,
+        key: str,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> EventTexts:
+        """Times and JSON values of matching events, for column-wise readers (DuckDB).
+
+        Returns the events logged in ``[since, until)`` (seconds since the
+        epoch), at most the ``limit`` most recent. The database joins the
+        values into one UTF-8 text, one value per line (JSON text has no raw
+        newline), so no Python object is made per event.
+        """
+        selection = self._selection(experiment_id, None, event, key, since, until)
+        truncated = False
+        if limit is not None:
+            floor = self._newest_floor(selection, limit)
+            if floor is not None:
+                selection = selection.where(events.c.id >= floor)
+                truncated = True
+        micros, text = self._join(selection, None)
+        return EventTexts(micros, text, truncated)
+
+    def _newest_floor(self, selection: sa.Select, limit: int) -> int | None:
+        """The id of the ``limit``-th newest selected event; None when there are fewer."""
+        inner = selection.subquery()
+        query = sa.select(inner.c.id).order_by(inner.c.id.desc()).offset(limit).limit(1)
+        with self.catalog.read_transaction() as conn:
+            beyond = conn.execute(query).scalar()
+        return None if beyond is None else beyond + 1
+
+    def _join(self, selection: sa.Select, bounds: tuple[int, int] | None) -> tuple[Any, bytes]:
+        """One aggregate query; halves the id range while the database says "too big"."""
+        import numpy as np
+
+        query = selection if bounds is None else selection.where(events.c.id.between(*bounds))
+        try:
+            with self.catalog.read_transaction() as conn:
+                sql, params = _joining_sql(conn, query)
+                micros, text = conn.exec_driver_sql(sql, params).one()
+        except sa.exc.DBAPIError as exc:
+            if not _too_big(exc):
+                raise
+            low, high = bounds or self._id_bounds(selection)
+            if low >= high:
+                raise
+            middle = (low + high) // 2
+            first = self._join(selection, (low, middle))
+            second = self._join(selection, (middle + 1, high))
+            joined = b"\n".join(part for part in (first[1], second[1]) if part)
+            return np.concatenate([first[0], second[0]]), joined
+        return np.asarray(orjson.loads(micros), dtype="int64"), bytes(text or b"")
+
     # -- tracked models ----------------------------------------------------
 
     def track(self, bucket: str, model: str, experiment_id: int) -> None:
@@ -373,6 +453,19 @@ class Tracking:
                     tracked_models.c.experiment_id == experiment_id,
                 )
             )
+
+    def tracked(self, bucket: str) -> list[tuple[str, int, str]]:
+        """``(model, experiment id, experiment name)`` of every tracked model in ``bucket``."""
+        with self.catalog.read_transaction() as conn:
+            return [
+                tuple(r)
+                for r in conn.execute(
+                    sa.select(tracked_models.c.model, experiments.c.id, experiments.c.name)
+                    .join(experiments, tracked_models.c.experiment_id == experiments.c.id)
+                    .where(tracked_models.c.bucket == bucket)
+                    .order_by(tracked_models.c.model, experiments.c.id)
+                )
+            ]
 
     def trackers(self, bucket: str, model: str) -> list[tuple[int, str]]:
         """``(experiment id, experiment name)`` of experiments tracking ``model``."""
@@ -504,6 +597,24 @@ def _folding_sql(conn: sa.Connection, selection: sa.Select, raw: bool) -> tuple[
         for name in COLUMN_NAMES
     ]
     return f"SELECT {', '.join(folded)} FROM ({compiled}) AS selected", params
+
+
+def _joining_sql(conn: sa.Connection, selection: sa.Select) -> tuple[str, Any]:
+    """SQL for :meth:`Tracking.texts`: times as a JSON array, values as lines of bytes."""
+    compiled = selection.compile(conn, compile_kwargs={"render_postcompile": True})
+    if conn.dialect.paramstyle == "qmark":
+        params: Any = tuple(compiled.params[name] for name in compiled.positiontup)
+    else:
+        params = compiled.params
+    micros = "CAST(round(dt * 1000000) AS BIGINT)"
+    # Both aggregates see the rows in the same (scan) order: line i is event i.
+    if conn.dialect.name == "postgresql":
+        times = f"coalesce(json_agg({micros})::text, '[]')"
+        texts = "convert_to(coalesce(string_agg(coalesce(value, 'null'), E'\\n'), ''), 'UTF8')"
+    else:
+        times = f"json_group_array({micros})"
+        texts = "CAST(coalesce(group_concat(coalesce(value, 'null'), char(10)), '') AS BLOB)"
+    return f"SELECT {times}, {texts} FROM ({compiled}) AS selected", params
 
 
 def _too_big(exc: sa.exc.DBAPIError) -> bool:
