@@ -33,10 +33,11 @@ MAX_EVENTS = 2_000_000
 class Predictions:
     """The predictions of a window in a DuckDB connection.
 
-    Tables: ``events (dt BIGINT microseconds, v VARCHAR JSON)``, and after
-    :meth:`load_inputs`, ``inputs (dt BIGINT, f0, f1, ...)`` with one row per
-    input row and one column per feature (DOUBLE for numeric ones, VARCHAR
-    for categorical ones).
+    Tables: ``events (dt BIGINT microseconds, status VARCHAR, latency_ms
+    DOUBLE, d VARCHAR)`` where ``d`` is the JSON of the logged input (whole,
+    or the sample of a large one), and after :meth:`load_inputs`, ``inputs
+    (dt BIGINT, f0, f1, ...)`` with one row per input row and one column per
+    feature (DOUBLE for numeric ones, VARCHAR for categorical ones).
     """
 
     con: duckdb.DuckDBPyConnection
@@ -47,8 +48,7 @@ class Predictions:
     def health(self) -> tuple[int, int]:
         """Predictions and failed ones in the window."""
         predictions, errors = self.con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE json_extract_string(v, '$.status') = 'error')"
-            " FROM events"
+            "SELECT count(*), count(*) FILTER (WHERE status = 'error') FROM events"
         ).fetchone()
         return int(predictions), int(errors)
 
@@ -61,24 +61,21 @@ class Predictions:
         """
         selected = ["dt"]
         for index, kind in enumerate(kinds.values()):
-            cell = f"row ->> (list_position(cols, ${index + 1}) - 1)"
+            cell = f"cells[list_position(cols, ${index + 1})]"
             selected.append(
                 f"TRY_CAST({cell} AS DOUBLE) AS f{index}"
                 if kind == "numeric"
                 else f"{cell} AS f{index}"
             )
+        # One parse of each input: its columns and its rows of cells as text.
         self.con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE inputs AS
-            WITH paths AS (
-                SELECT dt, json_extract(v, ['$.input.data', '$.input.sample']) AS found
-                FROM events
-            ), logged AS (
-                SELECT dt, coalesce(found[1], found[2]) AS d FROM paths
+            WITH typed AS (
+                SELECT dt, json_transform(d, '{{"columns": ["VARCHAR"], "data": [["VARCHAR"]]}}') AS x
+                FROM events WHERE d IS NOT NULL
             ), input_rows AS (
-                SELECT dt, json_extract_string(d, '$.columns[*]') AS cols,
-                       unnest(json_extract(d, '$.data[*]')) AS row
-                FROM logged WHERE d IS NOT NULL
+                SELECT dt, x.columns AS cols, unnest(x.data) AS cells FROM typed
             )
             SELECT {", ".join(selected)} FROM input_rows
             """,
@@ -134,11 +131,28 @@ def predictions(
         until=window.until,
         limit=limit,
     )
-    count = len(texts.micros)
+    count, truncated = len(texts.micros), texts.truncated
     table = pa.table({"dt": pa.array(texts.micros, pa.int64()), "v": _lines(texts.text, count)})
+    del texts  # the table holds the text; both go once DuckDB has parsed it
     con = duckdb.connect()
     try:
-        con.register("events", table)
-        yield Predictions(con, window, count, texts.truncated)
+        con.register("logged", table)
+        # Each event's JSON is parsed once, for what monitoring reads of it.
+        con.execute(
+            """
+            CREATE TEMP TABLE events AS
+            WITH paths AS (
+                SELECT dt, json_extract_string(
+                    v, ['$.status', '$.latency_ms', '$.input.data', '$.input.sample']) AS s
+                FROM logged
+            )
+            SELECT dt, s[1] AS status, TRY_CAST(s[2] AS DOUBLE) AS latency_ms,
+                   coalesce(s[3], s[4]) AS d
+            FROM paths
+            """
+        )
+        con.unregister("logged")
+        del table
+        yield Predictions(con, window, count, truncated)
     finally:
         con.close()
