@@ -136,14 +136,17 @@ def numpy_psi(expected: np.ndarray, actual: np.ndarray) -> float:
     return float(((a - e) * np.log(a / e)).sum())
 
 
+def category_counts(reference: pd.Series, logged: pd.Series) -> np.ndarray:
+    """Counts per category, reference then logged, over the categories of both (2 x k)."""
+    counts = pd.concat([reference.value_counts(), logged.value_counts()], axis=1).fillna(0)
+    return counts.to_numpy("float64").T
+
+
 def scipy_statistics(reference: pd.DataFrame, logged: pd.DataFrame) -> dict[str, tuple]:
     found = {}
     for name in reference.columns:
         if name == "cat":
-            counts = pd.concat(
-                [reference[name].value_counts(), logged[name].value_counts()], axis=1
-            ).fillna(0)
-            table = counts.to_numpy().T
+            table = category_counts(reference[name], logged[name])
             result = scipy_stats.chi2_contingency(table, correction=False)
             found[name] = (result.statistic, result.pvalue, numpy_psi(table[0], table[1]))
             continue
@@ -163,10 +166,7 @@ def omops_statistics(reference: pd.DataFrame, logged: pd.DataFrame) -> dict[str,
     found = {}
     for name in reference.columns:
         if name == "cat":
-            counts = pd.concat(
-                [reference[name].value_counts(), logged[name].value_counts()], axis=1
-            ).fillna(0)
-            e, a = counts.to_numpy("float64").T
+            e, a = category_counts(reference[name], logged[name])
             stat, p = _stats.chi2_homogeneity(e, a)
             found[name] = (stat, p, float(_stats.psi(e, a)))
             continue

@@ -8,9 +8,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 import sqlalchemy as sa
@@ -33,6 +33,8 @@ __all__ = [
     "event_row",
     "json_text",
 ]
+
+T = TypeVar("T")
 
 #: Columns of an event row, in the order :meth:`Tracking.log` takes them.
 EVENT_COLUMNS = ("experiment_id", "run", "step", "dt", "event", "key", "value", "node", "user")
@@ -343,19 +345,34 @@ class Tracking:
         ``raw=True``.
         """
         selection = self._selection(experiment_id, runs_, event, key, since)
-        return _sorted(self._fold(selection, raw, None))
+        return _sorted(self._fold(selection, raw))
 
-    def _fold(
-        self, selection: sa.Select, raw: bool, bounds: tuple[int, int] | None
-    ) -> dict[str, list[Any]]:
-        """One aggregate query; halves the id range while the database says "too big"."""
-        query = selection
-        if bounds is not None:
-            query = query.where(events.c.id.between(*bounds))
+    def _fold(self, selection: sa.Select, raw: bool) -> dict[str, list[Any]]:
+        """Every selected column as one list, from one aggregate query (or halves of it)."""
+
+        def fold(conn: sa.Connection, query: sa.Select) -> dict[str, list[Any]]:
+            sql, params = _folding_sql(conn, query, raw)
+            texts = conn.exec_driver_sql(sql, params).one()
+            return {name: orjson.loads(t) for name, t in zip(COLUMN_NAMES, texts, strict=True)}
+
+        def merge(first: dict[str, list[Any]], second: dict[str, list[Any]]) -> dict[str, list]:
+            return {name: [*first[name], *second[name]] for name in first}
+
+        return self._halving(selection, None, fold, merge)
+
+    def _halving(
+        self,
+        selection: sa.Select,
+        bounds: tuple[int, int] | None,
+        read: Callable[[sa.Connection, sa.Select], T],
+        merge: Callable[[T, T], T],
+    ) -> T:
+        """``read`` the selection in one query; halve the id range while the database
+        says the result is too big (SQLite and PostgreSQL stop at 1 GB), and ``merge``."""
+        query = selection if bounds is None else selection.where(events.c.id.between(*bounds))
         try:
             with self.catalog.read_transaction() as conn:
-                sql, params = _folding_sql(conn, query, raw)
-                texts = conn.exec_driver_sql(sql, params).one()
+                return read(conn, query)
         except sa.exc.DBAPIError as exc:
             if not _too_big(exc):
                 raise
@@ -363,10 +380,8 @@ class Tracking:
             if low >= high:
                 raise
             middle = (low + high) // 2
-            first = self._fold(selection, raw, (low, middle))
-            second = self._fold(selection, raw, (middle + 1, high))
-            return {name: [*first[name], *second[name]] for name in first}
-        return {name: orjson.loads(text) for name, text in zip(COLUMN_NAMES, texts, strict=True)}
+            first = self._halving(selection, (low, middle), read, merge)
+            return merge(first, self._halving(selection, (middle + 1, high), read, merge))
 
     def _id_bounds(self, selection: sa.Select) -> tuple[int, int]:
         inner = selection.subquery()
@@ -400,7 +415,7 @@ class Tracking:
             if floor is not None:
                 selection = selection.where(events.c.id >= floor)
                 truncated = True
-        micros, text = self._join(selection, None)
+        micros, text = self._join(selection)
         return EventTexts(micros, text, truncated)
 
     def _newest_floor(self, selection: sa.Select, limit: int) -> int | None:
@@ -411,27 +426,20 @@ class Tracking:
             beyond = conn.execute(query).scalar()
         return None if beyond is None else beyond + 1
 
-    def _join(self, selection: sa.Select, bounds: tuple[int, int] | None) -> tuple[Any, bytes]:
-        """One aggregate query; halves the id range while the database says "too big"."""
+    def _join(self, selection: sa.Select) -> tuple[Any, bytes]:
+        """Times and value lines of the selection, from one aggregate query (or halves of it)."""
         import numpy as np
 
-        query = selection if bounds is None else selection.where(events.c.id.between(*bounds))
-        try:
-            with self.catalog.read_transaction() as conn:
-                sql, params = _joining_sql(conn, query)
-                micros, text = conn.exec_driver_sql(sql, params).one()
-        except sa.exc.DBAPIError as exc:
-            if not _too_big(exc):
-                raise
-            low, high = bounds or self._id_bounds(selection)
-            if low >= high:
-                raise
-            middle = (low + high) // 2
-            first = self._join(selection, (low, middle))
-            second = self._join(selection, (middle + 1, high))
-            joined = b"\n".join(part for part in (first[1], second[1]) if part)
-            return np.concatenate([first[0], second[0]]), joined
-        return np.asarray(orjson.loads(micros), dtype="int64"), bytes(text or b"")
+        def join(conn: sa.Connection, query: sa.Select) -> tuple[Any, bytes]:
+            sql, params = _joining_sql(conn, query)
+            micros, text = conn.exec_driver_sql(sql, params).one()
+            return np.asarray(orjson.loads(micros), dtype="int64"), bytes(text or b"")
+
+        def merge(first: tuple[Any, bytes], second: tuple[Any, bytes]) -> tuple[Any, bytes]:
+            text = b"\n".join(part for part in (first[1], second[1]) if part)
+            return np.concatenate([first[0], second[0]]), text
+
+        return self._halving(selection, None, join, merge)
 
     # -- tracked models ----------------------------------------------------
 
@@ -576,13 +584,17 @@ class EventWriter:
         self._thread.join(timeout)
 
 
-def _folding_sql(conn: sa.Connection, selection: sa.Select, raw: bool) -> tuple[str, Any]:
-    """SQL that folds every selected column into one JSON array text, and its parameters."""
+def _compiled(conn: sa.Connection, selection: sa.Select) -> tuple[Any, Any]:
+    """``selection`` compiled for the driver, and its parameters in the driver's style."""
     compiled = selection.compile(conn, compile_kwargs={"render_postcompile": True})
     if conn.dialect.paramstyle == "qmark":
-        params: Any = tuple(compiled.params[name] for name in compiled.positiontup)
-    else:
-        params = compiled.params
+        return compiled, tuple(compiled.params[name] for name in compiled.positiontup)
+    return compiled, compiled.params
+
+
+def _folding_sql(conn: sa.Connection, selection: sa.Select, raw: bool) -> tuple[str, Any]:
+    """SQL that folds every selected column into one JSON array text, and its parameters."""
+    compiled, params = _compiled(conn, selection)
     micros = "CAST(round(dt * 1000000) AS BIGINT)"
     # No ORDER BY inside the aggregates: PostgreSQL would sort once per column.
     # Rows come in scan order; _sorted() puts them in id (logging) order.
@@ -601,11 +613,7 @@ def _folding_sql(conn: sa.Connection, selection: sa.Select, raw: bool) -> tuple[
 
 def _joining_sql(conn: sa.Connection, selection: sa.Select) -> tuple[str, Any]:
     """SQL for :meth:`Tracking.texts`: times as a JSON array, values as lines of bytes."""
-    compiled = selection.compile(conn, compile_kwargs={"render_postcompile": True})
-    if conn.dialect.paramstyle == "qmark":
-        params: Any = tuple(compiled.params[name] for name in compiled.positiontup)
-    else:
-        params = compiled.params
+    compiled, params = _compiled(conn, selection)
     micros = "CAST(round(dt * 1000000) AS BIGINT)"
     # Both aggregates see the rows in the same (scan) order: line i is event i.
     if conn.dialect.name == "postgresql":

@@ -322,3 +322,68 @@ def test_writer_reports_a_failed_batch_and_goes_on(catalog: Catalog, caplog):
 
     assert "could not write 1 events" in caplog.text
     assert list(tracking.columns(a)["value"]) == [1.0]
+
+
+# -- texts (what monitoring reads) ---------------------------------------------------
+
+
+def test_texts_are_the_values_one_per_line_with_their_times(tracking: Tracking):
+    a = tracking.experiment("default", "a").id
+    run = tracking.start_run(a, "simple")
+    values = [{"n": i, "text": "line\nbreak ünï"} for i in range(3)]
+    rows = [event_row(a, run, "predict", "m", value) for value in values]
+    tracking.log([*rows, event_row(a, run, "predict", "other", 1), metric(a, run, 0.5)])
+
+    found = tracking.texts(a, event="predict", key="m")
+
+    lines = found.text.split(b"\n")
+    assert [orjson.loads(line) for line in lines] == values  # JSON escapes the newline
+    assert np.abs(found.micros - np.array([r[3] for r in rows]) * 1e6).max() <= 1
+    assert found.truncated is False
+    empty = tracking.texts(a, event="predict", key="nothing")
+    assert (empty.text, len(empty.micros)) == (b"", 0)
+
+
+def test_texts_window_and_limit(tracking: Tracking):
+    a = tracking.experiment("default", "a").id
+    run = tracking.start_run(a, "simple")
+    stamps = [1000.0, 2000.0, 3000.0, 4000.0]
+    tracking.log(
+        [(a, run, None, t, "predict", "m", str(i), "n", "u") for i, t in enumerate(stamps)]
+    )
+
+    def lines(**query):
+        found = tracking.texts(a, event="predict", key="m", **query)
+        return [int(x) for x in found.text.split(b"\n")] if found.text else [], found.truncated
+
+    assert lines(since=2000.0, until=4000.0) == ([1, 2], False)  # [since, until)
+    assert lines(limit=2) == ([2, 3], True)  # the newest
+    assert lines(limit=4) == ([0, 1, 2, 3], False)
+    assert lines(since=2000.0, limit=2) == ([2, 3], True)
+    assert lines(since=5000.0, limit=2) == ([], False)
+
+
+def test_texts_split_a_result_the_database_finds_too_big(tmp_path):
+    path = tmp_path / "catalog.sqlite"
+    unlimited = Catalog(f"sqlite:///{path}")
+    a = unlimited.tracking.experiment("default", "a").id
+    run = unlimited.tracking.start_run(a, "simple")
+    unlimited.tracking.log([event_row(a, run, "predict", "m", "x" * 500, i) for i in range(40)])
+    unlimited.close()
+    catalog = _limited(path, 5_000)
+    try:
+        found = catalog.tracking.texts(a, event="predict", key="m")
+    finally:
+        catalog.close()
+    assert found.text.split(b"\n") == [f'"{"x" * 500}"'.encode()] * 40
+    assert len(found.micros) == 40
+
+
+def test_tracked_lists_the_models_of_a_bucket(tracking: Tracking):
+    a = tracking.experiment("default", "a").id
+    b = tracking.experiment("default", "b").id
+    tracking.track("default", "m2", b)
+    tracking.track("default", "m1", a)
+    tracking.track("default", "m1", b)
+    tracking.track("dev", "m3", a)
+    assert tracking.tracked("default") == [("m1", a, "a"), ("m1", b, "b"), ("m2", b, "b")]
