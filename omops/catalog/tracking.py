@@ -400,31 +400,44 @@ class Tracking:
         since: float | None = None,
         until: float | None = None,
         limit: int | None = None,
+        max_bytes: int | None = None,
     ) -> EventTexts:
         """Times and JSON values of matching events, for column-wise readers (DuckDB).
 
         Returns the events logged in ``[since, until)`` (seconds since the
-        epoch), at most the ``limit`` most recent. The database joins the
-        values into one UTF-8 text, one value per line (JSON text has no raw
-        newline), so no Python object is made per event.
+        epoch): the newest ``limit`` at most, and the newest that fit in about
+        ``max_bytes`` of text. The database joins the values into one UTF-8
+        text, one value per line (JSON text has no raw newline), so no Python
+        object is made per event.
         """
         selection = self._selection(experiment_id, None, event, key, since, until)
         truncated = False
-        if limit is not None:
-            floor = self._newest_floor(selection, limit)
-            if floor is not None:
-                selection = selection.where(events.c.id >= floor)
+        if limit is not None or max_bytes is not None:
+            keep = self._keep(selection, limit, max_bytes)
+            if keep is not None:
+                selection = selection.where(events.c.id >= self._newest_floor(selection, keep))
                 truncated = True
         micros, text = self._join(selection)
         return EventTexts(micros, text, truncated)
 
-    def _newest_floor(self, selection: sa.Select, limit: int) -> int | None:
-        """The id of the ``limit``-th newest selected event; None when there are fewer."""
+    def _keep(self, selection: sa.Select, limit: int | None, max_bytes: int | None) -> int | None:
+        """How many of the newest selected events to keep; None for all of them."""
         inner = selection.subquery()
-        query = sa.select(inner.c.id).order_by(inner.c.id.desc()).offset(limit).limit(1)
         with self.catalog.read_transaction() as conn:
-            beyond = conn.execute(query).scalar()
-        return None if beyond is None else beyond + 1
+            count, size = conn.execute(
+                sa.select(sa.func.count(), sa.func.sum(sa.func.length(inner.c.value)))
+            ).one()
+        keep = count if limit is None else min(count, limit)
+        if max_bytes is not None and size and size > max_bytes:
+            keep = min(keep, max(1, count * max_bytes // size))
+        return keep if keep < count else None
+
+    def _newest_floor(self, selection: sa.Select, keep: int) -> int:
+        """The id of the ``keep``-th newest selected event."""
+        inner = selection.subquery()
+        query = sa.select(inner.c.id).order_by(inner.c.id.desc()).offset(keep - 1).limit(1)
+        with self.catalog.read_transaction() as conn:
+            return conn.execute(query).scalar_one()
 
     def _join(self, selection: sa.Select) -> tuple[Any, bytes]:
         """Times and value lines of the selection, from one aggregate query (or halves of it)."""

@@ -23,10 +23,12 @@ if TYPE_CHECKING:
 
     from omops.omega import Omega
 
-__all__ = ["MAX_EVENTS", "Predictions", "predictions"]
+__all__ = ["MAX_BYTES", "MAX_EVENTS", "Predictions", "predictions"]
 
 #: Events read per window at most (the newest); older ones are left out and reported.
-MAX_EVENTS = 2_000_000
+MAX_EVENTS = 1_000_000
+#: ... and at most about this much of their JSON (events of large inputs are large).
+MAX_BYTES = 512 * 1024 * 1024
 
 
 @dataclass
@@ -110,12 +112,15 @@ def predictions(
     model: str,
     window: Window,
     *,
-    limit: int = MAX_EVENTS,
+    limit: int | None = None,
+    max_bytes: int | None = None,
 ) -> Iterator[Predictions]:
     """The ``predict`` events of ``model`` in ``window``, in a DuckDB connection of their own.
 
     Events queued by this process's write-behind writer are written first,
-    so that a prediction made a moment ago counts.
+    so that a prediction made a moment ago counts. At most the newest
+    ``limit`` events (default :data:`MAX_EVENTS`) of about ``max_bytes``
+    (default :data:`MAX_BYTES`) are read.
     """
     import duckdb
     import pyarrow as pa
@@ -129,7 +134,8 @@ def predictions(
         key=model,
         since=window.since,
         until=window.until,
-        limit=limit,
+        limit=MAX_EVENTS if limit is None else limit,
+        max_bytes=MAX_BYTES if max_bytes is None else max_bytes,
     )
     count, truncated = len(texts.micros), texts.truncated
     table = pa.table({"dt": pa.array(texts.micros, pa.int64()), "v": _lines(texts.text, count)})

@@ -236,15 +236,12 @@ def _judge(
     thresholds: Mapping[str, float],
 ) -> FeatureDrift:
     test = "ks" if kind == NUMERIC else "chi2"
-    if result is None or rows == 0:
-        return FeatureDrift(
-            name, kind, test, None, None, None, False, rows, reference_rows, "no values"
-        )
+    if result is None:
+        note = "no values in the window" if rows == 0 else "no values in the reference"
+        return FeatureDrift(name, kind, test, None, None, None, False, rows, reference_rows, note)
     statistic, p_value, psi = result
     note = None
-    if reference_rows == 0:
-        note = "the reference has no values of this feature"
-    elif rows < thresholds["min_rows"]:
+    if rows < thresholds["min_rows"]:
         note = f"{rows} values in the window, fewer than min_rows={thresholds['min_rows']:g}"
     drifted = note is None and p_value < thresholds["p_value"] and psi > thresholds["psi"]
     return FeatureDrift(
@@ -275,6 +272,7 @@ def categorical_counts(con: Any, column: pd.Series) -> pd.Series:
     """
     import pyarrow as pa
 
+    # A stored column holds one type (the pandas plugin refuses others): Arrow takes it.
     con.register("reference_column", pa.table({"c": pa.array(column, from_pandas=True)}))
     try:
         found = con.execute(

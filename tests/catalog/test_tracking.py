@@ -361,6 +361,9 @@ def test_texts_window_and_limit(tracking: Tracking):
     assert lines(limit=4) == ([0, 1, 2, 3], False)
     assert lines(since=2000.0, limit=2) == ([2, 3], True)
     assert lines(since=5000.0, limit=2) == ([], False)
+    assert lines(max_bytes=2) == ([2, 3], True)  # values of one character each
+    assert lines(max_bytes=0) == ([3], True)  # the newest at least
+    assert lines(max_bytes=100) == ([0, 1, 2, 3], False)
 
 
 def test_texts_split_a_result_the_database_finds_too_big(tmp_path):

@@ -108,7 +108,7 @@ def test_an_empty_window_is_a_report_without_data(om):
 
     assert report.status == "no_data" and report.rows == 0 and not report.drifted
     assert "no tracked predictions" in report.message
-    assert all(f.statistic is None and f.note == "no values" for f in report.features)
+    assert all(f.statistic is None and f.note == "no values in the window" for f in report.features)
     assert report.to_dict()["features"][0]["p_value"] is None
 
 
@@ -245,6 +245,37 @@ def test_bad_windows_and_names(om):
         model.drift(since="2026-01-02", until="2026-01-01")
     with pytest.raises(InvalidQuery, match="name alone"):
         om.runtime.model(f"{MODEL}@latest").drift()
+
+
+def test_a_window_over_the_bound_reads_its_newest_events(om, monkeypatch):
+    store(om)
+    predict(om, traffic(300, seed=1, shift=3.0))
+    predict(om, traffic(200, seed=2))
+    monkeypatch.setattr("omops.monitoring._events.MAX_EVENTS", 2)
+
+    report = om.runtime.model(MODEL).drift(since="1h", alert=False)
+
+    assert report.truncated and "newest" in report.message
+    assert report.predictions == 2 and report.rows == 200 and not report.drifted
+    monkeypatch.setattr("omops.monitoring._events.MAX_EVENTS", 10)
+    monkeypatch.setattr("omops.monitoring._events.MAX_BYTES", 1)  # one event at least
+    assert om.runtime.model(MODEL).drift(since="1h", alert=False).predictions == 1
+
+
+def test_a_feature_the_reference_has_no_values_of_is_not_judged(om):
+    store(om, track=False)
+    empty = training().assign(b=np.nan)
+    om.datasets.put(empty, "empty_b", append=False)
+    om.runtime.experiment("prod").track(MODEL, reference="empty_b")
+    predict(om, traffic(300))
+
+    b = features(om.runtime.model(MODEL).drift(since="1h", alert=False))["b"]
+    assert (b.rows, b.reference_rows, b.note, b.drifted) == (
+        300,
+        0,
+        "no values in the reference",
+        False,
+    )
 
 
 def test_predictions_carry_latency_and_failures_their_error(om):

@@ -166,7 +166,8 @@ def model_drift(
     description=(
         "Per time bucket: predictions, failed ones and latency percentiles (ms); per coarser "
         "bucket and feature: the PSI against the reference and whether it is over "
-        "thresholds.psi. At most 1440 buckets; the newest 2,000,000 events of the window."
+        "thresholds.psi. At most 1440 buckets; the newest 1,000,000 events of the window "
+        "(about 512 MiB of them at most)."
     ),
     responses={200: {"content": {"application/json": {"schema": _MONITOR_SCHEMA}}}},
 )
