@@ -7,6 +7,10 @@ the model's name) and, when a webhook is configured (the model's
     {"source": "omops", "bucket": "default", "alert": {"model": ..., "type": "drift",
      "features": [...], "message": ..., "since": ..., "until": ..., ...}}
 
+A webhook URL may hold ``{placeholders}`` filled from ``om.secrets`` at
+delivery (``https://hooks.example.com/services/{alert_token}``), so the
+token is kept encrypted and out of the tracked configuration.
+
 The POST has a timeout (:data:`WEBHOOK_TIMEOUT`); a receiver that is down,
 slow or answers an error is logged (``omops.monitoring`` logger) and noted in
 the event (``webhook.delivered: false``), never raised. Alerts are raised
@@ -29,6 +33,7 @@ import orjson
 
 from omops.catalog.tracking import event_row
 from omops.config import mask_webhook
+from omops.errors import OmopsError
 from omops.monitoring._config import Tracker
 
 if TYPE_CHECKING:
@@ -136,6 +141,17 @@ def _webhook(om: Omega, tracker: Tracker) -> str | None:
     return tracker.config.webhook or om.settings.monitor_webhook
 
 
+def _post(om: Omega, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Fill the URL's ``{placeholders}`` from ``om.secrets``, then :func:`deliver`."""
+    try:
+        target = om.secrets.fill(url)
+    except OmopsError as exc:  # a secret missing, or no key to decrypt it
+        outcome = {"url": mask_webhook(url), "delivered": False, "status": None, "error": str(exc)}
+        _LOG.warning("could not deliver an alert to the webhook at %s: %s", outcome["url"], exc)
+        return outcome
+    return deliver(target, body)
+
+
 def raise_alerts(om: Omega, tracker: Tracker, report: DriftReport) -> list[dict[str, Any]]:
     """Log (and POST) the alerts ``report`` calls for; returns those raised now.
 
@@ -155,7 +171,7 @@ def raise_alerts(om: Omega, tracker: Tracker, report: DriftReport) -> list[dict[
         alert["time"] = dt.datetime.now(dt.UTC).isoformat()
         if url:
             body = {"source": "omops", "bucket": om.bucket, "alert": alert}
-            alert = {**alert, "webhook": deliver(url, body)}
+            alert = {**alert, "webhook": _post(om, url, body)}
         run = tracking.latest_run(tracker.experiment_id) or tracking.start_run(
             tracker.experiment_id, "simple"
         )

@@ -282,7 +282,8 @@ class Experiment:
             ``min_rows`` (30); see :data:`omops.monitoring.DEFAULT_THRESHOLDS`.
         webhook : str, optional
             ``http(s)://`` URL that alerts are POSTed to ('' for the
-            ``monitor_webhook`` setting).
+            ``monitor_webhook`` setting); ``{placeholders}`` in it are filled
+            from ``om.secrets`` when an alert is sent.
         features : list of str, optional
             Columns to watch (default: the model's input columns).
         alert_every : str or float, optional

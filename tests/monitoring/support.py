@@ -91,12 +91,14 @@ class Receiver:
     def __init__(self, *, status: int = 200, delay: float = 0.0) -> None:
         self.bodies: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.paths: list[str] = []
         received = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 received.headers.append(dict(self.headers))
+                received.paths.append(self.path)
                 received.bodies.append(orjson.loads(body))
                 time.sleep(delay)
                 self.send_response(status)

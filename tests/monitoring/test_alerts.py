@@ -6,6 +6,7 @@ import logging
 import time
 
 import pytest
+from cryptography.fernet import Fernet
 
 from omops.monitoring import check, deliver
 from omops.omega import Omega
@@ -73,6 +74,27 @@ def test_a_receiver_that_is_down_is_logged_not_raised(om, caplog):
     )
     assert alerts(om)[0]["webhook"]["delivered"] is False
     assert "could not deliver an alert" in caplog.text
+
+
+def test_a_webhook_token_can_be_a_secret(om, monkeypatch):
+    monkeypatch.setenv("OMOPS_SECRET_KEY", Fernet.generate_key().decode())
+    om = Omega(catalog=om.catalog, blobs=om.blobs)  # settings read again: the key
+    with Receiver() as receiver:
+        template = receiver.url.replace("s3cret-token", "{hook_token}")
+        store(om, webhook=template)
+        predict(om, traffic(300, shift=1.0))
+        missing = om.runtime.model(MODEL).drift(since="1h").alerts
+        om.secrets.put("hook_token", "s3cret-token")
+        om.runtime.experiment("prod").track(MODEL, alert_every="1s")
+        time.sleep(1.1)
+        delivered = om.runtime.model(MODEL).drift(since="1h").alerts
+
+    assert missing[0]["webhook"]["delivered"] is False
+    assert "{hook_token} has no value" in missing[0]["webhook"]["error"]
+    assert delivered[0]["webhook"]["delivered"] is True
+    assert receiver.paths == ["/hooks/s3cret-token"]  # filled at delivery only
+    configured = om.runtime.experiment("prod").data(event="monitor", run="all")["value"]
+    assert all("s3cret" not in str(value) for value in configured)
 
 
 def test_a_receiver_answering_an_error_is_noted():
