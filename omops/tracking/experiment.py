@@ -289,9 +289,9 @@ class Experiment:
         alert_every : str or float, optional
             Least time between two alerts of the same kind ('1h' by default).
 
-        Examples
+        See Also
         --------
-        >>> exp.track('forecast', reference='train_X', thresholds={'psi': 0.25})  # doctest: +SKIP
+        omops.runtime.ModelProxy.drift : the drift report of a tracked model.
         """
         from omops.runtime._tracking import forget_trackers
 
