@@ -424,8 +424,10 @@ class Tracking:
         """How many of the newest selected events to keep; None for all of them."""
         inner = selection.subquery()
         with self.catalog.read_transaction() as conn:
+            # bytes in PostgreSQL (no character count); SQLite's length() is what it has
+            length = sa.func.octet_length if conn.dialect.name == "postgresql" else sa.func.length
             count, size = conn.execute(
-                sa.select(sa.func.count(), sa.func.sum(sa.func.length(inner.c.value)))
+                sa.select(sa.func.count(), sa.func.sum(length(inner.c.value)))
             ).one()
         keep = count if limit is None else min(count, limit)
         if max_bytes is not None and size and size > max_bytes:
@@ -446,7 +448,8 @@ class Tracking:
         def join(conn: sa.Connection, query: sa.Select) -> tuple[Any, bytes]:
             sql, params = _joining_sql(conn, query)
             micros, text = conn.exec_driver_sql(sql, params).one()
-            return np.asarray(orjson.loads(micros), dtype="int64"), bytes(text or b"")
+            data = text.encode() if isinstance(text, str) else bytes(text or b"")
+            return np.asarray(orjson.loads(micros), dtype="int64"), data
 
         def merge(first: tuple[Any, bytes], second: tuple[Any, bytes]) -> tuple[Any, bytes]:
             text = b"\n".join(part for part in (first[1], second[1]) if part)
@@ -631,7 +634,8 @@ def _joining_sql(conn: sa.Connection, selection: sa.Select) -> tuple[str, Any]:
     # Both aggregates see the rows in the same (scan) order: line i is event i.
     if conn.dialect.name == "postgresql":
         times = f"coalesce(json_agg({micros})::text, '[]')"
-        texts = "convert_to(coalesce(string_agg(coalesce(value, 'null'), E'\\n'), ''), 'UTF8')"
+        # text, not convert_to(...) bytea: PostgreSQL sends bytea as hex, 3x slower here
+        texts = "coalesce(string_agg(coalesce(value, 'null'), E'\\n'), '')"
     else:
         times = f"json_group_array({micros})"
         texts = "CAST(coalesce(group_concat(coalesce(value, 'null'), char(10)), '') AS BLOB)"
