@@ -478,19 +478,6 @@ class Tracking:
                 )
             )
 
-    def tracked(self, bucket: str) -> list[tuple[str, int, str]]:
-        """``(model, experiment id, experiment name)`` of every tracked model in ``bucket``."""
-        with self.catalog.read_transaction() as conn:
-            return [
-                tuple(r)
-                for r in conn.execute(
-                    sa.select(tracked_models.c.model, experiments.c.id, experiments.c.name)
-                    .join(experiments, tracked_models.c.experiment_id == experiments.c.id)
-                    .where(tracked_models.c.bucket == bucket)
-                    .order_by(tracked_models.c.model, experiments.c.id)
-                )
-            ]
-
     def trackers(self, bucket: str, model: str) -> list[tuple[int, str]]:
         """``(experiment id, experiment name)`` of experiments tracking ``model``."""
         with self.catalog.read_transaction() as conn:

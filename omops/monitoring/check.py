@@ -44,9 +44,7 @@ def check(
     """
     window = parse_window(since)
     names = (
-        list(models)
-        if models
-        else sorted({m for m, _, _ in om.catalog.tracking.tracked(om.bucket)})
+        list(models) if models else sorted({m for m, _ in om.catalog.tracking.tracked(om.bucket)})
     )
     results = []
     for name in names:

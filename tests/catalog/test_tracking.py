@@ -380,13 +380,3 @@ def test_texts_split_a_result_the_database_finds_too_big(tmp_path):
         catalog.close()
     assert found.text.split(b"\n") == [f'"{"x" * 500}"'.encode()] * 40
     assert len(found.micros) == 40
-
-
-def test_tracked_lists_the_models_of_a_bucket(tracking: Tracking):
-    a = tracking.experiment("default", "a").id
-    b = tracking.experiment("default", "b").id
-    tracking.track("default", "m2", b)
-    tracking.track("default", "m1", a)
-    tracking.track("default", "m1", b)
-    tracking.track("dev", "m3", a)
-    assert tracking.tracked("default") == [("m1", a, "a"), ("m1", b, "b"), ("m2", b, "b")]
