@@ -240,8 +240,8 @@ def _limited(path, limit: int) -> Catalog:
     return catalog
 
 
-def test_columns_split_a_result_the_database_finds_too_big(tmp_path):
-    """SQLite refuses strings over SQLITE_LIMIT_LENGTH: the read halves the id range."""
+def test_reads_split_a_result_the_database_finds_too_big(tmp_path):
+    """SQLite refuses strings over SQLITE_LIMIT_LENGTH: columns() and texts() halve the ids."""
     path = tmp_path / "catalog.sqlite"
     unlimited = Catalog(f"sqlite:///{path}")
     a = unlimited.tracking.experiment("default", "a").id
@@ -252,11 +252,14 @@ def test_columns_split_a_result_the_database_finds_too_big(tmp_path):
     try:
         columns = catalog.tracking.columns(a)
         raw = catalog.tracking.columns(a, raw=True, runs_=[run])
+        texts = catalog.tracking.texts(a, event="data", key="blob")
     finally:
         catalog.close()
     assert list(columns["step"]) == list(range(40))
     assert list(columns["value"]) == ["x" * 500] * 40
     assert list(raw["value"]) == [f'"{"x" * 500}"'] * 40
+    assert texts.text.split(b"\n") == [f'"{"x" * 500}"'.encode()] * 40
+    assert len(texts.micros) == 40
 
 
 def test_columns_report_one_event_larger_than_the_database_allows(tmp_path):
@@ -364,19 +367,3 @@ def test_texts_window_and_limit(tracking: Tracking):
     assert lines(max_bytes=2) == ([2, 3], True)  # values of one character each
     assert lines(max_bytes=0) == ([3], True)  # the newest at least
     assert lines(max_bytes=100) == ([0, 1, 2, 3], False)
-
-
-def test_texts_split_a_result_the_database_finds_too_big(tmp_path):
-    path = tmp_path / "catalog.sqlite"
-    unlimited = Catalog(f"sqlite:///{path}")
-    a = unlimited.tracking.experiment("default", "a").id
-    run = unlimited.tracking.start_run(a, "simple")
-    unlimited.tracking.log([event_row(a, run, "predict", "m", "x" * 500, i) for i in range(40)])
-    unlimited.close()
-    catalog = _limited(path, 5_000)
-    try:
-        found = catalog.tracking.texts(a, event="predict", key="m")
-    finally:
-        catalog.close()
-    assert found.text.split(b"\n") == [f'"{"x" * 500}"'.encode()] * 40
-    assert len(found.micros) == 40
