@@ -4,9 +4,10 @@ Each setting is read, first hit wins, from
 
 1. the environment (``OMOPS_HOME``, ``OMOPS_CATALOG``, ``OMOPS_BLOBS``,
    ``OMOPS_BROKER``, ``OMOPS_BUCKET``, ``OMOPS_LABEL``, ``OMOPS_BLOBS_OPTIONS``,
-   ``OMOPS_SECRET_KEY``),
+   ``OMOPS_SECRET_KEY``, ``OMOPS_MONITOR_WEBHOOK``),
 2. ``$OMOPS_HOME/config.toml`` (keys ``catalog``, ``blobs``, ``broker``,
-   ``bucket``, ``label``, ``secret_key``, and a ``[blobs_options]`` table),
+   ``bucket``, ``label``, ``secret_key``, ``monitor_webhook``, and a
+   ``[blobs_options]`` table),
 3. the embedded defaults: a SQLite catalog and a blob folder under
    ``OMOPS_HOME`` (``~/.omops``), no broker (local executor).
 
@@ -37,9 +38,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from omops.errors import ConfigError
 
-__all__ = ["Settings", "load_settings", "mask_options", "mask_url"]
+__all__ = ["Settings", "load_settings", "mask_options", "mask_url", "mask_webhook"]
 
-_KEYS = ("catalog", "blobs", "broker", "bucket", "label", "secret_key")
+_KEYS = ("catalog", "blobs", "broker", "bucket", "label", "secret_key", "monitor_webhook")
 _TABLES = ("blobs_options",)
 _USERINFO = re.compile(r"(://[^:/@]*:)[^@]*@")
 _SECRET_PARAM = re.compile(r"pass(word|wd)?|pwd|secret|token|sig|credential", re.IGNORECASE)
@@ -70,6 +71,10 @@ class Settings:
     label : str
         Queue that tasks go to unless ``om.runtime.require(...)`` names another,
         and that ``om runtime worker`` consumes unless ``--label`` is given.
+    monitor_webhook : str or None
+        URL that monitoring alerts are POSTed to for tracked models that have
+        no webhook of their own (:mod:`omops.monitoring.alerts`). Shown as
+        scheme and host only: its path is often a token.
     blobs_options : dict
         fsspec storage options of the blob store (endpoint, credentials ...).
         Never shown unmasked: see :func:`mask_options`.
@@ -86,6 +91,7 @@ class Settings:
     broker: str | None
     bucket: str = "default"
     label: str = "default"
+    monitor_webhook: str | None = None
     blobs_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
     secret_key: str | None = field(default=None, repr=False)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -96,6 +102,7 @@ class Settings:
             f"Settings(home={str(self.home)!r}, catalog={mask_url(self.catalog)!r}, "
             f"blobs={mask_url(self.blobs)!r}, broker={mask_url(self.broker)!r}, "
             f"bucket={self.bucket!r}, label={self.label!r}, "
+            f"monitor_webhook={mask_webhook(self.monitor_webhook)!r}, "
             f"blobs_options={mask_options(self.blobs_options)!r})"
         )
 
@@ -159,6 +166,7 @@ def _defaults(home: Path) -> dict[str, str | None]:
         "bucket": "default",
         "label": "default",
         "secret_key": None,
+        "monitor_webhook": None,
     }
 
 
@@ -201,6 +209,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         broker=values["broker"],
         bucket=str(values["bucket"]),
         label=str(values["label"]),
+        monitor_webhook=values["monitor_webhook"],
         blobs_options=options,
         secret_key=values["secret_key"],
         sources=sources,
@@ -234,6 +243,29 @@ def mask_url(url: str | None) -> str | None:
         hidden = [(k, "***" if _SECRET_PARAM.search(k) else v) for k, v in pairs]
         masked = masked.replace(f"?{parts.query}", f"?{urlencode(hidden, safe='*')}", 1)
     return _USERINFO.sub(r"\1***@", masked)  # also a password with an unescaped '/' in it
+
+
+def mask_webhook(url: object) -> str | None:
+    """A webhook URL as scheme and host: its path and query often hold its secret token.
+
+    Examples
+    --------
+    >>> mask_webhook('https://hooks.example.com/services/T0/B0/s3cret')
+    'https://hooks.example.com/***'
+    >>> mask_webhook(None) is None
+    True
+    """
+    if not url:
+        return None
+    if not isinstance(url, str):
+        return "***"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    if not parts.scheme or not parts.netloc:
+        return "***"
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/***"
 
 
 def mask_options(options: Mapping[str, Any] | None) -> dict[str, Any]:

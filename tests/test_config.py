@@ -30,6 +30,7 @@ def test_defaults_live_under_home(tmp_path):
         "broker": "default",
         "bucket": "default",
         "label": "default",
+        "monitor_webhook": "default",
         "blobs_options": "default",
         "secret_key": "default",
     }

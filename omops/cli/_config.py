@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from omops.cli._common import JsonOption, examples, print_json, print_table
-from omops.config import load_settings, mask_options, mask_url
+from omops.config import load_settings, mask_options, mask_url, mask_webhook
 
 __all__ = ["app", "settings_report"]
 
@@ -22,6 +22,7 @@ VARIABLES = {
     "broker": "OMOPS_BROKER",
     "bucket": "OMOPS_BUCKET",
     "label": "OMOPS_LABEL",
+    "monitor_webhook": "OMOPS_MONITOR_WEBHOOK",
     "blobs_options": "OMOPS_BLOBS_OPTIONS",
     "secret_key": "OMOPS_SECRET_KEY",
 }
@@ -33,6 +34,8 @@ def _shown(key: str, value: object) -> str | None:
         return "***" if value else None  # the key of om.secrets is never shown
     if key == "blobs_options":
         return json.dumps(mask_options(value), sort_keys=True) if value else None  # type: ignore[arg-type]
+    if key == "monitor_webhook":
+        return mask_webhook(value)
     return mask_url(None if value is None else str(value))
 
 

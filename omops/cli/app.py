@@ -21,6 +21,7 @@ from omops.cli import (
     _experiments,
     _jobs,
     _models,
+    _monitor,
     _runtime,
     _scripts,
     _secrets,
@@ -85,6 +86,7 @@ app.add_typer(_experiments.app)
 app.add_typer(_db.app)
 app.add_typer(_scripts.app)
 app.add_typer(_secrets.app)
+app.add_typer(_monitor.app)
 
 
 def _print_version(value: bool) -> None:

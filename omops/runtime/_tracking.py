@@ -17,11 +17,13 @@ from omops.catalog.tracking import EventWriter, event_row
 from omops.omega import Omega
 from omops.runtime._state import state_of
 
-__all__ = ["TaskTracking", "flush_events", "log_prediction", "writer_for"]
+__all__ = ["TaskTracking", "flush_events", "log_failure", "log_prediction", "writer_for"]
 
 #: Inputs up to this many rows are logged whole; larger ones as a sample and a hash.
 SAMPLE_ROWS = 10
 FULL_ROWS = 100
+#: Characters of an error message kept in a failed prediction's event.
+ERROR_CHARS = 500
 
 
 def writer_for(om: Omega) -> EventWriter:
@@ -122,7 +124,11 @@ def _split(frame: Any) -> dict[str, Any]:
 
 
 def _inputs(X: Any, columns: Sequence[str] | None = None) -> dict[str, Any]:  # noqa: N803
-    """The input of a prediction: whole up to 100 rows, else 10 rows and a SHA-256 of all."""
+    """The input of a prediction: whole up to 100 rows, else 10 rows and a SHA-256 of all.
+
+    The 10 rows are spread evenly over the input (first, last and between), so
+    that drift computed from samples of large batches sees all of each batch.
+    """
     import pandas as pd
 
     if columns is not None and getattr(X, "ndim", 0) == 2 and len(X) <= FULL_ROWS:
@@ -135,7 +141,15 @@ def _inputs(X: Any, columns: Sequence[str] | None = None) -> dict[str, Any]:  # 
     if rows <= FULL_ROWS:
         return {"rows": rows, "data": _split(frame)}
     digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
-    return {"rows": rows, "sample": _split(frame.head(SAMPLE_ROWS)), "sha256": digest.hexdigest()}
+    spread = frame.iloc[_spread(rows, SAMPLE_ROWS)]
+    return {"rows": rows, "sample": _split(spread), "sha256": digest.hexdigest()}
+
+
+def _spread(rows: int, count: int) -> Any:
+    """``count`` row positions spread evenly over ``rows`` (the first and the last included)."""
+    import numpy as np
+
+    return np.linspace(0, rows - 1, count).round().astype("int64")
 
 
 def log_prediction(
@@ -147,11 +161,13 @@ def log_prediction(
     *,
     action: str = "predict",
     columns: Sequence[str] | None = None,
+    latency_ms: float | None = None,
 ) -> None:
     """Queue a ``predict`` event for every experiment tracking ``model`` (write-behind).
 
     Called for the predicting actions (see :data:`omops.runtime.actions.ACTIONS`).
-    ``columns`` names the columns of an array ``X``.
+    ``columns`` names the columns of an array ``X``; ``latency_ms`` is how long
+    the action took where it ran. The event's value has ``status: 'ok'``.
     """
     trackers = _trackers(om, model)
     if not trackers:
@@ -162,9 +178,55 @@ def log_prediction(
         "model": model,
         "revision": revision,
         "action": action,
+        "status": "ok",
+        "latency_ms": _millis(latency_ms),
         "input": _inputs(X, columns),
         "output": _summary(result, FULL_ROWS),
     }
+    _queue(om, trackers, model, value)
+
+
+def log_failure(
+    om: Omega,
+    model: str,
+    revision: str | None,
+    X: Any,  # noqa: N803
+    exc: BaseException,
+    *,
+    action: str = "predict",
+    columns: Sequence[str] | None = None,
+    latency_ms: float | None = None,
+) -> None:
+    """Queue a ``predict`` event with ``status: 'error'`` for a prediction that failed.
+
+    ``revision`` is None when the model's revision could not be resolved, ``X``
+    None when the input could not be read. Never raises: a failure to describe
+    the input must not hide the error the caller gets.
+    """
+    trackers = _trackers(om, model)
+    if not trackers:
+        return
+    value: dict[str, Any] = {
+        "model": model,
+        "revision": revision,
+        "action": action,
+        "status": "error",
+        "latency_ms": _millis(latency_ms),
+        "error": {"type": type(exc).__name__, "message": str(exc)[:ERROR_CHARS]},
+    }
+    if X is not None:
+        try:
+            value["input"] = _inputs(X, columns)
+        except Exception:  # an input pandas cannot frame: the error is logged without it
+            value["input"] = None
+    _queue(om, trackers, model, value)
+
+
+def _millis(latency_ms: float | None) -> float | None:
+    return None if latency_ms is None else round(float(latency_ms), 3)
+
+
+def _queue(om: Omega, trackers: list[tuple[int, int]], model: str, value: Any) -> None:
     writer = writer_for(om)
     for experiment_id, run in trackers:
         writer.put(event_row(experiment_id, run, "predict", model, value))

@@ -20,17 +20,18 @@ same input gets the same answer, or the same error, on every path:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from omops.errors import InvalidData, InvalidName, InvalidQuery, OmopsError
-from omops.names import parse_reference
+from omops.names import Reference, parse_reference
 from omops.plugins.base import ActionOutcome
 from omops.runtime._arrays import Rows, arrow_rows, frame_array, numeric_rows
 from omops.runtime._state import LoadedModel, state_of
-from omops.runtime._tracking import log_prediction
+from omops.runtime._tracking import log_failure, log_prediction
 from omops.runtime.inputs import JsonBody, align, read_input
 from omops.runtime.serialize import to_json
 
@@ -194,7 +195,62 @@ def perform(
     ref = parse_reference(name)
     if ref.columns is not None:
         raise InvalidName(f"a model reference takes no column selector: {name!r}")
+    attempt = _Attempt()
+    if not spec.prediction:
+        return _perform(om, ref, spec, X, Y, kwargs, result_name, previous, arrays, attempt)
+    # Predictions of tracked models are logged with their latency, failed ones too.
+    started = time.perf_counter()
+    try:
+        performed = _perform(om, ref, spec, X, Y, kwargs, result_name, previous, arrays, attempt)
+    except Exception as exc:
+        log_failure(
+            om,
+            ref.name,
+            attempt.revision,
+            attempt.x,
+            exc,
+            action=action_name,
+            columns=attempt.columns,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+        raise
+    log_prediction(
+        om,
+        ref.name,
+        performed.revision,
+        attempt.x,
+        performed.result,
+        action=action_name,
+        columns=attempt.columns,
+        latency_ms=(time.perf_counter() - started) * 1000,
+    )
+    return performed
+
+
+@dataclass
+class _Attempt:
+    """How far :func:`_perform` got: what a tracked prediction's event reports."""
+
+    revision: str | None = None
+    x: Any = None
+    columns: list[str] | None = None
+
+
+def _perform(
+    om: Omega,
+    ref: Reference,
+    spec: Action,
+    X: Any,  # noqa: N803
+    Y: Any,  # noqa: N803
+    kwargs: Mapping[str, Any] | None,
+    result_name: str | None,
+    previous: Any,
+    arrays: bool,
+    attempt: _Attempt,
+) -> Performed:
+    action_name = spec.name
     rev = om.catalog.lookup(om.bucket, "models", ref.name, ref.ref)
+    attempt.revision = rev.revision
     plugin = om.plugins.get(rev.kind)
     if action_name not in plugin.actions:
         raise InvalidQuery(
@@ -224,9 +280,12 @@ def perform(
     read: Any = None  # the input as the usual path reads it, once read
     if rows is None:
         read, y = inputs()
+        attempt.x = read
         laned = frame_array(read, expected) if lane else None
         rows = None if laned is None else Rows(laned, list(read.columns))
         x = read
+    else:
+        attempt.x, attempt.columns = rows.array, rows.columns
 
     def usual() -> tuple[Any, Any]:
         # The lane's check: the usual input, and the model's answer to it.
@@ -244,13 +303,10 @@ def perform(
         outcome = ActionOutcome(result=result)
     else:
         outcome = _call(plugin.perform, loaded.model, action_name, x, y, **kwargs)
+    attempt.x = x
+    attempt.columns = rows.columns if rows is not None and x is rows.array else None
     performed = Performed(spec, ref.name, rev.revision, _length(x), outcome.result)
     _store_outcome(om, performed, outcome)
-    if spec.prediction:
-        columns = rows.columns if rows is not None and x is rows.array else None
-        log_prediction(
-            om, ref.name, rev.revision, x, outcome.result, action=action_name, columns=columns
-        )
     if result_name:
         performed.stored = _store_result(om, result_name, outcome.result)
     return performed

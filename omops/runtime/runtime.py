@@ -379,6 +379,51 @@ class ModelProxy:
         """
         return self._call("gridsearch", X, Y, parameters=dict(parameters), **kwargs)
 
+    # -- monitoring (read where the predictions are logged: here, not as a task) --
+
+    def drift(
+        self,
+        since: Any = "1d",
+        reference: str | None = None,
+        until: Any = None,
+        *,
+        experiment: str | None = None,
+        alert: bool = True,
+    ) -> Any:
+        """Drift of this tracked model's inputs over a window of its predictions.
+
+        Parameters
+        ----------
+        since : str, datetime or timedelta, default='1d'
+            ``'15m'``, ``'1h'``, ``'1d'`` before ``until``, a datetime or ISO text.
+        reference : str, optional
+            Training inputs to compare with; the one given to ``exp.track`` by default.
+        until : str or datetime, optional
+            End of the window (excluded), now by default.
+        experiment : str, optional
+            The tracking experiment, when several track the model.
+        alert : bool, default=True
+            Log an ``alert`` event (and POST the configured webhook) when a
+            feature drifted or the error rate is over its threshold.
+
+        Returns
+        -------
+        omops.monitoring.DriftReport
+            Per feature: test, statistic, p_value, psi, drifted;
+            ``.to_frame()``, ``.to_dict()``.
+        """
+        from omops.monitoring import drift
+
+        return drift(
+            self.runtime.om,
+            self.name,
+            since=since,
+            until=until,
+            reference=reference,
+            experiment=experiment,
+            alert=alert,
+        )
+
 
 class ScriptProxy:
     """Runs of one stored script package (see :mod:`omops.runtime.scripts`).

@@ -25,7 +25,7 @@ from omops.server._metrics import Metrics, MetricsMiddleware
 from omops.server.compat import check_profile, install_profile
 from omops.server.compat._dispatch import PROFILE_HEADER
 from omops.server.compat._requests import ASYNC_HEADER, BUCKET_ALIAS, TrailingSlashMiddleware
-from omops.server.routers import auth, dataset, job, meta, model, script, task
+from omops.server.routers import auth, dataset, job, meta, model, monitor, script, task
 from omops.server.ui import install_dashboard
 
 __all__ = [
@@ -37,9 +37,11 @@ __all__ = [
 ]
 
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
-#: The native routers, in the order requests are matched against them.
+#: The native routers, in the order requests are matched against them (monitor before
+#: model: the model router's /{name:path} would take .../drift and .../monitor).
 ROUTERS = (
     meta.router,
+    monitor.router,
     model.router,
     dataset.router,
     task.router,

@@ -253,13 +253,77 @@ class Experiment:
 
     # -- tracking models in production ---------------------------------------
 
-    def track(self, model: str) -> None:
-        """Log every prediction of ``model`` (runtime and REST) into this experiment."""
+    def track(
+        self,
+        model: str,
+        reference: str | None = None,
+        *,
+        thresholds: Mapping[str, float] | None = None,
+        webhook: str | None = None,
+        features: Sequence[str] | None = None,
+        alert_every: str | float | None = None,
+    ) -> None:
+        """Log every prediction of ``model`` (runtime and REST) into this experiment.
+
+        Each prediction is a ``predict`` event with the input (whole up to
+        100 rows, else a sample of 10 and a hash), the output, the latency
+        in ms and ``status`` (``ok``, or ``error`` with the error of a failed
+        prediction). The other arguments monitor the model's inputs for drift
+        (:mod:`omops.monitoring`); given ones replace those set before, the
+        others are kept.
+
+        Parameters
+        ----------
+        model : str
+        reference : str, optional
+            Dataset of the model's training inputs to compare predictions with.
+        thresholds : dict, optional
+            Any of ``p_value`` (0.05), ``psi`` (0.2), ``error_rate`` (0.05),
+            ``min_rows`` (30); see :data:`omops.monitoring.DEFAULT_THRESHOLDS`.
+        webhook : str, optional
+            ``http(s)://`` URL that alerts are POSTed to ('' for the
+            ``monitor_webhook`` setting); ``{placeholders}`` in it are filled
+            from ``om.secrets`` when an alert is sent.
+        features : list of str, optional
+            Columns to watch (default: the model's input columns).
+        alert_every : str or float, optional
+            Least time between two alerts of the same kind ('1h' by default).
+
+        See Also
+        --------
+        omops.runtime.ModelProxy.drift : the drift report of a tracked model.
+        """
         from omops.runtime._tracking import forget_trackers
 
         self.om.models.metadata(model)  # NotFound for a typo, now
+        options = (reference, thresholds, webhook, features, alert_every)
+        config = None
+        if any(option is not None for option in options):
+            config = self._monitor_config(model, *options)
         self.om.catalog.tracking.track(self.om.bucket, model, self.id)
+        if config is not None:
+            from omops.monitoring._config import save_config
+
+            save_config(self.om, self.id, model, config)
         forget_trackers(self.om)
+
+    def _monitor_config(self, model: str, *options: Any) -> Any:
+        """The model's monitoring configuration here with ``options`` applied, checked."""
+        from omops.monitoring._config import config_of
+        from omops.monitoring.drift import reference_columns
+
+        reference, thresholds, webhook, features, alert_every = options
+        current, _ = config_of(self.om, self.id, model)
+        config = current.updated(
+            reference=reference,
+            thresholds=thresholds,
+            webhook=webhook,
+            features=features,
+            alert_every=alert_every,
+        )
+        if config.reference:
+            reference_columns(self.om, model, config.reference, config)  # NotFound, InvalidData now
+        return config
 
     def untrack(self, model: str) -> None:
         """Stop logging predictions of ``model``."""

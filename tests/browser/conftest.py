@@ -75,7 +75,7 @@ def _prepare(om: Omega) -> None:
         exp.log_metric("rows", 1000)
         time.sleep(0.4)  # a few CPU and memory samples
     production = om.runtime.experiment("production")
-    production.track("forecast")
+    production.track("forecast", reference="stats")  # drift of its input x
     model = om.runtime.model("forecast")
     for x in (1.0, 5.0, 12.0, 18.0):
         model.predict(pd.DataFrame({"x": [x]})).get()

@@ -240,8 +240,8 @@ def _limited(path, limit: int) -> Catalog:
     return catalog
 
 
-def test_columns_split_a_result_the_database_finds_too_big(tmp_path):
-    """SQLite refuses strings over SQLITE_LIMIT_LENGTH: the read halves the id range."""
+def test_reads_split_a_result_the_database_finds_too_big(tmp_path):
+    """SQLite refuses strings over SQLITE_LIMIT_LENGTH: columns() and texts() halve the ids."""
     path = tmp_path / "catalog.sqlite"
     unlimited = Catalog(f"sqlite:///{path}")
     a = unlimited.tracking.experiment("default", "a").id
@@ -252,11 +252,14 @@ def test_columns_split_a_result_the_database_finds_too_big(tmp_path):
     try:
         columns = catalog.tracking.columns(a)
         raw = catalog.tracking.columns(a, raw=True, runs_=[run])
+        texts = catalog.tracking.texts(a, event="data", key="blob")
     finally:
         catalog.close()
     assert list(columns["step"]) == list(range(40))
     assert list(columns["value"]) == ["x" * 500] * 40
     assert list(raw["value"]) == [f'"{"x" * 500}"'] * 40
+    assert texts.text.split(b"\n") == [f'"{"x" * 500}"'.encode()] * 40
+    assert len(texts.micros) == 40
 
 
 def test_columns_report_one_event_larger_than_the_database_allows(tmp_path):
@@ -322,3 +325,45 @@ def test_writer_reports_a_failed_batch_and_goes_on(catalog: Catalog, caplog):
 
     assert "could not write 1 events" in caplog.text
     assert list(tracking.columns(a)["value"]) == [1.0]
+
+
+# -- texts (what monitoring reads) ---------------------------------------------------
+
+
+def test_texts_are_the_values_one_per_line_with_their_times(tracking: Tracking):
+    a = tracking.experiment("default", "a").id
+    run = tracking.start_run(a, "simple")
+    values = [{"n": i, "text": "line\nbreak ünï"} for i in range(3)]
+    rows = [event_row(a, run, "predict", "m", value) for value in values]
+    tracking.log([*rows, event_row(a, run, "predict", "other", 1), metric(a, run, 0.5)])
+
+    found = tracking.texts(a, event="predict", key="m")
+
+    lines = found.text.split(b"\n")
+    assert [orjson.loads(line) for line in lines] == values  # JSON escapes the newline
+    assert np.abs(found.micros - np.array([r[3] for r in rows]) * 1e6).max() <= 1
+    assert found.truncated is False
+    empty = tracking.texts(a, event="predict", key="nothing")
+    assert (empty.text, len(empty.micros)) == (b"", 0)
+
+
+def test_texts_window_and_limit(tracking: Tracking):
+    a = tracking.experiment("default", "a").id
+    run = tracking.start_run(a, "simple")
+    stamps = [1000.0, 2000.0, 3000.0, 4000.0]
+    tracking.log(
+        [(a, run, None, t, "predict", "m", str(i), "n", "u") for i, t in enumerate(stamps)]
+    )
+
+    def lines(**query):
+        found = tracking.texts(a, event="predict", key="m", **query)
+        return [int(x) for x in found.text.split(b"\n")] if found.text else [], found.truncated
+
+    assert lines(since=2000.0, until=4000.0) == ([1, 2], False)  # [since, until)
+    assert lines(limit=2) == ([2, 3], True)  # the newest
+    assert lines(limit=4) == ([0, 1, 2, 3], False)
+    assert lines(since=2000.0, limit=2) == ([2, 3], True)
+    assert lines(since=5000.0, limit=2) == ([], False)
+    assert lines(max_bytes=2) == ([2, 3], True)  # values of one character each
+    assert lines(max_bytes=0) == ([3], True)  # the newest at least
+    assert lines(max_bytes=100) == ([0, 1, 2, 3], False)

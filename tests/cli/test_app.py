@@ -675,6 +675,7 @@ def test_config_show_sources(tmp_path: Path, monkeypatch) -> None:
         "label",
         "blobs_options",
         "secret_key",
+        "monitor_webhook",
     }
     assert report["secret_key"] == {
         "value": None,

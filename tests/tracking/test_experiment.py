@@ -28,6 +28,7 @@ import omops
 from omops.catalog.tracking import event_row
 from omops.errors import InvalidData, InvalidQuery, NotFound, PluginError, TaskFailed
 from omops.omega import Omega
+from omops.runtime._state import TRACKERS_TTL
 from omops.server import create_app
 from omops.tracking import CURRENT, Experiment
 
@@ -730,6 +731,9 @@ def test_celery_tracked_predictions_are_logged_by_the_worker(celery):
     runtime = om.runtime.require(QUEUE)
     exp = om.runtime.experiment("prod")
     exp.track("mymodel")
+    # A worker trusts its list of a model's trackers for TRACKERS_TTL seconds; an earlier
+    # test's (failed) prediction of this model may have just filled it with "none".
+    time.sleep(TRACKERS_TTL)
     try:
         result = runtime.model("mymodel").predict("stats[a,b]").get(timeout=60)
         # the worker writes behind: wait until its writer thread has inserted the event
