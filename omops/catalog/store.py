@@ -37,6 +37,7 @@ from omops.catalog._statements import LOOKUP, PARTS, REVISION_EXISTS
 from omops.catalog.keys import ApiKeys
 from omops.catalog.schedules import Schedules
 from omops.catalog.secrets import SecretTokens
+from omops.catalog.streams import Streams
 from omops.catalog.tasks import TaskLog
 from omops.catalog.tracking import Tracking
 from omops.errors import NotFound, StorageError
@@ -229,6 +230,11 @@ class Catalog:
     def secrets(self) -> SecretTokens:
         """Encrypted secret tokens by bucket and name (see :mod:`omops.secrets`)."""
         return SecretTokens(self)
+
+    @property
+    def streams(self) -> Streams:
+        """Stream records with their offsets, and consumer groups' positions."""
+        return Streams(self)
 
     # -- objects -----------------------------------------------------------
 
