@@ -15,6 +15,7 @@ from omops.catalog import Catalog
 from omops.config import Settings, load_settings
 from omops.errors import InvalidData, InvalidName
 from omops.jobs import JobsRepository
+from omops.lazy import Engine
 from omops.plugins import Registry, default_registry
 from omops.repository import STORES, Repository
 from omops.secrets import Secrets
@@ -134,6 +135,7 @@ class Omega:
                     plugins=self.plugins,
                     reads=self.context.reads,
                     secrets=self.secrets,
+                    lazy=self.context.part("lazy", lambda: Engine.from_settings(settings)),
                 ),
             )
 

@@ -15,9 +15,11 @@ from omops.blobs import Blobs
 from omops.catalog import Catalog, MissingBlobs, NewRevision, ObjectRecord, RevisionRecord
 from omops.config import mask_url
 from omops.errors import InvalidData, InvalidName, InvalidQuery, NotFound, PluginError
+from omops.lazy import Engine, LazyFrame
 from omops.metadata import Metadata
 from omops.names import check_name, check_ref, check_tag, parse_reference
 from omops.plugins import ReadQuery, Registry, TableStream, default_registry
+from omops.query import select_columns
 from omops.readcache import ReadCache
 from omops.reading import guarded, reading
 from omops.secrets import Secrets
@@ -58,6 +60,9 @@ class Repository:
     secrets : Secrets, optional
         Where ``{placeholders}`` of connection strings and URLs are filled
         from (``om.secrets``); by default the bucket's secrets without a key.
+    lazy : Engine, optional
+        The DuckDB databases lazy frames (:meth:`getl`) run in; an Omega hands
+        its repositories its own (``OMOPS_MEMORY_LIMIT``, ``OMOPS_SPILL``).
     """
 
     def __init__(
@@ -70,6 +75,7 @@ class Repository:
         plugins: Registry | None = None,
         reads: ReadCache | None = None,
         secrets: Secrets | None = None,
+        lazy: Engine | None = None,
     ) -> None:
         self.store = store
         self.catalog = catalog
@@ -78,6 +84,7 @@ class Repository:
         self.plugins = plugins or default_registry()
         self.reads = reads if reads is not None else ReadCache(None)
         self.secrets = secrets if secrets is not None else Secrets(catalog, bucket, key=None)
+        self.lazy = lazy if lazy is not None else Engine()
 
     def __repr__(self) -> str:
         return f"Repository({self.store!r}, bucket={self.bucket!r}, catalog={self.catalog!r})"
@@ -414,6 +421,53 @@ class Repository:
                     copy=plugin.safe_copy,
                 )
             return plugin.from_table(table, rev.kind_meta)
+
+    def getl(
+        self,
+        name: str,
+        /,
+        *,
+        columns: Sequence[str] | None = None,
+        revision: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        **kwfilters: Any,
+    ) -> LazyFrame:
+        """``name`` as a :class:`~omops.lazy.LazyFrame`: computed in DuckDB, read when asked for.
+
+        Takes what :meth:`get` takes (``name@tag[a,b]``, ``columns=``,
+        ``revision=``, filters); nothing is read until a result is asked for,
+        so the dataset may be far larger than memory. The revision is the
+        one that is latest (or named) now: later puts do not change the frame.
+
+        Examples
+        --------
+        >>> import pandas as pd, omops, tempfile
+        >>> om = omops.Omega(home=tempfile.mkdtemp())
+        >>> _ = om.datasets.put(pd.DataFrame({'g': ['a', 'b', 'a'], 'x': [1, 2, 3]}), 'xs')
+        >>> om.datasets.getl('xs', x__gte=2).groupby('g').agg(n=('x', 'count')).value
+           n
+        g
+        a  1
+        b  1
+        """
+        ref = parse_reference(name)
+        if revision is not None:
+            check_tag(revision)
+        if revision is not None and ref.ref is not None:
+            raise InvalidName(f"{name!r} names a revision already; drop revision={revision!r}")
+        if columns is not None and ref.columns is not None:
+            raise InvalidQuery(f"{name!r} selects columns already; drop columns=")
+        rev = self.catalog.lookup(
+            self.bucket, self.store, check_name(ref.name), revision or ref.ref
+        )
+        plugin = self.plugins.get(rev.kind)
+        source = plugin.lazy_source(self.blobs, self.catalog.parts(rev), rev.kind_meta)
+        frame = LazyFrame.from_source(source, engine=self.lazy, repository=self)
+        chosen = ref.columns if ref.columns is not None else columns
+        if chosen is not None:
+            frame = frame[list(select_columns(frame.columns, chosen, exclude=ref.exclude) or [])]
+        frame = frame.query({**(filters or {}), **kwfilters})
+        return frame[frame.columns[0]] if rev.kind == "pandas.series" else frame
 
     def stream(
         self,

@@ -31,6 +31,8 @@ def test_defaults_live_under_home(tmp_path):
         "bucket": "default",
         "label": "default",
         "monitor_webhook": "default",
+        "memory_limit": "default",
+        "spill": "default",
         "blobs_options": "default",
         "secret_key": "default",
     }
