@@ -31,12 +31,22 @@ _INDEX_LEVEL = "__index_level_"
 
 
 def arrow_frame(table: pa.Table, index: Sequence[str]) -> Any:
-    """A DataFrame from ``table``, its ``index`` columns as the index (unnamed ones unnamed)."""
-    frame = table.replace_schema_metadata(None).to_pandas()
-    present = [name for name in index if name in frame.columns]
+    """A DataFrame from ``table``, its ``index`` columns as the index (unnamed ones unnamed).
+
+    The index is built from its columns directly: ``set_index`` would copy the frame.
+    """
+    import pandas as pd
+
+    present = [name for name in index if name in table.column_names]
+    frame = table.drop_columns(present).replace_schema_metadata(None).to_pandas()
     if present:
-        frame = frame.set_index(present)
-        frame.index.names = [None if n.startswith(_INDEX_LEVEL) else n for n in present]
+        names = [None if n.startswith(_INDEX_LEVEL) else n for n in present]
+        levels = [table.column(n).to_pandas() for n in present]
+        frame.index = (
+            pd.Index(levels[0], name=names[0])
+            if len(levels) == 1
+            else pd.MultiIndex.from_arrays(levels, names=names)
+        )
     return frame
 
 
