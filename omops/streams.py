@@ -205,6 +205,7 @@ class StreamsRepository(Repository):
         timeout: float | None = None,
         since: int | None = None,
         poll: float = 0.1,
+        raw: bool = False,
     ) -> StreamReader:
         """Windows of records, for a consumer group: an iterator of DataFrames.
 
@@ -232,6 +233,9 @@ class StreamsRepository(Repository):
             Without a group: the first offset to read (default 0).
         poll : float, default=0.1
             Seconds between looks at the catalog while waiting.
+        raw : bool, default=False
+            Windows as lists of :class:`~omops.catalog.streams.StreamRecord`
+            (offset, append time, JSON text) instead of DataFrames.
 
         Returns
         -------
@@ -265,6 +269,7 @@ class StreamsRepository(Repository):
             timeout=timeout,
             since=since or 0,
             poll=poll,
+            raw=raw,
         )
 
     # -- the streams -------------------------------------------------------
@@ -347,8 +352,10 @@ class StreamReader(Iterator[Any]):
         timeout: float | None,
         since: int,
         poll: float,
+        raw: bool = False,
     ) -> None:
         self._catalog, self._bucket = streams.catalog.streams, streams.bucket
+        self._raw = raw
         self.name, self.group = name, group
         self._size, self._interval, self._timeout, self._poll = size, interval, timeout, poll
         self._next = since if group is None else self._catalog.position(self._bucket, name, group)
@@ -381,7 +388,7 @@ class StreamReader(Iterator[Any]):
             raise StopIteration
         self._next = records[-1].offset + 1
         self._pending = self._next
-        return records_frame(records)
+        return records if self._raw else records_frame(records)
 
     def _take(self, available: int) -> list[StreamRecord]:
         most = self._size if self._size is not None else MAX_WINDOW
