@@ -298,3 +298,13 @@ def test_what_cannot_be_read_lazily(lom):
     lom.datasets.put(series, "s")
     pd.testing.assert_series_equal(lom.datasets.getl("s").value, series)
     assert lom.datasets.getl("s").query(v__gt=2).value.tolist() == [2.5]
+
+
+def test_missing_keys_merge_with_each_other_as_in_pandas(lom):
+    left = pd.DataFrame({"k": [1.0, np.nan, 2.0], "a": ["x", "y", "z"]})
+    right = pd.DataFrame({"k": [np.nan, 2.0], "b": ["n", "two"]})
+    lom.datasets.put(left, "left")
+    got = lom.datasets.getl("left").merge(right, on="k").sort("a").value
+    expected = left.merge(right, on="k").sort_values("a").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected)
+    assert got["b"].tolist() == ["n", "two"]
