@@ -215,9 +215,9 @@ def measure(home: Path, engine: str, operation: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def bench(home: Path, repeats: int) -> dict[tuple[str, str], list[dict]]:
+def bench(home: Path, repeats: int, operations: list[str]) -> dict[tuple[str, str], list[dict]]:
     runs: dict[tuple[str, str], list[dict]] = {}
-    for operation in OPERATIONS:
+    for operation in operations:
         engines = [*ENGINES, "duckdb-sql"] if operation == "transform" else list(ENGINES)
         for i in range(repeats):
             order = engines if i % 2 == 0 else engines[::-1]
@@ -241,9 +241,9 @@ def bench(home: Path, repeats: int) -> dict[tuple[str, str], list[dict]]:
     return runs
 
 
-def summary(runs: dict[tuple[str, str], list[dict]]) -> list[dict]:
+def summary(runs: dict[tuple[str, str], list[dict]], operations: list[str]) -> list[dict]:
     rows = []
-    for operation in OPERATIONS:
+    for operation in operations:
         med = {
             engine: (
                 statistics.median(r["seconds"] for r in found),
@@ -274,7 +274,9 @@ def markdown(args: argparse.Namespace, results: list[dict], load: str, repeats: 
     lines = [
         f"## lazy ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC})",
         "",
-        f"`.venv/bin/python bench/lazy.py --rows {args.rows} --repeats {repeats}` "
+        f"`.venv/bin/python bench/lazy.py --rows {args.rows} --repeats {repeats}"
+        + "".join(f" --only {o}" for o in args.only or ())
+        + "` "
         f"(git {git_commit()}, working tree may differ)",
         "",
         f"- machine: {host['cores']} cores, {host['cpu']}, {host['ram']} RAM,"
@@ -310,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=20_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data", help="folder for the data (default: a temporary folder)")
+    parser.add_argument("--only", choices=OPERATIONS, action="append", help="run only these")
     parser.add_argument("--markdown", action="store_true", help="print a RESULTS.md section")
     parser.add_argument("--run", nargs=2, metavar=("ENGINE", "OPERATION"), help=argparse.SUPPRESS)
     parser.add_argument("--home", help=argparse.SUPPRESS)
@@ -324,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     home.mkdir(parents=True, exist_ok=True)
     try:
         (home / "files.json").write_text(json.dumps(prepare(home, args.rows)))
-        results = summary(bench(home, args.repeats))
+        operations = args.only or list(OPERATIONS)
+        results = summary(bench(home, args.repeats, operations), operations)
     finally:
         if not args.data:
             shutil.rmtree(root, ignore_errors=True)

@@ -17,7 +17,7 @@ from omops.config import mask_url
 from omops.errors import InvalidData, InvalidName, InvalidQuery, NotFound, PluginError
 from omops.lazy import Engine, LazyFrame
 from omops.metadata import Metadata
-from omops.names import check_name, check_ref, check_tag, parse_reference
+from omops.names import Reference, check_name, check_ref, check_tag, parse_reference
 from omops.plugins import ReadQuery, Registry, TableStream, default_registry
 from omops.query import select_columns
 from omops.readcache import ReadCache
@@ -377,20 +377,11 @@ class Repository:
         >>> list(om.datasets.get('stats[^sales]').columns)
         ['x']
         """
-        ref = parse_reference(name)
-        if revision is not None:
-            check_ref(revision)
-        if revision is not None and ref.ref is not None:
-            raise InvalidName(f"{name!r} names a revision already; drop revision={revision!r}")
-        if columns is not None and ref.columns is not None:
-            raise InvalidQuery(f"{name!r} selects columns already; drop columns=")
-        rev = self.catalog.lookup(
-            self.bucket, self.store, check_name(ref.name), revision or ref.ref
-        )
+        ref, rev, chosen = self._resolved(name, columns, revision)
         plugin = self.plugins.get(rev.kind)
         options, fill = self._read_options(plugin, kwfilters)
         query = ReadQuery(
-            columns=ref.columns if ref.columns is not None else columns,
+            columns=chosen,
             exclude=ref.exclude,
             filters={**(filters or {}), **kwfilters},
             options=options,
@@ -450,20 +441,10 @@ class Repository:
         a  1
         b  1
         """
-        ref = parse_reference(name)
-        if revision is not None:
-            check_tag(revision)
-        if revision is not None and ref.ref is not None:
-            raise InvalidName(f"{name!r} names a revision already; drop revision={revision!r}")
-        if columns is not None and ref.columns is not None:
-            raise InvalidQuery(f"{name!r} selects columns already; drop columns=")
-        rev = self.catalog.lookup(
-            self.bucket, self.store, check_name(ref.name), revision or ref.ref
-        )
+        ref, rev, chosen = self._resolved(name, columns, revision)
         plugin = self.plugins.get(rev.kind)
         source = plugin.lazy_source(self.blobs, self.catalog.parts(rev), rev.kind_meta)
         frame = LazyFrame.from_source(source, engine=self.lazy, repository=self)
-        chosen = ref.columns if ref.columns is not None else columns
         if chosen is not None:
             frame = frame[list(select_columns(frame.columns, chosen, exclude=ref.exclude) or [])]
         frame = frame.query({**(filters or {}), **kwfilters})
@@ -540,6 +521,22 @@ class Repository:
         """The kind's read options taken out of ``given`` (``secrets`` as the fill function)."""
         options = {k: given.pop(k) for k in list(given) if k in plugin.read_options}
         return options, self._filler(options.pop("secrets", None))
+
+    def _resolved(
+        self, name: str, columns: Sequence[str] | None, revision: str | None
+    ) -> tuple[Reference, RevisionRecord, Sequence[str] | None]:
+        """The reference, its revision, and the columns asked for (by name or ``columns=``)."""
+        ref = parse_reference(name)
+        if revision is not None:
+            check_ref(revision)
+        if revision is not None and ref.ref is not None:
+            raise InvalidName(f"{name!r} names a revision already; drop revision={revision!r}")
+        if columns is not None and ref.columns is not None:
+            raise InvalidQuery(f"{name!r} selects columns already; drop columns=")
+        rev = self.catalog.lookup(
+            self.bucket, self.store, check_name(ref.name), revision or ref.ref
+        )
+        return ref, rev, ref.columns if ref.columns is not None else columns
 
     def _reading(self, name: str, rev: RevisionRecord, parts: Sequence[Any]) -> Any:
         """A block whose read errors become StorageError or PluginError naming ``name``."""

@@ -29,6 +29,7 @@ from omops.lazy._plan import (
     Scan,
     Where,
 )
+from omops.lazy._running import Running, joined, sliced
 from omops.lazy.sources import ArrowSource, ParquetSource, Source, TransformSource, arrow_frame
 
 if TYPE_CHECKING:
@@ -280,7 +281,7 @@ class LazyFrame:
             raise InvalidQuery(f"size must be a whole number of rows >= 1, got {size!r}")
         transform = self._transform()
         if transform is not None:
-            yield from _sliced(transform.frames(), size)
+            yield from sliced(transform.frames(), size)
             return
         for table in self._tables(size):
             yield self._pandas(table)
@@ -341,7 +342,7 @@ class LazyFrame:
     def _parts(self, part_rows: int | None) -> Iterator[Any]:
         source = self._transform()
         if source is not None:  # the function's frames as they are
-            yield from _joined(source.frames(), part_rows or source.chunksize)
+            yield from joined(source.frames(), part_rows or source.chunksize)
             return
         yield from (self._frame(t) for t in self._tables(part_rows or PART_ROWS))
 
@@ -382,7 +383,7 @@ class LazyFrame:
         return found
 
     def _run(self, sql: str, compiler: Compiler, *, stream: bool = False) -> Any:
-        return _Running(self._engine.cursor(self._filesystems(), stream=stream), sql, compiler)
+        return Running(self._engine.cursor(self._filesystems(), stream=stream), sql, compiler)
 
     def _named(self, table: pa.Table) -> pa.Table:
         return table.rename_columns([c.name for c in self._node.columns])
@@ -402,91 +403,6 @@ class LazyFrame:
         """A DataFrame with this frame's columns and no rows."""
         schema = pa.schema([pa.field(c.name, c.type) for c in self._node.columns])
         return self._frame(schema.empty_table())
-
-
-def _joined(frames: Iterator[Any], rows: int) -> Iterator[Any]:
-    """``frames`` concatenated into frames of at least ``rows`` rows (the last: the rest)."""
-    import pandas as pd
-
-    held: list[Any] = []
-    count = 0
-    for frame in frames:
-        held.append(frame)
-        count += len(frame)
-        if count >= rows:
-            yield held[0] if len(held) == 1 else pd.concat(held)
-            held, count = [], 0
-    if held:
-        yield held[0] if len(held) == 1 else pd.concat(held)
-
-
-def _sliced(frames: Iterator[Any], rows: int) -> Iterator[Any]:
-    """``frames`` cut and joined into frames of exactly ``rows`` rows (the last: the rest)."""
-    import pandas as pd
-
-    held: list[Any] = []
-    count = 0
-    for frame in frames:
-        while len(frame):
-            take = frame.iloc[: rows - count]
-            held.append(take)
-            count += len(take)
-            frame = frame.iloc[len(take) :]
-            if count == rows:
-                yield held[0] if len(held) == 1 else pd.concat(held)
-                held, count = [], 0
-    if held:
-        yield held[0] if len(held) == 1 else pd.concat(held)
-
-
-class _Running:
-    """A query on a cursor of its own, its sources registered; closed after the block.
-
-    DuckDB's errors, where the query is made and while its result is read,
-    become omops errors; an error of a Python-made source (a transform's
-    function) is raised as it was.
-    """
-
-    def __init__(self, cursor: Any, sql: str, compiler: Compiler) -> None:
-        self._cursor = cursor
-        self._sql, self._compiler = sql, compiler
-
-    def __enter__(self) -> Any:
-        cursor = self._cursor.__enter__()
-        try:
-            for name, source in self._compiler.sources:
-                cursor.register(name, source.relation(cursor))
-            return cursor.sql(self._sql, params=self._compiler.params or None)
-        except BaseException as exc:
-            self.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-
-    def __exit__(self, kind: Any, exc: BaseException | None, traceback: Any) -> None:
-        self._cursor.__exit__(kind, exc, traceback)
-        if not isinstance(exc, Exception):  # done, or a generator closed early
-            return
-        import duckdb
-
-        if isinstance(exc, duckdb.Error):
-            for _, source in self._compiler.sources:
-                if source.failure is not None:
-                    raise source.failure from None
-            raise _error(exc) from None
-
-
-def _error(exc: Exception) -> Exception:
-    """DuckDB's error as an omops one (it names no user column: the SQL uses positions)."""
-    import duckdb
-
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, duckdb.OutOfMemoryException):
-        return MemoryError(
-            f"DuckDB ran out of memory: {first}; raise OMOPS_MEMORY_LIMIT, or check that "
-            "OMOPS_SPILL is a writable folder with space to spill to"
-        )
-    if isinstance(exc, (duckdb.IOException, duckdb.InvalidInputException)):
-        return OSError(first)
-    return InvalidQuery(f"the lazy frame cannot be computed: {first}")
 
 
 class LazyGroupBy:
