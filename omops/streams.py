@@ -361,6 +361,7 @@ class StreamReader(Iterator[Any]):
         self._next = since if group is None else self._catalog.position(self._bucket, name, group)
         self._pending: int | None = None
         self._closed = False
+        self._behind = False  # more than a window was waiting at the last look
 
     @property
     def position(self) -> int:
@@ -398,6 +399,15 @@ class StreamReader(Iterator[Any]):
 
     def _wait(self) -> list[StreamRecord]:
         """The next window's records; empty when ``timeout`` passed without any."""
+        if self._size is not None and self._behind:
+            # The last look found more than a window: read the next one at once,
+            # without first asking how many there are (one round trip, not two).
+            records = self._catalog.read(
+                self._bucket, self.name, since=self._next, limit=self._size
+            )
+            if len(records) == self._size:
+                return records
+            self._behind = False
         start = time.monotonic()
         window_end = start + self._interval if self._interval is not None else None
         seen, idle_since = -1, start
@@ -407,6 +417,7 @@ class StreamReader(Iterator[Any]):
             if available != seen:
                 seen, idle_since = available, now
             if self._size is not None and available >= self._size:
+                self._behind = available >= 2 * self._size
                 return self._take(available)
             if window_end is not None and now >= window_end:
                 if available > 0:
