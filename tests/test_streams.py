@@ -142,9 +142,17 @@ def test_names_windows_and_verbs_that_do_not_apply(om):
 def test_buckets_have_their_own_streams(om):
     om["a"].streams.put({"x": 1}, "s")
     om["b"].streams.put([{"x": 2}, {"x": 3}], "s")
+    om["b"].streams.put([], "_internal")
     assert om["a"].streams.get("s")["x"].tolist() == [1]
     assert om["b"].streams.get("s")["x"].tolist() == [2, 3]
     assert om.streams.list() == []
+    assert om["b"].streams.list() == ["s"] and om["b"].streams.list(hidden=True) == [
+        "_internal",
+        "s",
+    ]
+    om["a"].datasets.put({"k": 1}, "conf")
+    # what the dashboard counts per bucket and store
+    assert om.catalog.buckets() == {"a": {"datasets": 1, "streams": 1}, "b": {"streams": 1}}
 
 
 # -- windows and groups --------------------------------------------------------------

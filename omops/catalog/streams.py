@@ -32,7 +32,7 @@ from omops.errors import NotFound
 if TYPE_CHECKING:
     from omops.catalog.store import Catalog
 
-__all__ = ["StreamInfo", "StreamRecord", "Streams"]
+__all__ = ["StreamInfo", "StreamRecord", "Streams", "streams_by_bucket"]
 
 #: Records per INSERT statement of one append (all in one transaction).
 _INSERT_CHUNK = 5_000
@@ -86,6 +86,14 @@ def _insert(conn: Connection) -> Any:
     else:
         from sqlalchemy.dialects.sqlite import insert
     return insert
+
+
+def streams_by_bucket(conn: Connection, *, hidden: bool) -> dict[str, int]:
+    """``{bucket: number of streams}`` of every bucket that has one."""
+    query = sa.select(streams.c.bucket, sa.func.count()).group_by(streams.c.bucket)
+    if not hidden:
+        query = query.where(~streams.c.name.startswith("_", autoescape=True))
+    return {bucket: int(count) for bucket, count in conn.execute(query)}
 
 
 def _key(bucket: str, name: str) -> tuple[Any, ...]:
