@@ -15,10 +15,11 @@ from omops.blobs import Blobs
 from omops.catalog import Catalog, MissingBlobs, NewRevision, ObjectRecord, RevisionRecord
 from omops.config import mask_url
 from omops.errors import InvalidData, InvalidName, InvalidQuery, NotFound, PluginError
-from omops.lazy import Engine, LazyFrame
+from omops.lazy import Engine, ExternalSource, LazyFrame
 from omops.metadata import Metadata
 from omops.names import Reference, check_name, check_ref, check_tag, parse_reference
 from omops.plugins import ReadQuery, Registry, TableStream, default_registry
+from omops.plugins.external import EXTERNAL_KINDS
 from omops.query import select_columns
 from omops.readcache import ReadCache
 from omops.reading import guarded, reading
@@ -430,6 +431,11 @@ class Repository:
         so the dataset may be far larger than memory. The revision is the
         one that is latest (or named) now: later puts do not change the frame.
 
+        URL datasets (``url.dataset``) are scanned where they are by every
+        query; SQL connections (``sql.connection``) take ``table=`` or
+        ``sql=`` with ``params=`` (and ``secrets=``), as :meth:`get` does,
+        and the database runs the statement again for each query.
+
         Examples
         --------
         >>> import pandas as pd, omops, tempfile
@@ -443,7 +449,10 @@ class Repository:
         """
         ref, rev, chosen = self._resolved(name, columns, revision)
         plugin = self.plugins.get(rev.kind)
-        source = plugin.lazy_source(self.blobs, self.catalog.parts(rev), rev.kind_meta)
+        if rev.kind in EXTERNAL_KINDS:
+            source = self._external_source(plugin, rev, kwfilters)
+        else:
+            source = plugin.lazy_source(self.blobs, self.catalog.parts(rev), rev.kind_meta)
         frame = LazyFrame.from_source(source, engine=self.lazy, repository=self)
         if chosen is not None:
             frame = frame[list(select_columns(frame.columns, chosen, exclude=ref.exclude) or [])]
@@ -516,6 +525,25 @@ class Repository:
                 self.blobs, parts, rev.kind_meta, query=query, batch_rows=batch_rows
             )
         return guarded(found, lambda: self._reading(ref.name, rev, parts))
+
+    def _external_source(
+        self, plugin: Any, rev: RevisionRecord, given: dict[str, Any]
+    ) -> ExternalSource:
+        """A lazy frame's source over a URL or SQL dataset; its read options taken from ``given``.
+
+        Filters left in ``given`` run in DuckDB over the rows as they arrive (for
+        ``table=`` reads they are not pushed into the database's WHERE: write
+        them in ``sql=`` with ``params=`` to have the database filter).
+        """
+        options, fill = self._read_options(plugin, given)
+        if options.get("chunksize") is not None:
+            raise InvalidQuery(
+                "getl reads lazily already; drop chunksize= and read chunks with "
+                ".iterchunks(size)"
+            )
+        options.pop("chunksize", None)
+        query = ReadQuery(options=options, fill=fill)
+        return ExternalSource(lambda: plugin.arrow(rev.kind_meta, query))
 
     def _read_options(self, plugin: Any, given: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         """The kind's read options taken out of ``given`` (``secrets`` as the fill function)."""

@@ -2,10 +2,17 @@
 
 from omops.lazy._engine import Engine
 from omops.lazy.frame import LazyFrame, LazyGroupBy
-from omops.lazy.sources import ArrowSource, ParquetSource, Source, TransformSource
+from omops.lazy.sources import (
+    ArrowSource,
+    ExternalSource,
+    ParquetSource,
+    Source,
+    TransformSource,
+)
 
 __all__ = [
     "ArrowSource",
+    "ExternalSource",
     "Engine",
     "LazyFrame",
     "LazyGroupBy",

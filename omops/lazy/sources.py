@@ -25,7 +25,14 @@ if TYPE_CHECKING:
     from omops.catalog import PartRecord
     from omops.lazy.frame import LazyFrame
 
-__all__ = ["ArrowSource", "ParquetSource", "Source", "TransformSource", "arrow_frame"]
+__all__ = [
+    "ArrowSource",
+    "ExternalSource",
+    "ParquetSource",
+    "Source",
+    "TransformSource",
+    "arrow_frame",
+]
 
 _INDEX_LEVEL = "__index_level_"
 
@@ -143,6 +150,36 @@ class ArrowSource(Source):
 
     def relation(self, cursor: Any) -> Any:
         return cursor.from_arrow(self.table)
+
+
+class ExternalSource(Source):
+    """Rows read where they live at query time: a URL's file or a SQL database's rows.
+
+    Parameters
+    ----------
+    make : callable
+        Returns the rows as Arrow, unfiltered: a ``pyarrow.dataset.Dataset`` or
+        ``pyarrow.Table`` (a URL's file) or a ``pyarrow.RecordBatchReader`` (a
+        SQL result, read once). Every query after the first calls ``make``
+        again: the file is opened again, the database runs the statement
+        again, so each query sees the data as it is then.
+        See :func:`omops.plugins.external.arrow_source`.
+    """
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        first = make()  # the schema, and the rows of the first query
+        self.schema = first.schema
+        self.index = []
+        self.filesystems = []  # Arrow reads the file or the database itself
+        self._first: Any = first
+
+    def relation(self, cursor: Any) -> Any:
+        data, self._first = self._first, None
+        return cursor.from_arrow(self._make() if data is None else data)
+
+    def frame(self, table: pa.Table) -> Any:
+        return table.replace_schema_metadata(None).to_pandas()
 
 
 def _table_of(frame: Any) -> pa.Table:
