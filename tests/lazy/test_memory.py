@@ -1,7 +1,8 @@
 """Lazy frames on a dataset several times larger than the memory they are given.
 
 A child process gets ``OMOPS_MEMORY_LIMIT=64MB`` (DuckDB's limit: what it does
-not hold spills to ``OMOPS_SPILL``) and runs a groupby with a group per
+not hold spills to ``OMOPS_SPILL``), and its address space is capped
+(``RLIMIT_AS``) at what it has mapped after warming up plus half the data, and runs a groupby with a group per
 fourth row and a transform persisted as a new dataset, on a dataset that
 takes about 920 MiB as pandas frames. Its peak resident memory (``VmHWM``) above
 what it held before the work must stay under half of the data (measured:
@@ -42,6 +43,13 @@ len(mdf.query(customer=0))  # DuckDB and the Parquet reader loaded: what the wor
 with om.datasets.lazy.cursor(stream=True) as cursor:
     limit = cursor.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
 before = status("VmRSS")
+# The process's address space is capped at what it maps now plus less than half the
+# data: an allocation past it fails (MemoryError, or DuckDB's out-of-memory error).
+import resource
+resource.setrlimit(
+    resource.RLIMIT_AS,
+    (status("VmSize") + int(os.environ["HEADROOM"]), resource.RLIM_INFINITY),
+)
 
 groups = mdf.groupby("customer").agg(total=("amount", "sum"), n=("amount", "count")).value
 
@@ -108,6 +116,7 @@ def test_groupby_and_transform_persist_larger_than_the_memory_limit(tmp_path):
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("OMOPS_")}
     env.update(OMOPS_HOME=str(tmp_path), OMOPS_MEMORY_LIMIT=f"{LIMIT_MB}MB")
+    env["HEADROOM"] = str(data // 2)  # the child's address space: what it maps + this
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(CHILD)],
         env=env,
