@@ -538,8 +538,7 @@ class Repository:
         options, fill = self._read_options(plugin, given)
         if options.get("chunksize") is not None:
             raise InvalidQuery(
-                "getl reads lazily already; drop chunksize= and read chunks with "
-                ".iterchunks(size)"
+                "getl reads lazily already; drop chunksize= and read chunks with .iterchunks(size)"
             )
         options.pop("chunksize", None)
         query = ReadQuery(options=options, fill=fill)
