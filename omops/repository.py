@@ -8,13 +8,21 @@ names, buckets and revisions; the bytes are the plugins' business.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from omops.blobs import Blobs
 from omops.catalog import Catalog, MissingBlobs, NewRevision, ObjectRecord, RevisionRecord
 from omops.config import mask_url
-from omops.errors import InvalidData, InvalidName, InvalidQuery, NotFound, PluginError
+from omops.errors import (
+    InvalidData,
+    InvalidName,
+    InvalidQuery,
+    NotFound,
+    PluginError,
+    StorageError,
+)
 from omops.lazy import Engine, ExternalSource, LazyFrame
 from omops.metadata import Metadata
 from omops.names import Reference, check_name, check_ref, check_tag, parse_reference
@@ -565,10 +573,19 @@ class Repository:
         )
         return ref, rev, ref.columns if ref.columns is not None else columns
 
-    def _reading(self, name: str, rev: RevisionRecord, parts: Sequence[Any]) -> Any:
-        """A block whose read errors become StorageError or PluginError naming ``name``."""
+    @contextmanager
+    def _reading(self, name: str, rev: RevisionRecord, parts: Sequence[Any]) -> Iterator[None]:
+        """A block whose read errors become StorageError or PluginError naming ``name``,
+        or NotFound when a concurrent drop removed the revision while it was read."""
         what = f"{self.store} {name!r} (revision {rev.revision[:12]}, kind {rev.kind})"
-        return reading(self.blobs, what, name, [p.blob for p in parts])
+        try:
+            with reading(self.blobs, what, name, [p.blob for p in parts]):
+                yield
+        except (StorageError, PluginError):
+            # A drop deletes the blobs after the revision; a put of the same bytes may
+            # have written them again since, so the blobs say nothing: the catalog does.
+            self.catalog.parts(rev)  # NotFound: "revision ... was dropped meanwhile"
+            raise
 
     def exists(self, name: str) -> bool:
         """Whether ``name`` (or ``name@ref``) exists."""
