@@ -3,10 +3,11 @@
 Each setting is read, first hit wins, from
 
 1. the environment (``OMOPS_HOME``, ``OMOPS_CATALOG``, ``OMOPS_BLOBS``,
-   ``OMOPS_BROKER``, ``OMOPS_BUCKET``, ``OMOPS_LABEL``, ``OMOPS_BLOBS_OPTIONS``,
-   ``OMOPS_SECRET_KEY``, ``OMOPS_MONITOR_WEBHOOK``),
+   ``OMOPS_BROKER``, ``OMOPS_BUCKET``, ``OMOPS_LABEL``, ``OMOPS_MEMORY_LIMIT``,
+   ``OMOPS_SPILL``, ``OMOPS_BLOBS_OPTIONS``, ``OMOPS_SECRET_KEY``, ``OMOPS_MONITOR_WEBHOOK``),
 2. ``$OMOPS_HOME/config.toml`` (keys ``catalog``, ``blobs``, ``broker``,
-   ``bucket``, ``label``, ``secret_key``, ``monitor_webhook``, and a
+   ``bucket``, ``label``, ``memory_limit``, ``spill``, ``secret_key``,
+   ``monitor_webhook``, and a
    ``[blobs_options]`` table),
 3. the embedded defaults: a SQLite catalog and a blob folder under
    ``OMOPS_HOME`` (``~/.omops``), no broker (local executor).
@@ -17,6 +18,8 @@ environment, ``OMOPS_BLOBS_OPTIONS`` holds them as one JSON object. Object
 stores also read their own standard variables (``AWS_ENDPOINT_URL``,
 ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``; ``GOOGLE_APPLICATION_CREDENTIALS``;
 ``AZURE_STORAGE_CONNECTION_STRING`` ...), so often no options are needed.
+``memory_limit`` (``'4GB'``, ``'512MiB'``) bounds what DuckDB holds for lazy
+frames (``om.datasets.getl``) before it spills to the ``spill`` folder.
 Secret-looking options are masked wherever settings are shown
 (:func:`mask_options`). ``secret_key`` encrypts :mod:`omops.secrets` (one or
 more Fernet keys, comma-separated, the first encrypts); it is never shown.
@@ -38,9 +41,20 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from omops.errors import ConfigError
 
-__all__ = ["Settings", "load_settings", "mask_options", "mask_url", "mask_webhook"]
+__all__ = ["Settings", "check_memory", "load_settings", "mask_options", "mask_url", "mask_webhook"]
 
-_KEYS = ("catalog", "blobs", "broker", "bucket", "label", "secret_key", "monitor_webhook")
+_KEYS = (
+    "catalog",
+    "blobs",
+    "broker",
+    "bucket",
+    "label",
+    "memory_limit",
+    "spill",
+    "secret_key",
+    "monitor_webhook",
+)
+_MEMORY = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", re.IGNORECASE)
 _TABLES = ("blobs_options",)
 _USERINFO = re.compile(r"(://[^:/@]*:)[^@]*@")
 _SECRET_PARAM = re.compile(r"pass(word|wd)?|pwd|secret|token|sig|credential", re.IGNORECASE)
@@ -75,6 +89,11 @@ class Settings:
         URL that monitoring alerts are POSTed to for tracked models that have
         no webhook of their own (:mod:`omops.monitoring.alerts`). Shown as
         scheme and host only: its path is often a token.
+    memory_limit : str or None
+        Memory DuckDB may hold for lazy frames before it spills to disk, like
+        ``'4GB'`` or ``'512MiB'``; ``None``: DuckDB's default (80% of RAM).
+    spill : str
+        Folder DuckDB spills to when a lazy frame needs more than ``memory_limit``.
     blobs_options : dict
         fsspec storage options of the blob store (endpoint, credentials ...).
         Never shown unmasked: see :func:`mask_options`.
@@ -92,6 +111,8 @@ class Settings:
     bucket: str = "default"
     label: str = "default"
     monitor_webhook: str | None = None
+    memory_limit: str | None = None
+    spill: str = ""
     blobs_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
     secret_key: str | None = field(default=None, repr=False)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -103,6 +124,7 @@ class Settings:
             f"blobs={mask_url(self.blobs)!r}, broker={mask_url(self.broker)!r}, "
             f"bucket={self.bucket!r}, label={self.label!r}, "
             f"monitor_webhook={mask_webhook(self.monitor_webhook)!r}, "
+            f"memory_limit={self.memory_limit!r}, spill={self.spill!r}, "
             f"blobs_options={mask_options(self.blobs_options)!r})"
         )
 
@@ -165,9 +187,34 @@ def _defaults(home: Path) -> dict[str, str | None]:
         "broker": None,
         "bucket": "default",
         "label": "default",
+        "memory_limit": None,
+        "spill": str(home / "spill"),
         "secret_key": None,
         "monitor_webhook": None,
     }
+
+
+def check_memory(text: str, *, source: str = "OMOPS_MEMORY_LIMIT") -> str:
+    """``text`` if it is an amount of memory DuckDB reads (``'4GB'``, ``'512 MiB'``), normalised.
+
+    Examples
+    --------
+    >>> check_memory('4gb')
+    '4GB'
+    >>> check_memory('lots')
+    Traceback (most recent call last):
+    ...
+    omops.errors.ConfigError: OMOPS_MEMORY_LIMIT='lots' is not an amount of memory; give a number and a unit, e.g. 4GB or 512MiB
+    """
+    found = _MEMORY.fullmatch(text)
+    if found is None:
+        raise ConfigError(
+            f"{source}={text!r} is not an amount of memory; give a number and a unit, "
+            "e.g. 4GB or 512MiB"
+        )
+    number, unit = found.groups()
+    unit = unit.upper().replace("I", "i")
+    return f"{number}{unit}"
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -202,6 +249,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         options, sources["blobs_options"] = _options_from_env(env["OMOPS_BLOBS_OPTIONS"]), "env"
     elif "blobs_options" in from_file:
         options, sources["blobs_options"] = dict(from_file["blobs_options"]), "file"  # type: ignore[arg-type]
+    memory = values["memory_limit"]
+    if memory is not None:
+        where = "OMOPS_MEMORY_LIMIT" if sources["memory_limit"] == "env" else "memory_limit"
+        memory = check_memory(memory, source=where)
     return Settings(
         home=home,
         catalog=str(values["catalog"]),
@@ -210,6 +261,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         bucket=str(values["bucket"]),
         label=str(values["label"]),
         monitor_webhook=values["monitor_webhook"],
+        memory_limit=memory,
+        spill=str(values["spill"]),
         blobs_options=options,
         secret_key=values["secret_key"],
         sources=sources,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from omops._context import Context
@@ -13,12 +15,18 @@ from omops.catalog import Catalog
 from omops.config import Settings, load_settings
 from omops.errors import InvalidData, InvalidName
 from omops.jobs import JobsRepository
+from omops.lazy import Engine
 from omops.plugins import Registry, default_registry
 from omops.repository import STORES, Repository
 from omops.secrets import Secrets
+from omops.streams import StreamsRepository
 
 __all__ = ["Omega"]
 
+#: The repositories with verbs of their own; the others are plain Repository objects.
+_REPOSITORIES: Mapping[str, type[Repository]] = MappingProxyType(
+    {"jobs": JobsRepository, "streams": StreamsRepository}
+)
 #: Blob keys checked against the catalog per query when sweeping.
 _SWEEP_CHUNK = 500
 _BUCKET = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -119,7 +127,7 @@ class Omega:
             setattr(
                 self,
                 store,
-                (JobsRepository if store == "jobs" else Repository)(
+                _REPOSITORIES.get(store, Repository)(
                     store,
                     catalog=self.catalog,
                     blobs=self.blobs,
@@ -127,6 +135,7 @@ class Omega:
                     plugins=self.plugins,
                     reads=self.context.reads,
                     secrets=self.secrets,
+                    lazy=self.context.part("lazy", lambda: Engine.from_settings(settings)),
                 ),
             )
 
@@ -134,7 +143,7 @@ class Omega:
     models: Repository
     jobs: JobsRepository
     scripts: Repository
-    streams: Repository
+    streams: StreamsRepository
     #: ``om.secrets``: values for ``{placeholders}`` in connection strings, encrypted.
     secrets: Secrets
 

@@ -8,16 +8,27 @@ names, buckets and revisions; the bytes are the plugins' business.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from omops.blobs import Blobs
 from omops.catalog import Catalog, MissingBlobs, NewRevision, ObjectRecord, RevisionRecord
 from omops.config import mask_url
-from omops.errors import InvalidData, InvalidName, InvalidQuery, NotFound, PluginError
+from omops.errors import (
+    InvalidData,
+    InvalidName,
+    InvalidQuery,
+    NotFound,
+    PluginError,
+    StorageError,
+)
+from omops.lazy import Engine, ExternalSource, LazyFrame
 from omops.metadata import Metadata
-from omops.names import check_name, check_ref, check_tag, parse_reference
+from omops.names import Reference, check_name, check_ref, check_tag, parse_reference
 from omops.plugins import ReadQuery, Registry, TableStream, default_registry
+from omops.plugins.external import EXTERNAL_KINDS
+from omops.query import select_columns
 from omops.readcache import ReadCache
 from omops.reading import guarded, reading
 from omops.secrets import Secrets
@@ -58,6 +69,9 @@ class Repository:
     secrets : Secrets, optional
         Where ``{placeholders}`` of connection strings and URLs are filled
         from (``om.secrets``); by default the bucket's secrets without a key.
+    lazy : Engine, optional
+        The DuckDB databases lazy frames (:meth:`getl`) run in; an Omega hands
+        its repositories its own (``OMOPS_MEMORY_LIMIT``, ``OMOPS_SPILL``).
     """
 
     def __init__(
@@ -70,6 +84,7 @@ class Repository:
         plugins: Registry | None = None,
         reads: ReadCache | None = None,
         secrets: Secrets | None = None,
+        lazy: Engine | None = None,
     ) -> None:
         self.store = store
         self.catalog = catalog
@@ -78,6 +93,7 @@ class Repository:
         self.plugins = plugins or default_registry()
         self.reads = reads if reads is not None else ReadCache(None)
         self.secrets = secrets if secrets is not None else Secrets(catalog, bucket, key=None)
+        self.lazy = lazy if lazy is not None else Engine()
 
     def __repr__(self) -> str:
         return f"Repository({self.store!r}, bucket={self.bucket!r}, catalog={self.catalog!r})"
@@ -370,20 +386,11 @@ class Repository:
         >>> list(om.datasets.get('stats[^sales]').columns)
         ['x']
         """
-        ref = parse_reference(name)
-        if revision is not None:
-            check_ref(revision)
-        if revision is not None and ref.ref is not None:
-            raise InvalidName(f"{name!r} names a revision already; drop revision={revision!r}")
-        if columns is not None and ref.columns is not None:
-            raise InvalidQuery(f"{name!r} selects columns already; drop columns=")
-        rev = self.catalog.lookup(
-            self.bucket, self.store, check_name(ref.name), revision or ref.ref
-        )
+        ref, rev, chosen = self._resolved(name, columns, revision)
         plugin = self.plugins.get(rev.kind)
         options, fill = self._read_options(plugin, kwfilters)
         query = ReadQuery(
-            columns=ref.columns if ref.columns is not None else columns,
+            columns=chosen,
             exclude=ref.exclude,
             filters={**(filters or {}), **kwfilters},
             options=options,
@@ -414,6 +421,51 @@ class Repository:
                     copy=plugin.safe_copy,
                 )
             return plugin.from_table(table, rev.kind_meta)
+
+    def getl(
+        self,
+        name: str,
+        /,
+        *,
+        columns: Sequence[str] | None = None,
+        revision: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        **kwfilters: Any,
+    ) -> LazyFrame:
+        """``name`` as a :class:`~omops.lazy.LazyFrame`: computed in DuckDB, read when asked for.
+
+        Takes what :meth:`get` takes (``name@tag[a,b]``, ``columns=``,
+        ``revision=``, filters); nothing is read until a result is asked for,
+        so the dataset may be far larger than memory. The revision is the
+        one that is latest (or named) now: later puts do not change the frame.
+
+        URL datasets (``url.dataset``) are scanned where they are by every
+        query; SQL connections (``sql.connection``) take ``table=`` or
+        ``sql=`` with ``params=`` (and ``secrets=``), as :meth:`get` does,
+        and the database runs the statement again for each query.
+
+        Examples
+        --------
+        >>> import pandas as pd, omops, tempfile
+        >>> om = omops.Omega(home=tempfile.mkdtemp())
+        >>> _ = om.datasets.put(pd.DataFrame({'g': ['a', 'b', 'a'], 'x': [1, 2, 3]}), 'xs')
+        >>> om.datasets.getl('xs', x__gte=2).groupby('g').agg(n=('x', 'count')).value
+           n
+        g
+        a  1
+        b  1
+        """
+        ref, rev, chosen = self._resolved(name, columns, revision)
+        plugin = self.plugins.get(rev.kind)
+        if rev.kind in EXTERNAL_KINDS:
+            source = self._external_source(plugin, rev, kwfilters)
+        else:
+            source = plugin.lazy_source(self.blobs, self.catalog.parts(rev), rev.kind_meta)
+        frame = LazyFrame.from_source(source, engine=self.lazy, repository=self)
+        if chosen is not None:
+            frame = frame[list(select_columns(frame.columns, chosen, exclude=ref.exclude) or [])]
+        frame = frame.query({**(filters or {}), **kwfilters})
+        return frame[frame.columns[0]] if rev.kind == "pandas.series" else frame
 
     def stream(
         self,
@@ -482,15 +534,58 @@ class Repository:
             )
         return guarded(found, lambda: self._reading(ref.name, rev, parts))
 
+    def _external_source(
+        self, plugin: Any, rev: RevisionRecord, given: dict[str, Any]
+    ) -> ExternalSource:
+        """A lazy frame's source over a URL or SQL dataset; its read options taken from ``given``.
+
+        Filters left in ``given`` run in DuckDB over the rows as they arrive (for
+        ``table=`` reads they are not pushed into the database's WHERE: write
+        them in ``sql=`` with ``params=`` to have the database filter).
+        """
+        options, fill = self._read_options(plugin, given)
+        if options.get("chunksize") is not None:
+            raise InvalidQuery(
+                "getl reads lazily already; drop chunksize= and read chunks with .iterchunks(size)"
+            )
+        options.pop("chunksize", None)
+        query = ReadQuery(options=options, fill=fill)
+        return ExternalSource(lambda: plugin.arrow(rev.kind_meta, query))
+
     def _read_options(self, plugin: Any, given: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         """The kind's read options taken out of ``given`` (``secrets`` as the fill function)."""
         options = {k: given.pop(k) for k in list(given) if k in plugin.read_options}
         return options, self._filler(options.pop("secrets", None))
 
-    def _reading(self, name: str, rev: RevisionRecord, parts: Sequence[Any]) -> Any:
-        """A block whose read errors become StorageError or PluginError naming ``name``."""
+    def _resolved(
+        self, name: str, columns: Sequence[str] | None, revision: str | None
+    ) -> tuple[Reference, RevisionRecord, Sequence[str] | None]:
+        """The reference, its revision, and the columns asked for (by name or ``columns=``)."""
+        ref = parse_reference(name)
+        if revision is not None:
+            check_ref(revision)
+        if revision is not None and ref.ref is not None:
+            raise InvalidName(f"{name!r} names a revision already; drop revision={revision!r}")
+        if columns is not None and ref.columns is not None:
+            raise InvalidQuery(f"{name!r} selects columns already; drop columns=")
+        rev = self.catalog.lookup(
+            self.bucket, self.store, check_name(ref.name), revision or ref.ref
+        )
+        return ref, rev, ref.columns if ref.columns is not None else columns
+
+    @contextmanager
+    def _reading(self, name: str, rev: RevisionRecord, parts: Sequence[Any]) -> Iterator[None]:
+        """A block whose read errors become StorageError or PluginError naming ``name``,
+        or NotFound when a concurrent drop removed the revision while it was read."""
         what = f"{self.store} {name!r} (revision {rev.revision[:12]}, kind {rev.kind})"
-        return reading(self.blobs, what, name, [p.blob for p in parts])
+        try:
+            with reading(self.blobs, what, name, [p.blob for p in parts]):
+                yield
+        except (StorageError, PluginError):
+            # A drop deletes the blobs after the revision; a put of the same bytes may
+            # have written them again since, so the blobs say nothing: the catalog does.
+            self.catalog.parts(rev)  # NotFound: "revision ... was dropped meanwhile"
+            raise
 
     def exists(self, name: str) -> bool:
         """Whether ``name`` (or ``name@ref``) exists."""

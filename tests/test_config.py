@@ -31,6 +31,8 @@ def test_defaults_live_under_home(tmp_path):
         "bucket": "default",
         "label": "default",
         "monitor_webhook": "default",
+        "memory_limit": "default",
+        "spill": "default",
         "blobs_options": "default",
         "secret_key": "default",
     }
@@ -184,3 +186,19 @@ def test_import_omops_does_no_io_and_imports_nothing_heavy(tmp_path):
     assert result.stdout.strip() == "", f"import omops imported {result.stdout.strip()}"
     assert not home.exists()
     assert not (tmp_path / "user-home").exists()
+
+
+def test_memory_limit_and_spill_folder(tmp_path):
+    settings = load_settings({"OMOPS_HOME": str(tmp_path)})
+    assert (settings.memory_limit, settings.spill) == (None, str(tmp_path / "spill"))
+    (tmp_path / "config.toml").write_text('memory_limit = "2 gib"\nspill = "/scratch"\n')
+    settings = load_settings({"OMOPS_HOME": str(tmp_path)})
+    assert (settings.memory_limit, settings.spill) == ("2GiB", "/scratch")
+    assert settings.sources["memory_limit"] == "file"
+    env = {"OMOPS_HOME": str(tmp_path), "OMOPS_MEMORY_LIMIT": "512mb"}
+    assert load_settings(env).memory_limit == "512MB"
+    with pytest.raises(ConfigError, match="OMOPS_MEMORY_LIMIT='half' is not an amount of memory"):
+        load_settings({**env, "OMOPS_MEMORY_LIMIT": "half"})
+    (tmp_path / "config.toml").write_text('memory_limit = "lots"\n')
+    with pytest.raises(ConfigError, match="memory_limit='lots'.*e.g. 4GB"):
+        load_settings({"OMOPS_HOME": str(tmp_path)})

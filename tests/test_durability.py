@@ -536,3 +536,23 @@ def test_concurrent_put_tag_drop_of_one_name(catalog_url, tmp_path):
         _check_blobs(tmp_path / "blobs")
     finally:
         om.catalog.close()
+
+
+def test_a_read_racing_a_drop_is_not_found_even_when_a_put_brings_the_bytes_back(tmp_path):
+    # The race the churn test above can hit: a get has found the revision and its
+    # parts, a drop removes both and deletes the blob, a put of the same frame under
+    # another name writes the same blob again, and only then does the get open it.
+    from omops.errors import NotFound
+
+    om = Omega(home=str(tmp_path))
+    frame = pd.DataFrame({"a": [1, 2, 3]})
+    om.datasets.put(frame, "x")
+    rev = om.catalog.lookup(om.bucket, "datasets", "x", None)
+    parts = om.catalog.parts(rev)
+    om.datasets.drop("x")
+    om.datasets.put(frame, "y")
+    assert om.blobs.exists(parts[0].blob)  # the bytes are back, intact
+    with pytest.raises(NotFound, match="dropped meanwhile"):
+        with om.datasets._reading("x", rev, parts):
+            raise FileNotFoundError(parts[0].blob)  # what the get saw in between
+    om.close()

@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 #: The newest migration; tests check it against the migration scripts.
-HEAD = "0005"
+HEAD = "0006"
 #: What a user runs to migrate a catalog.
 UPGRADE_COMMAND = "om db upgrade"
 _PG_LOCK_KEY = 0x6F6D6F7073  # "omops": serialises schema creation and upgrades

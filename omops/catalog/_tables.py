@@ -222,3 +222,41 @@ secrets = sa.Table(
     sa.Column("created", UTCDateTime, nullable=False),
     sa.Column("modified", UTCDateTime, nullable=False),
 )
+
+streams = sa.Table(
+    "streams",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("bucket", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    # The offset the next record gets. Producers move it on under the row's lock,
+    # so offsets are gapless and become visible in their order.
+    sa.Column("next_offset", sa.BigInteger, nullable=False),
+    sa.Column("created", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("bucket", "name", name="uq_streams_bucket_name"),
+)
+
+stream_records = sa.Table(
+    "stream_records",
+    metadata,
+    sa.Column(
+        "stream_id", sa.Integer, sa.ForeignKey("streams.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("offset", sa.BigInteger, primary_key=True),
+    # Seconds since the epoch (UTC) when the record was appended.
+    sa.Column("dt", sa.Float(precision=53), nullable=False),
+    # JSON text, encoded and decoded with orjson by omops.catalog.streams.
+    sa.Column("record", sa.Text, nullable=False),
+)
+
+stream_groups = sa.Table(
+    "stream_groups",
+    metadata,
+    sa.Column(
+        "stream_id", sa.Integer, sa.ForeignKey("streams.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("group_name", sa.String(64), primary_key=True),
+    # The next offset the group processes: every record before it was processed.
+    sa.Column("offset", sa.BigInteger, nullable=False),
+    sa.Column("committed", UTCDateTime, nullable=False),
+)

@@ -37,6 +37,7 @@ from omops.catalog._statements import LOOKUP, PARTS, REVISION_EXISTS
 from omops.catalog.keys import ApiKeys
 from omops.catalog.schedules import Schedules
 from omops.catalog.secrets import SecretTokens
+from omops.catalog.streams import Streams, streams_by_bucket
 from omops.catalog.tasks import TaskLog
 from omops.catalog.tracking import Tracking
 from omops.errors import NotFound, StorageError
@@ -230,6 +231,11 @@ class Catalog:
         """Encrypted secret tokens by bucket and name (see :mod:`omops.secrets`)."""
         return SecretTokens(self)
 
+    @property
+    def streams(self) -> Streams:
+        """Stream records with their offsets, and consumer groups' positions."""
+        return Streams(self)
+
     # -- objects -----------------------------------------------------------
 
     def find(self, bucket: str, store: str, name: str) -> ObjectRecord | None:
@@ -314,9 +320,15 @@ class Catalog:
             return _revisions.latest_of(conn, object_ids)
 
     def buckets(self, *, hidden: bool = False) -> dict[str, dict[str, int]]:
-        """``{bucket: {store: number of objects}}`` of every bucket that holds objects."""
+        """``{bucket: {store: number of objects}}`` of every bucket that holds objects.
+
+        Streams (not objects of the ``objects`` table) are counted under ``streams``.
+        """
         with self._read() as conn:
-            return _objects.stores_by_bucket(conn, hidden=hidden)
+            found = _objects.stores_by_bucket(conn, hidden=hidden)
+            for bucket, count in streams_by_bucket(conn, hidden=hidden).items():
+                found.setdefault(bucket, {})["streams"] = count
+        return dict(sorted(found.items()))
 
     def set_attributes(self, obj: ObjectRecord | int, attributes: Mapping[str, Any]) -> None:
         """Replace the user attributes of an object (an ObjectRecord, or its id)."""

@@ -23,6 +23,8 @@ VARIABLES = {
     "bucket": "OMOPS_BUCKET",
     "label": "OMOPS_LABEL",
     "monitor_webhook": "OMOPS_MONITOR_WEBHOOK",
+    "memory_limit": "OMOPS_MEMORY_LIMIT",
+    "spill": "OMOPS_SPILL",
     "blobs_options": "OMOPS_BLOBS_OPTIONS",
     "secret_key": "OMOPS_SECRET_KEY",
 }
@@ -78,7 +80,8 @@ def show(as_json: JsonOption = False) -> None:
     table.add_column("variable", style="dim")
     for key, entry in report.items():
         value = entry["value"]
-        none = "(none: local executor)" if key == "broker" else "(none)"
+        none = {"broker": "(none: local executor)", "memory_limit": "(none: DuckDB's, 80% of RAM)"}
+        none = none.get(key, "(none)")
         table.add_row(
             key,
             value if value is not None else none,

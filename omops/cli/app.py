@@ -25,6 +25,7 @@ from omops.cli import (
     _runtime,
     _scripts,
     _secrets,
+    _streams,
 )
 from omops.cli._common import (
     CliError,
@@ -52,6 +53,8 @@ latest; NAME^^ the one before that) reads an older revision.
   om models put model.joblib forecast --pickle  # loading joblib runs code
   om models metadata forecast --json
   om models revisions forecast
+  om streams put readings '{"sensor": 1, "v": 0.3}'
+  om streams tail readings --group alerts   # follow as a consumer group
   om config show                         # settings and where they come from
 """
 
@@ -87,6 +90,7 @@ app.add_typer(_db.app)
 app.add_typer(_scripts.app)
 app.add_typer(_secrets.app)
 app.add_typer(_monitor.app)
+app.add_typer(_streams.app)
 
 
 def _print_version(value: bool) -> None:

@@ -226,6 +226,19 @@ class Plugin:
         """The rows as a :class:`TableStream` (kinds with ``caches_reads``)."""
         raise InvalidQuery(f"kind {self.kind!r} is not a table; read it whole")
 
+    def lazy_source(
+        self, blobs: Blobs, parts: Sequence[PartRecord], kind_meta: Mapping[str, Any]
+    ) -> Any:
+        """The rows as a :class:`omops.lazy.sources.Source`, for ``getl`` (tabular kinds).
+
+        A source is a DuckDB relation over the rows plus their schema; a
+        kind that can give one gets every lazy-frame operation for free.
+        """
+        raise InvalidQuery(
+            f"kind {self.kind!r} has no rows to read lazily; getl reads DataFrames, "
+            "read this object with get"
+        )
+
     #: Actions the runtime can run on objects of this kind (model plugins).
     actions: ClassVar[frozenset[str]] = frozenset()
 

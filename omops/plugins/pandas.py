@@ -20,7 +20,7 @@ import functools
 import hashlib
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,12 +35,45 @@ from omops.plugins._parquet import BATCH_ROWS, FilteredRead, read_parts, slice_p
 from omops.plugins.base import Plugin, ReadQuery, Stored, TableStream
 from omops.query import select_columns
 
-__all__ = ["DataFramePlugin", "SeriesPlugin"]
+__all__ = ["DataFramePlugin", "FrameChunks", "SeriesPlugin"]
 
 _MAX_CATEGORIES = 100_000
 #: Tables larger than this are converted to pandas with threads.
 _THREADED_BYTES = 16 * 2**20
 _SERIES_COLUMN = "value"
+
+
+class FrameChunks:
+    """A DataFrame given as chunks, to be stored one Parquet part per chunk.
+
+    ``om.datasets.put(FrameChunks(make), name)`` writes each DataFrame that
+    ``make()`` yields as one part (the first fixes the columns and types; the
+    others are cast to them) and commits them as one revision, so a frame
+    larger than memory is stored a chunk at a time. ``make`` is called again
+    if the put has to write its blobs again (a concurrent drop deleted one).
+
+    Parameters
+    ----------
+    make : callable
+        Returns an iterable of DataFrames (e.g. ``lambda: pd.read_csv(path,
+        chunksize=10**6)``).
+    empty : callable, optional
+        Returns a DataFrame with the columns and no rows, stored when ``make``
+        yields nothing; without it, no chunks is an error.
+
+    Examples
+    --------
+    >>> import pandas as pd, omops, tempfile
+    >>> om = omops.Omega(home=tempfile.mkdtemp())
+    >>> chunks = FrameChunks(lambda: (pd.DataFrame({'x': [i, i + 1]}) for i in range(0, 6, 2)))
+    >>> om.datasets.put(chunks, 'xs').rows, om.datasets.get('xs')['x'].tolist()
+    (6, [0, 1, 2, 3, 4, 5])
+    """
+
+    def __init__(
+        self, make: Callable[[], Iterable[Any]], *, empty: Callable[[], Any] | None = None
+    ) -> None:
+        self.make, self.empty = make, empty
 
 
 def _encode_schema(schema: pa.Schema) -> str:
@@ -113,7 +146,9 @@ class DataFramePlugin(Plugin):
     @classmethod
     def supports(cls, obj: Any) -> bool:
         pandas = sys.modules.get("pandas")
-        return pandas is not None and isinstance(obj, pandas.DataFrame)
+        return isinstance(obj, FrameChunks) or (
+            pandas is not None and isinstance(obj, pandas.DataFrame)
+        )
 
     # -- put ---------------------------------------------------------------
 
@@ -152,11 +187,10 @@ class DataFramePlugin(Plugin):
         meta = table.schema.pandas_metadata or {}
         return [c for c in meta.get("index_columns", []) if isinstance(c, str)]
 
-    def _conform(self, table: pa.Table, base: RevisionRecord | None) -> pa.Table:
-        """Cast an appended part to the schema of the revision it extends."""
-        if base is None:
+    def _conform(self, table: pa.Table, target: pa.Schema | None) -> pa.Table:
+        """Cast an appended part (or a later chunk) to the schema it must have."""
+        if target is None:
             return table
-        target = _decode_schema(base.kind_meta["schema"])
         if table.schema.names != target.names:
             raise InvalidData(
                 f"cannot append: columns {table.schema.names} differ from the stored "
@@ -188,8 +222,14 @@ class DataFramePlugin(Plugin):
         return found
 
     def put(self, obj: Any, blobs: Blobs, *, base: RevisionRecord | None = None) -> Stored:
-        frame = self._frame(obj)
-        table = self._conform(self._to_table(frame), base)
+        target = _decode_schema(base.kind_meta["schema"]) if base is not None else None
+        if isinstance(obj, FrameChunks) and type(self) is DataFramePlugin:
+            return self._put_chunks(obj, blobs, target)
+        return self._write(self._frame(obj), blobs, target)
+
+    def _write(self, frame: Any, blobs: Blobs, target: pa.Schema | None) -> Stored:
+        """One Parquet part of ``frame``, cast to ``target`` when given."""
+        table = self._conform(self._to_table(frame), target)
         index = self._index_columns(table)
         range_index = self._range_index(frame, index)
         options: dict[str, Any] = {}
@@ -218,6 +258,31 @@ class DataFramePlugin(Plugin):
         if range_index is not None:
             meta["range_index"] = range_index
         return Stored(parts=[PartRecord(blob=key, size=size, rows=table.num_rows)], kind_meta=meta)
+
+    def _put_chunks(self, chunks: FrameChunks, blobs: Blobs, target: pa.Schema | None) -> Stored:
+        """One part per chunk, each cast to ``target`` (the first chunk's schema if None)."""
+        parts: list[PartRecord] = []
+        meta: dict[str, Any] | None = None
+        for frame in chunks.make():
+            frame = self._frame(frame)
+            if len(frame) == 0 and meta is not None:
+                continue
+            stored = self._write(frame, blobs, target)
+            target = _decode_schema(stored.kind_meta["schema"])
+            parts += stored.parts
+            meta = stored.kind_meta if meta is None else self._merged(meta, stored.kind_meta)
+        if meta is None:
+            if chunks.empty is None:
+                raise InvalidData("the chunks were none: there is no DataFrame to store")
+            return self._write(self._frame(chunks.empty()), blobs, target)
+        if len(parts) > 1:
+            meta.pop("range_index", None)  # the parts' indexes concatenate: no range any more
+        return Stored(parts=parts, kind_meta=meta)
+
+    @staticmethod
+    def _merged(meta: dict[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+        categories = _merge_categories(meta.get("categories") or {}, new.get("categories") or {})
+        return {**meta, "categories": categories}
 
     @staticmethod
     def _range_index(frame: Any, index: Sequence[str]) -> dict[str, Any] | None:
@@ -340,6 +405,14 @@ class DataFramePlugin(Plugin):
             return part.rows
         with pq.ParquetFile(blobs.open(part.blob)) as file:
             return file.metadata.num_rows
+
+    def lazy_source(
+        self, blobs: Blobs, parts: Sequence[PartRecord], kind_meta: Mapping[str, Any]
+    ) -> Any:
+        """The Parquet parts, read in place by DuckDB (see :class:`omops.lazy.sources.ParquetSource`)."""
+        from omops.lazy.sources import ParquetSource
+
+        return ParquetSource(blobs, parts, kind_meta, DataFramePlugin().from_table)
 
     def from_table(self, table: pa.Table, kind_meta: Mapping[str, Any]) -> Any:
         """A new DataFrame from a table :meth:`read_table` gave (which stays unchanged)."""

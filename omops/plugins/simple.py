@@ -171,7 +171,7 @@ class JsonPlugin(Plugin):
     """``python.json``: dicts, lists, strings, numbers and booleans, as JSON."""
 
     kind = "python.json"
-    stores = ("datasets", "models", "jobs", "scripts", "streams")
+    stores = ("datasets", "models", "jobs", "scripts")
 
     @classmethod
     def supports(cls, obj: Any) -> bool:
@@ -253,7 +253,7 @@ class PicklePlugin(Plugin):
     """
 
     kind = "python.pickle"
-    stores = ("datasets", "models", "jobs", "scripts", "streams")
+    stores = ("datasets", "models", "jobs", "scripts")
 
     def put(self, obj: Any, blobs: Blobs, *, base: RevisionRecord | None = None) -> Stored:
         try:

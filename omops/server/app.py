@@ -25,7 +25,7 @@ from omops.server._metrics import Metrics, MetricsMiddleware
 from omops.server.compat import check_profile, install_profile
 from omops.server.compat._dispatch import PROFILE_HEADER
 from omops.server.compat._requests import ASYNC_HEADER, BUCKET_ALIAS, TrailingSlashMiddleware
-from omops.server.routers import auth, dataset, job, meta, model, monitor, script, task
+from omops.server.routers import auth, dataset, job, meta, model, monitor, script, stream, task
 from omops.server.ui import install_dashboard
 
 __all__ = [
@@ -48,6 +48,7 @@ ROUTERS = (
     auth.router,
     job.router,
     script.router,
+    stream.router,
 )
 
 #: The error answers any operation may give, documented on every one of them.
@@ -87,7 +88,7 @@ def create_app(
     max_columns: int = dataset.DEFAULT_MAX_COLUMNS,
     compat: str | None = None,
 ) -> FastAPI:
-    """A FastAPI app serving ``om``'s models, datasets and tasks.
+    """A FastAPI app serving ``om``'s models, datasets, streams, jobs, scripts and tasks.
 
     Safe under any ASGI server: without keys it answers loopback clients and
     loopback ``Host`` names only, and whatever the keys, it refuses writes from

@@ -75,7 +75,14 @@ def test_fresh_database_has_no_revision(engine):
 
 
 def test_upgrade_creates_tables_and_is_idempotent(engine):
-    assert revisions_of(_migrate.upgrade(engine)) == ["0001", "0002", "0003", "0004", "0005"]
+    assert revisions_of(_migrate.upgrade(engine)) == [
+        "0001",
+        "0002",
+        "0003",
+        "0004",
+        "0005",
+        "0006",
+    ]
     assert revision_of(engine) == _migrate.HEAD
     assert TABLES <= table_names(engine)
     with engine.begin() as conn:
@@ -140,17 +147,17 @@ def test_an_older_store_is_never_migrated_implicitly(old_store):
                 use()
             message = str(refused.value)
             assert "schema revision 0002" in message
-            assert "needs 0005" in message
+            assert "needs 0006" in message
             assert "`om db upgrade`" in message
         engine = create_engine(old_store)
         assert revision_of(engine) == "0002"  # nothing was migrated
         engine.dispose()
         status = catalog.schema_status()
         assert (status.current, status.state) == ("0002", "behind")
-        assert revisions_of(status.pending) == ["0003", "0004", "0005"]
+        assert revisions_of(status.pending) == ["0003", "0004", "0005", "0006"]
         # Upgraded explicitly (here by another Catalog), the same object works
         # on its next call and finds what was stored before.
-        assert revisions_of(Catalog(old_store).upgrade()) == ["0003", "0004", "0005"]
+        assert revisions_of(Catalog(old_store).upgrade()) == ["0003", "0004", "0005", "0006"]
         assert catalog.find("b", "datasets", "kept") is not None
         assert catalog.schema_status().state == "current"
     finally:
@@ -192,9 +199,15 @@ def test_upgrade_to_a_given_revision_and_its_errors(engine, empty_catalog_url):
     catalog = Catalog(empty_catalog_url)
     try:
         assert revisions_of(catalog.upgrade("0001")) == ["0001"]
-        assert revisions_of(catalog.schema_status().pending) == ["0002", "0003", "0004", "0005"]
+        assert revisions_of(catalog.schema_status().pending) == [
+            "0002",
+            "0003",
+            "0004",
+            "0005",
+            "0006",
+        ]
         with pytest.raises(
-            ConfigError, match=r"unknown schema revision 'zz'.*0001, 0002, 0003, 0004, 0005"
+            ConfigError, match=r"unknown schema revision 'zz'.*0001, 0002, 0003, 0004, 0005, 0006"
         ):
             catalog.upgrade("zz")
         assert revisions_of(catalog.upgrade("0002")) == ["0002"]
@@ -209,7 +222,7 @@ def test_schema_status_of_a_sqlite_file_not_made_yet_creates_nothing(tmp_path):
     path = tmp_path / "sub" / "catalog.sqlite"
     status = Catalog(f"sqlite:///{path}").schema_status()
     assert (status.current, status.state, status.dialect) == (None, "empty", "sqlite")
-    assert revisions_of(status.pending) == ["0001", "0002", "0003", "0004", "0005"]
+    assert revisions_of(status.pending) == ["0001", "0002", "0003", "0004", "0005", "0006"]
     assert not path.exists() and not path.parent.exists()
 
 
@@ -264,5 +277,5 @@ def test_concurrent_first_use_creates_the_schema_once(empty_catalog_url, tmp_pat
 
 def test_concurrent_upgrades_apply_each_migration_once(old_store, tmp_path):
     outputs = run_together(old_store, "upgrade", 4, tmp_path)
-    assert sorted(outputs) == ["", "", "", "0003,0004,0005"]
+    assert sorted(outputs) == ["", "", "", "0003,0004,0005,0006"]
     assert Catalog(old_store).schema_status().state == "current"

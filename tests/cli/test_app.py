@@ -673,6 +673,8 @@ def test_config_show_sources(tmp_path: Path, monkeypatch) -> None:
         "broker",
         "bucket",
         "label",
+        "memory_limit",
+        "spill",
         "blobs_options",
         "secret_key",
         "monitor_webhook",

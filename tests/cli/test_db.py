@@ -47,7 +47,14 @@ def test_status_of_an_empty_store_lists_every_migration(empty_catalog_url):
     assert found["head"] == _migrate.HEAD
     assert found["state"] == "empty"
     assert found["dialect"] in ("sqlite", "postgresql")
-    assert [m["revision"] for m in found["pending"]] == ["0001", "0002", "0003", "0004", "0005"]
+    assert [m["revision"] for m in found["pending"]] == [
+        "0001",
+        "0002",
+        "0003",
+        "0004",
+        "0005",
+        "0006",
+    ]
     assert found["pending"][0]["description"] == "Store tables: objects, revisions, tags, parts."
 
 
@@ -60,14 +67,15 @@ def test_an_old_store_refuses_until_om_db_upgrade(old_store):
 
     upgraded = om(old_store, "db", "upgrade")
     assert upgraded.exit_code == 0, upgraded.output
-    assert "upgraded the catalog schema from 0002 to 0005" in upgraded.stdout
+    assert "upgraded the catalog schema from 0002 to 0006" in upgraded.stdout
     assert "0003  Experiment tracking" in upgraded.stdout
     assert "0004  Job schedules" in upgraded.stdout
     assert "0005  Secrets: values encrypted with OMOPS_SECRET_KEY, per bucket." in upgraded.stdout
+    assert "0006  Streams: records with catalog-assigned offsets" in upgraded.stdout
 
     again = om(old_store, "db", "upgrade")
     assert again.exit_code == 0, again.output
-    assert "is at schema 0005 already; nothing to do" in again.stdout
+    assert "is at schema 0006 already; nothing to do" in again.stdout
     listed = om(old_store, "datasets", "list", "--json")
     assert listed.exit_code == 0, listed.output
     assert [d["name"] for d in orjson.loads(listed.stdout)] == ["kept"]
@@ -83,8 +91,8 @@ def test_upgrade_json_and_target(empty_catalog_url):
     rest = orjson.loads(om(empty_catalog_url, "db", "upgrade", "--json").stdout)
     assert (rest["from"], rest["to"], [m["revision"] for m in rest["applied"]]) == (
         "0002",
-        "0005",
-        ["0003", "0004", "0005"],
+        "0006",
+        ["0003", "0004", "0005", "0006"],
     )
     assert_error(om(empty_catalog_url, "db", "upgrade", "--to", "nope"), "unknown schema revision")
 
@@ -92,7 +100,7 @@ def test_upgrade_json_and_target(empty_catalog_url):
 def test_upgrade_of_an_empty_store_says_it_created_the_schema(empty_catalog_url):
     result = om(empty_catalog_url, "db", "upgrade")
     assert result.exit_code == 0, result.output
-    assert "created the catalog schema at 0005" in result.stdout
+    assert "created the catalog schema at 0006" in result.stdout
 
 
 def test_a_store_newer_than_omops_refuses_and_names_pip(empty_catalog_url):

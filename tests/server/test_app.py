@@ -121,7 +121,8 @@ def test_the_openapi_document(client: TestClient) -> None:
     paths = document["paths"]
     ids = [op["operationId"] for item in paths.values() for op in item.values()]
     # 15 + /ready + 4 of /api/v1/script(s) + 4 of job(s) + drift and monitor of a model
-    assert len(ids) == len(set(ids)) == 26
+    # + 4 of stream(s)
+    assert len(ids) == len(set(ids)) == 30
     action = paths["/api/v1/model/{name}/{action}"]
     assert set(action) == {"post", "put"}
     headers = [p["name"] for p in action["post"]["parameters"] if p["in"] == "header"]
