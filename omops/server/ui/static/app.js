@@ -168,12 +168,23 @@
     var data = tables.length === 1 ? tables[0] : window.uPlot.join(tables);
     var width = Math.max(figure.clientWidth - 18, 280);
     var series = [{ label: options.xlabel }].concat(lines.map(function (line, i) {
+      // Points where a line has few values: a lone value (one busy minute) draws no line.
+      var values = line.y.filter(function (v) { return v !== null && v !== undefined; }).length;
       return { label: line.label, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true,
-               points: { show: data[0].length < 60 } };
+               points: { show: values < 60 } };
     }));
+    var x = { time: !!options.time };
+    // A fixed x range (a monitoring window): one point alone would stretch the axis over years.
+    if (options.range) x.range = function () { return options.range; };
+    var shown = series.filter(function (s) { return s.points && s.points.show; }).length;
     var chart = new window.uPlot({
       width: width, height: 220, series: series,
-      scales: { x: { time: !!options.time } },
+      scales: { x: x },
+      hooks: { draw: [function (u) {
+        // What was drawn, for tests and the curious: the x span and the lines with points.
+        figure.dataset.span = String(Math.round(u.scales.x.max - u.scales.x.min));
+        figure.dataset.points = String(shown);
+      }] },
       axes: [{ label: options.xlabel }, { size: 64, values: function (u, values) { return values.map(compact); } }],
     }, data, figure);
     figure.dataset.rendered = String(lines.length);
@@ -212,6 +223,13 @@
   }
 
   var BUCKETS = { "15m": "1m", "1h": "1m", "6h": "5m", "1d": "15m", "7d": "1h" };
+  var WINDOWS = { "15m": 900, "1h": 3600, "6h": 21600, "1d": 86400, "7d": 604800 };
+
+  function windowRange(since) {
+    // [start, now] in seconds of the window shown, so every chart spans the same time.
+    var now = Date.now() / 1000;
+    return [now - (WINDOWS[since] || 3600), now];
+  }
 
   function setText(id, text) {
     var node = document.getElementById(id);
@@ -222,6 +240,7 @@
     var model = quotePath(section.dataset.model);
     var since = section.dataset.since;
     var step = BUCKETS[since] || "1m";
+    var range = windowRange(since);
     var answer = await api("GET", "/api/v1/model/" + model + "/monitor?since=" + since + "&bucket=" + step);
     if (answer.status === 404) {
       setText("monitor-state", "No monitoring data for this model: " + ((answer.data || {}).message || "not found") + ".");
@@ -238,11 +257,11 @@
       setText("monitor-state", rows.length + " time buckets of " + step + " in the last " + since + ".");
       var xs = rows.map(function (r) { return seconds(r.t); });
       var column = function (name) { return rows.map(function (r) { return r[name]; }); };
-      plot(document.getElementById("chart-predictions"), [{ label: "predictions", x: xs, y: column("predictions") }], { xlabel: "time", time: true });
+      plot(document.getElementById("chart-predictions"), [{ label: "predictions", x: xs, y: column("predictions") }], { xlabel: "time", time: true, range: range });
       plot(document.getElementById("chart-latency"), ["p50_ms", "p95_ms", "p99_ms"].map(function (name) {
         return { label: name.replace("_ms", ""), x: xs, y: column(name) };
-      }), { xlabel: "time", time: true });
-      plot(document.getElementById("chart-errors"), [{ label: "errors", x: xs, y: column("errors") }], { xlabel: "time", time: true });
+      }), { xlabel: "time", time: true, range: range });
+      plot(document.getElementById("chart-errors"), [{ label: "errors", x: xs, y: column("errors") }], { xlabel: "time", time: true, range: range });
     }
     var byFeature = {};
     (answer.data.drift_series || []).forEach(function (point) {
@@ -251,7 +270,7 @@
       line.y.push(point.psi);
     });
     var driftLines = Object.keys(byFeature).sort().map(function (k) { return byFeature[k]; });
-    plot(document.getElementById("chart-drift"), driftLines, { xlabel: "time", time: true });
+    plot(document.getElementById("chart-drift"), driftLines, { xlabel: "time", time: true, range: range });
   }
 
   async function loadDrift(section) {
