@@ -34,6 +34,8 @@ ERROR_STATUS: dict[type[errors.OmopsError], tuple[int, str]] = {
     errors.Forbidden: (403, "forbidden"),
     errors.TaskFailed: (400, "task_failed"),
     errors.TaskTimeout: (504, "task_timeout"),
+    # The store needs `om db upgrade` (or a newer omops): unavailable until an operator acts.
+    errors.SchemaError: (503, "schema_error"),
     errors.ConfigError: (500, "config_error"),
     errors.StorageError: (503, "storage_error"),
 }

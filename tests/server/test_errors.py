@@ -52,6 +52,21 @@ def test_a_bug_is_a_json_500_without_internals(store: Omega) -> None:
     assert "a bug inside the model" not in body["message"]
 
 
+def test_a_store_at_an_older_schema_is_a_503_naming_the_upgrade(store: Omega) -> None:
+    from omops.catalog import _migrate
+
+    _migrate.downgrade(store.catalog.engine(), "0002")  # as an older omops left it
+    fresh = Omega(catalog=store.catalog.url, blobs=store.blobs.url)
+    with local_client(create_app(fresh)) as client:
+        body = assert_error(client.post(PREDICT, json=X_SPLIT), 503, "schema_error")
+        assert "`om db upgrade`" in body["message"]
+        assert_error(client.get("/api/v1/dataset/stats"), 503, "schema_error")
+        ready = client.get("/ready")
+        assert ready.status_code == 503
+        assert "om db upgrade" in ready.json()["checks"]["catalog"]["error"]
+    fresh.close()
+
+
 def test_every_omops_error_has_a_status() -> None:
     leaves = [errors.NotFound, errors.InvalidName, errors.InvalidQuery, errors.InvalidData]
     leaves += [errors.Unauthorized, errors.Forbidden, errors.AlreadyExists, errors.TaskTimeout]

@@ -122,7 +122,7 @@ def _timed(check: Callable[[], str | None]) -> dict[str, Any]:
 def _describe(exc: BaseException) -> str:
     """The failure in one line, without credentials (URLs lose their user info)."""
     text = str(exc).splitlines()[0] if str(exc) else ""
-    text = _USERINFO.sub("://***@", text)[:300]
+    text = _USERINFO.sub("://***@", text)[:600]  # room for what to do (om db upgrade)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
