@@ -61,7 +61,8 @@ ERROR_RESPONSES = {
     413: "The request body is larger than the server accepts",
     415: "The request body is not JSON (nor a documented binary type)",
     421: "The Host header names neither loopback nor an allowed host",
-    503: "The catalog or the blob store cannot be reached or read",
+    503: "The catalog or the blob store cannot be reached or read, or the catalog needs "
+    "`om db upgrade`",
 }
 _ERROR_SCHEMA = {
     "title": "Error",
