@@ -36,6 +36,8 @@ KIND = "keras.model"
 #: per-call dataset set-up); larger inputs go through ``predict`` in batches.
 ONE_BATCH_ROWS = 8192
 _FIT_DEFAULTS = {"verbose": 0}
+#: Set on a loaded model whose graph TensorFlow's single-threaded executor refuses.
+_THREADED = "_omops_threaded_executor"
 
 
 def _keras() -> Any:
@@ -128,7 +130,7 @@ class KerasPlugin(Plugin):
         x = as_matrix(X, "float32", KIND)
         if action == "predict":
             if len(x) <= ONE_BATCH_ROWS and not kwargs:
-                return ActionOutcome(result=_numpy(obj.predict_on_batch(x)))
+                return ActionOutcome(result=_numpy(_predict_batch(obj, x)))
             return ActionOutcome(result=obj.predict(x, **{**_FIT_DEFAULTS, **kwargs}))
         _check_compiled(obj, action)
         targets = None if y is None else _targets(y)
@@ -141,6 +143,31 @@ class KerasPlugin(Plugin):
             return ActionOutcome(result=_score(found))
         remember_columns(obj, X)
         return ActionOutcome(model=obj)
+
+
+def _predict_batch(model: Any, x: Any) -> Any:
+    """``model.predict_on_batch(x)``, its ops run in the calling thread where TensorFlow can.
+
+    TensorFlow runs a function's ops on its inter-op threads and the caller
+    waits: for one small batch that is a few thread hand-offs per call, each
+    a wait for a core on a busy machine. Its single-threaded executor runs
+    them in the caller's thread, with the same kernels (the same numbers). It
+    refuses graphs with low-level control flow (RNN layers, loops): such a
+    model is marked and predicts the usual way from then on.
+    """
+    if getattr(model, _THREADED, False) or _keras().backend.backend() != "tensorflow":
+        return model.predict_on_batch(x)
+    import tensorflow as tf
+    from tensorflow.python.eager import context
+
+    try:
+        with context.function_executor_type("SINGLE_THREADED_EXECUTOR"):
+            return model.predict_on_batch(x)
+    except tf.errors.FailedPreconditionError as exc:
+        if "Single-threaded executor" not in str(exc):
+            raise
+    setattr(model, _THREADED, True)
+    return model.predict_on_batch(x)
 
 
 def _input_width(model: Any) -> int | None:
