@@ -251,8 +251,7 @@ class RPlugin(Plugin):
                 # R's own predict at rpy2's low level, the arguments converted as rpy2 does
                 convert = ro.conversion.get_conversion().py2rpy
                 arguments = {k: convert(v) for k, v in kwargs.items()}
-                predict = _predictor(obj).predict
-                result = predict(obj, newdata=_r_frame(ro, X), **arguments)
+                result = _r_predict()(obj, newdata=_r_frame(ro, X), **arguments)
                 return ActionOutcome(result=_from_r(result))
             except RRuntimeError as exc:
                 raise InvalidData(f"R could not {action} this input: {exc}".strip()) from None
@@ -276,12 +275,17 @@ class RPlugin(Plugin):
 
 
 def _predictor(model: Any) -> _Predictor:
-    """``model`` with its columns (possibly none) and R's ``predict`` generic."""
+    """``model`` with its columns and R's ``predict`` generic."""
+    return _Predictor(model, getattr(model, INPUT_COLUMNS, None) or (), _r_predict())
+
+
+def _r_predict() -> Any:
+    """R's ``predict`` as found from the global environment (``stats::predict`` unless a
+    package masks it), at rpy2's low level: called without a conversion context."""
     import rpy2.rinterface as ri
 
     with R_LOCK:
-        predict = ri.globalenv.find("predict")  # stats::predict unless a package masks it
-    return _Predictor(model, getattr(model, INPUT_COLUMNS, None) or (), predict)
+        return ri.globalenv.find("predict")
 
 
 def _attach(ro: Any, packages: Sequence[str]) -> None:
