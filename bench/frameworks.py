@@ -178,7 +178,7 @@ def r_model(X, y, folder):  # noqa: N803
 
     def predict(f: pd.DataFrame) -> Any:
         with R_LOCK:
-            return _from_r(ro, ro.r["predict"](model, newdata=_r_frame(ro, f)))
+            return _from_r(ro.r["predict"](model, newdata=_r_frame(ro, f)))
 
     return model, None, predict
 

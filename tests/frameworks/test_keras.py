@@ -94,3 +94,106 @@ class TestKeras(ModelContract):
         X, _ = xy()  # noqa: N806
         with pytest.raises(InvalidData, match="column 'a' has dtype"):
             perform(om, "model", "predict", X.assign(a="x"))
+
+
+# -- small batches: TensorFlow's ops in the calling thread, the same numbers -------------------
+
+
+def _normalized(seed: int = 0) -> keras.Model:
+    """Dense, batch normalization and dropout (inference: the moving statistics, no dropout)."""
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dropout(0.5),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
+    X, y = xy(seed=seed)  # noqa: N806
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(X.to_numpy("float32"), y.to_numpy(), epochs=2, verbose=0)
+    return model
+
+
+def _recurrent(seed: int = 0) -> keras.Model:
+    """An LSTM: a loop in the graph, which TensorFlow's single-threaded executor refuses."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((3,))
+    steps = keras.layers.Reshape((3, 1))(inputs)
+    return keras.Model(inputs, keras.layers.Dense(1)(keras.layers.LSTM(4)(steps)))
+
+
+@pytest.fixture
+def laned(monkeypatch):
+    """The actions the Keras plugin's array lane performed."""
+    from omops.plugins.keras_model import KerasPlugin
+
+    seen: list[str] = []
+    original = KerasPlugin.perform_array
+
+    def spy(self, obj, action, X):  # noqa: N803
+        seen.append(action)
+        return original(self, obj, action, X)
+
+    monkeypatch.setattr(KerasPlugin, "perform_array", spy)
+    return seen
+
+
+@pytest.mark.parametrize("rows", [1, 100])
+def test_the_lane_answers_exactly_as_predict_on_batch(om, laned, rows):
+    """The traced function's answer: predict_on_batch's, dtype, shape and columns by name."""
+    from omops.runtime.inputs import JsonBody
+
+    model = _normalized()
+    model.omops_input_columns = tuple(COLUMNS)
+    om.models.put(model, "model")
+    X, _ = xy(n=rows, seed=4)  # noqa: N806
+    want = model.predict_on_batch(X.to_numpy("float32"))
+    shuffled = X[["c", "a", "b"]]
+    body = JsonBody({"columns": list(shuffled.columns), "data": shuffled.values.tolist()})
+    for given in (X, body):
+        for _ in range(3):  # the usual path first, then the lane
+            got = perform(om, "model", "predict", given).result
+            assert got.dtype == want.dtype == np.float32 and got.shape == want.shape == (rows, 2)
+            np.testing.assert_array_equal(got, want)
+    assert laned == ["predict"] * 6
+
+
+@pytest.mark.parametrize("keras_first", [True, False])
+def test_a_model_with_a_loop_predicts_as_keras_does(keras_first):
+    """Refused by the single-threaded executor once Keras ran it: marked, then predicted as usual."""
+    from omops.plugins.keras_model import KerasPlugin
+
+    model = _recurrent()
+    X, _ = xy(n=5, seed=6)  # noqa: N806
+    plugin = KerasPlugin()
+    first = model.predict_on_batch(X.to_numpy("float32")) if keras_first else None
+    answers = [plugin.perform(model, "predict", X, None).result for _ in range(2)]
+    view = plugin.array_view(model)
+    answers += [plugin.perform_array(view, "predict", X.to_numpy()).result for _ in range(2)]
+    want = model.predict_on_batch(X.to_numpy("float32"))
+    for got in [*answers, first if keras_first else want]:
+        np.testing.assert_array_equal(got, want)
+    # TensorFlow keeps the loop a loop when it first runs the graph single-threaded
+    assert getattr(model, "_omops_threaded_executor", False) is keras_first
+
+
+def test_a_wrong_width_is_invalid_data_on_every_path(om):
+    """Not a matrix size error from inside TensorFlow (this model does not check its input)."""
+    model = _normalized()
+    om.models.put(model, "model")
+    X, _ = xy()  # noqa: N806
+    perform(om, "model", "predict", X)  # the lane has learnt this model
+    for given in (X[["a", "b"]], X[["a", "b"]].to_numpy(), X[["a", "b"]].iloc[:1]):
+        with pytest.raises(InvalidData, match="takes 3 input columns, got 2"):
+            perform(om, "model", "predict", given)
+
+
+def test_a_model_of_two_outputs_is_not_traced():
+    from omops.plugins.keras_model import KerasPlugin
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, [keras.layers.Dense(1)(inputs), keras.layers.Dense(2)(inputs)])
+    assert KerasPlugin().array_view(model) is model

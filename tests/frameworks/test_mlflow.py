@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
 
 with warnings.catch_warnings():
@@ -147,3 +148,109 @@ def test_served_by_workers_too(fw_celery, folders):
     om.datasets.put(X, "inputs")
     got = om.runtime.require(fw_celery.queue).model("model").predict("inputs").get(timeout=TIMEOUT)
     assert got == classifier(1).predict(X).tolist()
+
+
+# -- the array lane: the flavour's answer without checking the schema twice --------------------
+
+
+@pytest.fixture
+def laned(monkeypatch):
+    """The actions the MLflow plugin's array lane performed."""
+    from omops.plugins.mlflow_model import MLflowPlugin
+
+    seen: list[str] = []
+    original = MLflowPlugin.perform_array
+
+    def spy(self, obj, action, X):  # noqa: N803
+        seen.append(action)
+        return original(self, obj, action, X)
+
+    monkeypatch.setattr(MLflowPlugin, "perform_array", spy)
+    return seen
+
+
+@functools.cache
+def _saved_as(folder: str, method: str) -> str:
+    """The classifier saved with pyfunc predicting through ``method`` (one column or two)."""
+    path = Path(folder) / f"model-{method}"
+    model = classifier(0)
+    X, _ = xy()  # noqa: N806
+    mlflow.sklearn.save_model(
+        model,
+        str(path),
+        signature=infer_signature(X, getattr(model, method)(X)),
+        pip_requirements=["scikit-learn"],
+        pyfunc_predict_fn=method,
+    )
+    return str(path)
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba"])
+def test_the_array_lane_answers_as_pyfunc(om, folders, laned, method):
+    """1 row and many, columns in any order, floats and integers: pyfunc's own answers."""
+    from omops.runtime.inputs import JsonBody
+
+    path = _saved_as(str(folders), method)
+    om.models.put(path, "model")
+    pyfunc = mlflow.pyfunc.load_model(path)
+    X, _ = xy(n=30, seed=9)  # noqa: N806
+    for frame in (X.iloc[:1], X):
+        want = pyfunc.predict(frame)
+        shuffled = frame[["b", "c", "a"]]
+        body = JsonBody({"columns": list(shuffled.columns), "data": shuffled.values.tolist()})
+        for _ in range(3):  # the first answer is checked against the usual path's
+            got = perform(om, "model", "predict", body).result
+            assert type(got) is type(want) and got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)
+    assert laned == ["predict"] * 6
+    # integers for a double schema: pyfunc refuses them, and so does every request
+    ints = JsonBody({"columns": COLUMNS, "data": [[1, 2, 3]]})
+    for _ in range(3):
+        with pytest.raises(InvalidData, match="Can not safely convert int64 to float64"):
+            perform(om, "model", "predict", ints)
+
+
+class DtypesOf(BaseEstimator):
+    """Predicts the dtype of each column it is given, for each row."""
+
+    def fit(self, X, y=None):  # noqa: N803
+        return self
+
+    def predict(self, X):  # noqa: N803
+        return np.array([str(t) for t in X.dtypes] * len(X)).reshape(len(X), -1)
+
+
+@pytest.mark.parametrize(
+    ("example", "laned_too"),
+    [
+        ({"a": [1, 2], "b": [3, 4]}, True),  # long columns: int64 arrays
+        ({"a": [1.0, 2.0], "b": [3, 4]}, False),  # a double and a long column
+    ],
+)
+def test_the_lane_keeps_what_the_schema_enforces(om, tmp_path, laned, example, laned_too):
+    """A model gets the dtypes its schema says, on the lane or not; mixed schemas are not laned."""
+    import pandas as pd
+
+    from omops.runtime.inputs import JsonBody
+
+    frame = pd.DataFrame(example)
+    path = tmp_path / "dtypes"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MLflow's hint that integer columns cannot hold NaN
+        signature = infer_signature(frame)
+    mlflow.sklearn.save_model(
+        DtypesOf().fit(frame),
+        str(path),
+        signature=signature,
+        pip_requirements=["scikit-learn"],
+        skops_trusted_types=[f"{DtypesOf.__module__}.{DtypesOf.__qualname__}"],
+    )
+    assert om.models.put(str(path), "model").kind_meta["feature_names"] == ["a", "b"]
+    want = mlflow.pyfunc.load_model(str(path)).predict(frame)
+    body = JsonBody(frame.to_dict("records"))  # 1.0 a float, 3 an integer
+    for _ in range(3):
+        np.testing.assert_array_equal(perform(om, "model", "predict", body).result, want)
+    assert laned == (["predict"] * 3 if laned_too else [])
+    with pytest.raises(InvalidData, match="could not predict"):  # floats for longs, every time
+        for _ in range(3):
+            perform(om, "model", "predict", JsonBody({"columns": ["a", "b"], "data": [[0.5, 1.5]]}))

@@ -13,6 +13,7 @@ import pytest
 from omops.errors import InvalidData, PluginError
 from omops.plugins.r_model import R_LOCK, _r_frame, _robjects
 from omops.runtime.actions import perform
+from omops.runtime.inputs import JsonBody
 
 from .conftest import COLUMNS, xy
 from .contract import TIMEOUT, ModelContract
@@ -122,3 +123,89 @@ def test_missing_r_names_what_to_install(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert "PluginError" in done.stdout, done.stdout + done.stderr
     assert "apt-get install r-base-core" in done.stdout
+
+
+# -- the array lane: R's own answers, without pandas or rpy2's conversions ------------------
+
+
+def r_proba(model, X):  # noqa: N803
+    return np.asarray(r_predict(model, X, type="prob")).reshape((len(X), 2), order="F")
+
+
+@pytest.fixture
+def laned(monkeypatch):
+    """The actions the R plugin's array lane performed."""
+    from omops.plugins.r_model import RPlugin
+
+    seen: list[str] = []
+    original = RPlugin.perform_array
+
+    def spy(self, obj, action, X):  # noqa: N803
+        seen.append(action)
+        return original(self, obj, action, X)
+
+    monkeypatch.setattr(RPlugin, "perform_array", spy)
+    return seen
+
+
+@pytest.mark.parametrize("rows", [1, 25])
+def test_the_array_lane_answers_exactly_as_r(om, laned, rows):
+    """Labels and class probabilities, float and integer columns, columns in any order."""
+    model = forest()
+    om.models.put(model, "model")
+    X, _ = xy(n=rows, seed=5)  # noqa: N806
+    inputs = [X, (X * 3).round().astype("int64")]
+    for frame in inputs:
+        expected = {"predict": r_predict(model, frame), "predict_proba": r_proba(model, frame)}
+        shuffled = frame[["c", "a", "b"]]  # aligned by name, on the lane as elsewhere
+        body = JsonBody({"columns": list(shuffled.columns), "data": shuffled.values.tolist()})
+        for action, want in expected.items():
+            for _ in range(3):  # the first answer is checked against the usual path's
+                got = perform(om, "model", action, body).result
+                assert got.dtype == want.dtype and got.shape == want.shape
+                if want.dtype == object:
+                    assert got.tolist() == want.tolist()
+                else:
+                    np.testing.assert_array_equal(got, want)
+    assert laned.count("predict") == laned.count("predict_proba") == 2 * 3
+
+
+def test_the_lane_and_the_frame_give_r_the_same_data_frame():
+    """_r_frame builds what R's data.frame() builds (identical()), types and names kept."""
+    import pandas as pd
+
+    X = pd.DataFrame(  # noqa: N806
+        {
+            "x": [1.5, np.nan, 3.0],
+            "n": [1, 2, 3],
+            "a b": ["u", "v", "w"],
+            "ok": [True, False, True],
+            "cat": pd.Categorical(["p", "q", "p"]),
+        }
+    )
+    with R_LOCK:
+        ro.globalenv["built"] = _r_frame(ro, X)
+        same = ro.r(
+            "identical(built, data.frame(x = c(1.5, NaN, 3), n = 1:3, `a b` = c('u', 'v', 'w'), "
+            "ok = c(TRUE, FALSE, TRUE), cat = factor(c('p', 'q', 'p')), check.names = FALSE))"
+        )[0]
+        none = ro.r("data.frame(x = numeric(0), n = integer(0))")
+        empty = ro.r["identical"](_r_frame(ro, X.iloc[:0, :2]), none)[0]
+    assert same and empty
+
+
+def test_integers_beyond_r_integers_are_doubles_not_an_error(om, laned):
+    """R's integers are 32 bits: a larger integer reaches the model as a double."""
+    import pandas as pd
+
+    X = pd.DataFrame({"a": [1.0, 3.0, 5.0], "b": [0, 1, 2]})  # noqa: N806
+    with R_LOCK:
+        linear = ro.r["lm"](ro.Formula("a ~ b"), data=_r_frame(ro, X))
+    om.models.put(linear, "model")
+    big = pd.DataFrame({"b": [2**40, -(2**31)]})
+    want = 1.0 + 2.0 * big["b"].to_numpy(dtype="float64")
+    np.testing.assert_allclose(perform(om, "model", "predict", big).result, want)
+    body = JsonBody({"columns": ["b"], "data": [[2**40], [-(2**31)]]})
+    for _ in range(2):
+        np.testing.assert_allclose(perform(om, "model", "predict", body).result, want)
+    assert laned == ["predict"] * 3  # the frame too: checked against the usual path first
