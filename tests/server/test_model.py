@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from sklearn.linear_model import LinearRegression
+from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from omops.omega import Omega
@@ -293,7 +293,7 @@ def test_data_is_the_seed_style_alias_of_datax(client: TestClient) -> None:
     assert_error(both, 400, "either as the body or as ?datax=")
 
 
-def test_arrow_bodies_and_answers(client: TestClient) -> None:
+def test_arrow_bodies_and_answers(client: TestClient, store: Omega) -> None:
     import pyarrow as pa
 
     table = pa.table({"x": [1.0, 18.0]})
@@ -319,6 +319,15 @@ def test_arrow_bodies_and_answers(client: TestClient) -> None:
         headers={"Content-Type": arrow, "Accept": arrow},
     )
     assert pa.ipc.open_stream(proba.content).read_all().column_names == ["0", "1"]
+    labels = LogisticRegression().fit(pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]}), list("aabb"))
+    store.models.put(labels, "labels")
+    named = client.post(
+        "/api/v1/model/labels/predict",
+        content=sink.getvalue().to_pybytes(),
+        headers={"Content-Type": arrow, "Accept": arrow},
+    )  # string classes come back as an Arrow string column
+    assert named.headers["content-type"] == arrow
+    assert pa.ipc.open_stream(named.content).read_all().column("result").to_pylist() == ["a", "b"]
     broken = client.post(PREDICT, content=b"not arrow", headers={"Content-Type": arrow})
     assert_error(broken, 400, "not an Arrow IPC stream")
     missing = pa.table({"z": [1.0]})

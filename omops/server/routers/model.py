@@ -255,6 +255,17 @@ def _result(performed: Performed, accept: str | None) -> Response:
     return _json({**head, "result": performed.value()})
 
 
+def _labels(value: Any) -> bool:
+    """A 1-D NumPy array of text or Python objects (what classifiers of labels give)."""
+    numpy = __import__("sys").modules.get("numpy")
+    return (
+        numpy is not None
+        and isinstance(value, numpy.ndarray)
+        and value.ndim == 1
+        and value.dtype.kind in "OU"
+    )
+
+
 def _plain_array(value: Any) -> bool:
     numpy = __import__("sys").modules.get("numpy")
     return (
@@ -266,16 +277,23 @@ def _plain_array(value: Any) -> bool:
 
 
 def _arrow_table(result: Any) -> bytes | None:
-    """An Arrow IPC stream of a 1-D (column ``result``) or 2-D (columns ``0``...) array."""
-    if not _plain_array(result) or result.ndim not in (1, 2):
-        return None
+    """An Arrow IPC stream of a 1-D (column ``result``) or 2-D (columns ``0``...) array
+    of numbers, or of a 1-D array of labels (text: string classes, R factors)."""
     import pyarrow as pa
 
-    columns = (
-        {"result": result}
-        if result.ndim == 1
-        else {str(i): result[:, i] for i in range(result.shape[1])}
-    )
+    if _labels(result):
+        try:
+            columns: dict[str, Any] = {"result": pa.array(result, type=pa.string())}
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all text: the JSON answer
+            return None
+    elif not _plain_array(result) or result.ndim not in (1, 2):
+        return None
+    else:
+        columns = (
+            {"result": result}
+            if result.ndim == 1
+            else {str(i): result[:, i] for i in range(result.shape[1])}
+        )
     table = pa.table(columns)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
