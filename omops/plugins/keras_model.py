@@ -152,8 +152,9 @@ class KerasPlugin(Plugin):
         _check_width(obj, x)
         if action == "predict":
             if len(x) <= ONE_BATCH_ROWS and not kwargs:
-                return ActionOutcome(result=_numpy(_predict_batch(obj, x)))
-            return ActionOutcome(result=obj.predict(x, **{**_FIT_DEFAULTS, **kwargs}))
+                return ActionOutcome(result=_numpy(_predict_batch(obj, x), obj))
+            found = obj.predict(x, **{**_FIT_DEFAULTS, **kwargs})
+            return ActionOutcome(result=_numpy(found, obj))
         _check_compiled(obj, action)
         targets = None if y is None else _targets(y)
         if action == "fit":
@@ -288,10 +289,21 @@ def _targets(y: Any) -> Any:
     return np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y)
 
 
-def _numpy(value: Any) -> Any:
+def _numpy(value: Any, model: Any = None) -> Any:
+    """A prediction as NumPy: one array, or ``{output name: array}`` for a model with
+    several outputs (Keras gives a list or a dict of them)."""
     import numpy as np
 
-    return value if isinstance(value, np.ndarray) else np.asarray(value)
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, Mapping):
+        return {str(name): np.asarray(output) for name, output in value.items()}
+    if isinstance(value, (list, tuple)) and len(value) > 1:
+        names = [str(n) for n in (getattr(model, "output_names", None) or [])]
+        if len(names) != len(value) or len(set(names)) != len(names):
+            names = [f"output_{i}" for i in range(len(value))]
+        return {name: np.asarray(output) for name, output in zip(names, value, strict=True)}
+    return np.asarray(value)
 
 
 def _score(found: Mapping[str, Any]) -> float:

@@ -197,3 +197,20 @@ def test_a_model_of_two_outputs_is_not_traced():
     inputs = keras.Input((3,))
     model = keras.Model(inputs, [keras.layers.Dense(1)(inputs), keras.layers.Dense(2)(inputs)])
     assert KerasPlugin().array_view(model) is model
+
+
+@pytest.mark.parametrize("rows", [1, 2000])  # one batch, and model.predict's batches
+def test_a_model_of_two_outputs_predicts_each_output_by_name(om, rows):
+    inputs = keras.Input((3,))
+    first = keras.layers.Dense(1, name="score")(inputs)
+    second = keras.layers.Dense(2, name="mix")(inputs)
+    model = keras.Model(inputs, [first, second])
+    om.models.put(model, "two")
+    X = np.random.default_rng(0).normal(size=(rows, 3)).astype("float32")  # noqa: N806
+    found = perform(om, "two", "predict", X).result
+    want = model.predict_on_batch(X)
+    assert sorted(found) == sorted(model.output_names)
+    for name, output in zip(model.output_names, want, strict=True):
+        assert found[name].shape == output.shape
+        np.testing.assert_allclose(found[name], output, rtol=1e-5, atol=1e-6)
+    assert perform(om, "two", "predict", X).value().keys() == found.keys()  # JSON-able
