@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omops._archives import extract_all
 from omops.blobs import Blobs
 from omops.catalog import PartRecord, RevisionRecord
 from omops.errors import InvalidData
@@ -122,7 +123,7 @@ class MLflowPlugin(Plugin):
                 blobs.open(self._single(parts, self.kind).blob) as fh,
                 tarfile.open(fileobj=fh, mode="r|") as archive,
             ):
-                archive.extractall(folder, filter="data")
+                extract_all(archive, folder)
             model = mlflow.pyfunc.load_model(os.path.join(folder, "model"))
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omops._archives import extract_all
 from omops.blobs import Blobs
 from omops.catalog import PartRecord, RevisionRecord
 from omops.errors import InvalidData, PluginError
@@ -197,9 +198,7 @@ def _unpack_sdist(path: Path, into: Path) -> Path:
                 archive.extractall(into)
         else:
             with tarfile.open(path) as archive:
-                if not hasattr(tarfile, "data_filter"):  # Python < 3.11.4
-                    raise InvalidData(f"unpacking {path.name} safely needs Python >= 3.11.4")
-                archive.extractall(into, filter="data")  # no links out, no absolute paths
+                extract_all(archive, into)  # no links out, no absolute paths
     except (tarfile.TarError, zipfile.BadZipFile, OSError) as exc:
         raise InvalidData(f"cannot unpack {str(path)!r} as an sdist: {exc}") from None
     folders = [p for p in into.iterdir() if p.is_dir()]
