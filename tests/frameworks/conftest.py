@@ -119,3 +119,16 @@ def served(fw_local: Cluster) -> Iterator[Server]:
         **QUIET,
     ) as server:
         yield server
+
+
+def spy_lane(monkeypatch: pytest.MonkeyPatch, plugin: type) -> list[str]:
+    """The actions ``plugin``'s array lane performs from now on (its ``perform_array`` calls)."""
+    seen: list[str] = []
+    original = plugin.perform_array
+
+    def spy(self, obj, action, X):  # noqa: N803
+        seen.append(action)
+        return original(self, obj, action, X)
+
+    monkeypatch.setattr(plugin, "perform_array", spy)
+    return seen

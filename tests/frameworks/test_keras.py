@@ -11,7 +11,7 @@ import pytest
 from omops.errors import InvalidData
 from omops.runtime.actions import perform
 
-from .conftest import COLUMNS, xy
+from .conftest import COLUMNS, spy_lane, xy
 from .contract import TIMEOUT, ModelContract
 
 # TensorFlow's variables predate NumPy 2's copy= keyword (TensorFlow's warning, not ours)
@@ -130,15 +130,7 @@ def laned(monkeypatch):
     """The actions the Keras plugin's array lane performed."""
     from omops.plugins.keras_model import KerasPlugin
 
-    seen: list[str] = []
-    original = KerasPlugin.perform_array
-
-    def spy(self, obj, action, X):  # noqa: N803
-        seen.append(action)
-        return original(self, obj, action, X)
-
-    monkeypatch.setattr(KerasPlugin, "perform_array", spy)
-    return seen
+    return spy_lane(monkeypatch, KerasPlugin)
 
 
 @pytest.mark.parametrize("rows", [1, 100])

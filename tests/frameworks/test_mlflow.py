@@ -24,7 +24,7 @@ from omops.plugins import default_registry
 from omops.plugins.mlflow_model import MLflowModel
 from omops.runtime.actions import perform
 
-from .conftest import COLUMNS, xy
+from .conftest import COLUMNS, spy_lane, xy
 from .contract import TIMEOUT, ModelContract
 
 pytestmark = [
@@ -158,15 +158,7 @@ def laned(monkeypatch):
     """The actions the MLflow plugin's array lane performed."""
     from omops.plugins.mlflow_model import MLflowPlugin
 
-    seen: list[str] = []
-    original = MLflowPlugin.perform_array
-
-    def spy(self, obj, action, X):  # noqa: N803
-        seen.append(action)
-        return original(self, obj, action, X)
-
-    monkeypatch.setattr(MLflowPlugin, "perform_array", spy)
-    return seen
+    return spy_lane(monkeypatch, MLflowPlugin)
 
 
 @functools.cache

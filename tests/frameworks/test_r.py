@@ -15,7 +15,7 @@ from omops.plugins.r_model import R_LOCK, _r_frame, _robjects
 from omops.runtime.actions import perform
 from omops.runtime.inputs import JsonBody
 
-from .conftest import COLUMNS, xy
+from .conftest import COLUMNS, spy_lane, xy
 from .contract import TIMEOUT, ModelContract
 
 # through the plugin: it keeps rpy2's LD_LIBRARY_PATH from the workers and servers started later
@@ -137,15 +137,7 @@ def laned(monkeypatch):
     """The actions the R plugin's array lane performed."""
     from omops.plugins.r_model import RPlugin
 
-    seen: list[str] = []
-    original = RPlugin.perform_array
-
-    def spy(self, obj, action, X):  # noqa: N803
-        seen.append(action)
-        return original(self, obj, action, X)
-
-    monkeypatch.setattr(RPlugin, "perform_array", spy)
-    return seen
+    return spy_lane(monkeypatch, RPlugin)
 
 
 @pytest.mark.parametrize("rows", [1, 25])
