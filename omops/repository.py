@@ -458,7 +458,7 @@ class Repository:
         ref, rev, chosen = self._resolved(name, columns, revision)
         plugin = self.plugins.get(rev.kind)
         if rev.kind in EXTERNAL_KINDS:
-            source = self._external_source(plugin, rev, kwfilters)
+            source = self._external_source(plugin, rev, kwfilters, filters or {})
         else:
             source = plugin.lazy_source(self.blobs, self.catalog.parts(rev), rev.kind_meta)
         frame = LazyFrame.from_source(source, engine=self.lazy, repository=self)
@@ -535,13 +535,18 @@ class Repository:
         return guarded(found, lambda: self._reading(ref.name, rev, parts))
 
     def _external_source(
-        self, plugin: Any, rev: RevisionRecord, given: dict[str, Any]
+        self,
+        plugin: Any,
+        rev: RevisionRecord,
+        given: dict[str, Any],
+        filters: Mapping[str, Any],
     ) -> ExternalSource:
         """A lazy frame's source over a URL or SQL dataset; its read options taken from ``given``.
 
-        Filters left in ``given`` run in DuckDB over the rows as they arrive (for
-        ``table=`` reads they are not pushed into the database's WHERE: write
-        them in ``sql=`` with ``params=`` to have the database filter).
+        The filters given to ``getl`` of a SQL ``table=`` read also go into the
+        database's WHERE (bound parameters), as for ``get``, so only matching
+        rows leave the database; the lazy frame applies them again in DuckDB
+        (the same rows). Filters added later with ``query()`` run in DuckDB.
         """
         options, fill = self._read_options(plugin, given)
         if options.get("chunksize") is not None:
@@ -549,7 +554,8 @@ class Repository:
                 "getl reads lazily already; drop chunksize= and read chunks with .iterchunks(size)"
             )
         options.pop("chunksize", None)
-        query = ReadQuery(options=options, fill=fill)
+        pushed = {**filters, **given} if options.get("table") is not None else {}
+        query = ReadQuery(options=options, fill=fill, filters=pushed)
         return ExternalSource(lambda: plugin.arrow(rev.kind_meta, query))
 
     def _read_options(self, plugin: Any, given: dict[str, Any]) -> tuple[dict[str, Any], Any]:

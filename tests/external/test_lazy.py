@@ -93,3 +93,26 @@ def test_lazy_reads_of_external_kinds_say_what_is_wrong(om, database, http):
     om.datasets.put(f"{http.url}/orders.csv", "orders")
     with pytest.raises(InvalidQuery, match="unknown column 'table'"):
         om.datasets.getl("orders", table="orders")
+
+
+def test_getl_filters_of_a_table_read_are_pushed_into_the_database(om, database):
+    import sqlalchemy as sa
+
+    put_sql(om, database)
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        seen.append(statement)
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", record)
+    try:
+        lazy = om.datasets.getl("salesdb", table="orders", amount__gt=150)
+        got = lazy.query(region="eu").value  # a later filter runs in DuckDB
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", record)
+    source = orders_frame()
+    want = source[(source["amount"] > 150) & (source["region"] == "eu")]
+    assert sorted(got["id"]) == sorted(want["id"])
+    reads = [s for s in seen if "orders" in s.lower() and "where" in s.lower()]
+    assert reads, seen
+    assert all("150" not in s for s in reads)  # a bound parameter, not text
