@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from _common import git_commit, loadavg, machine, om_command, start_session, stop_session  # noqa: E402
 from _common import version as _version
-from serving import ARROW, Client, free_port, percentile, wait_ready  # noqa: E402
+from serving import ARROW, Client, arrow_stream, free_port, percentile, wait_ready  # noqa: E402
 
 import omops  # noqa: E402
 
@@ -214,16 +214,6 @@ def body(f: pd.DataFrame) -> bytes:
     return orjson.dumps({"columns": list(f.columns), "data": f.to_numpy().tolist()})
 
 
-def arrow_body(f: pd.DataFrame) -> bytes:
-    import pyarrow as pa
-
-    table = pa.Table.from_pandas(f, preserve_index=False)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
 def arrow_answer(data: bytes) -> np.ndarray:
     """The prediction of an Arrow answer: column ``result``, or columns ``0``, ``1``..."""
     import pyarrow as pa
@@ -289,7 +279,7 @@ def run(args, kinds, local, port, one, bulk) -> dict[str, dict[str, list[float]]
     client = Client(port)
     arrow_client = Client(port, {"Content-Type": ARROW, "Accept": ARROW})
     bodies = {size: body(f) for size, f in (("1", one), ("bulk", bulk))}
-    bulk_arrow = arrow_body(bulk)
+    bulk_arrow = arrow_stream(bulk)
     frames = {"1": one, "bulk": bulk}
     counts = {"1": args.requests, "bulk": args.bulk_requests}
     times: dict[str, dict[str, list[float]]] = {

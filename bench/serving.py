@@ -238,16 +238,20 @@ def omops_target(port: int) -> Target:
     )
 
 
+def arrow_stream(X: pd.DataFrame) -> bytes:  # noqa: N803
+    """The rows of ``X`` (not its index) as an Arrow IPC stream: a bulk client's body."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(X, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
 def omops_arrow_target(port: int) -> Target:
     """The same omops server, sent and answering Arrow IPC streams (bulk clients)."""
     import pyarrow as pa
-
-    def encode(X: pd.DataFrame) -> bytes:  # noqa: N803
-        table = pa.Table.from_pandas(X, preserve_index=False)
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        return sink.getvalue().to_pybytes()
 
     def decode(body: bytes) -> list:
         return pa.ipc.open_stream(body).read_all().column("result").to_pylist()
@@ -256,7 +260,7 @@ def omops_arrow_target(port: int) -> Target:
         "omops arrow",
         port,
         f"/api/v1/model/{MODEL}/predict",
-        encode,
+        arrow_stream,
         decode,
         {"Content-Type": ARROW, "Accept": ARROW},
     )

@@ -68,25 +68,11 @@ def system_info() -> dict[str, Any]:
     }
 
 
-_processes: dict[int, Any] = {}
-
-
-def _process() -> Any:
-    """This process's psutil handle, kept: CPU % is measured since its previous call."""
+def sample(process: Any) -> dict[str, Any]:
+    """CPU % and memory of ``process`` (a ``psutil.Process``; CPU since its previous
+    sample) and of the machine."""
     import psutil
 
-    pid = os.getpid()
-    process = _processes.get(pid)
-    if process is None:
-        process = _processes[pid] = psutil.Process(pid)
-    return process
-
-
-def sample() -> dict[str, Any]:
-    """CPU % and memory of this process (since the previous sample) and the machine."""
-    import psutil
-
-    process = _process()
     with process.oneshot():
         memory = process.memory_info()
         return {
@@ -101,26 +87,30 @@ def sample() -> dict[str, Any]:
 
 
 class Sampler:
-    """Calls ``emit(sample())`` every ``interval`` seconds in a daemon thread, and at stop."""
+    """Calls ``emit(sample(process))`` every ``interval`` seconds in a daemon thread, and at stop."""
 
     def __init__(self, emit: Callable[[dict[str, Any]], None], interval: float = 1.0) -> None:
         self.emit = emit
         self.interval = max(float(interval), 0.01)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._process: Any = None  # this process's psutil handle: CPU % since its last call
 
     def start(self) -> Sampler:
-        sample()  # primes psutil's CPU counters
+        import psutil
+
+        self._process = psutil.Process()
+        sample(self._process)  # primes psutil's CPU counters
         self._thread = threading.Thread(target=self._loop, name="omops-profiler", daemon=True)
         self._thread.start()
         return self
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            self.emit(sample())
+            self.emit(sample(self._process))
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        self.emit(sample())
+        self.emit(sample(self._process))

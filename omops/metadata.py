@@ -11,7 +11,7 @@ from omops.errors import InvalidData
 if TYPE_CHECKING:
     from omops.repository import Repository
 
-__all__ = ["Metadata"]
+__all__ = ["Metadata", "human_size"]
 
 
 @dataclass
@@ -85,3 +85,15 @@ class Metadata:
             "origin": self.origin,
             **self.details,
         }
+
+
+def human_size(size: int | None) -> str:
+    """Bytes as people read them, the same in the CLI and the dashboard: ``1536`` -> ``'1.5 KB'``."""
+    if size is None:
+        return ""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omops.blobs import Blobs
 from omops.catalog import Catalog, MissingBlobs, NewRevision, ObjectRecord, RevisionRecord
@@ -23,7 +23,7 @@ from omops.errors import (
     PluginError,
     StorageError,
 )
-from omops.lazy import Engine, ExternalSource, LazyFrame
+from omops.lazy import Engine
 from omops.metadata import Metadata
 from omops.names import Reference, check_name, check_ref, check_tag, parse_reference
 from omops.plugins import ReadQuery, Registry, TableStream, default_registry
@@ -32,6 +32,9 @@ from omops.query import select_columns
 from omops.readcache import ReadCache
 from omops.reading import guarded, reading
 from omops.secrets import Secrets
+
+if TYPE_CHECKING:
+    from omops.lazy import ExternalSource, LazyFrame
 
 # Metadata and ReadCache live in their own modules; importable from here as before.
 __all__ = ["STORES", "Metadata", "ReadCache", "Repository"]
@@ -461,6 +464,8 @@ class Repository:
             source = self._external_source(plugin, rev, kwfilters, filters or {})
         else:
             source = plugin.lazy_source(self.blobs, self.catalog.parts(rev), rev.kind_meta)
+        from omops.lazy import LazyFrame  # pyarrow, loaded when a lazy frame is made
+
         frame = LazyFrame.from_source(source, engine=self.lazy, repository=self)
         if chosen is not None:
             frame = frame[list(select_columns(frame.columns, chosen, exclude=ref.exclude) or [])]
@@ -556,6 +561,8 @@ class Repository:
         options.pop("chunksize", None)
         pushed = {**filters, **given} if options.get("table") is not None else {}
         query = ReadQuery(options=options, fill=fill, filters=pushed)
+        from omops.lazy import ExternalSource
+
         return ExternalSource(lambda: plugin.arrow(rev.kind_meta, query))
 
     def _read_options(self, plugin: Any, given: dict[str, Any]) -> tuple[dict[str, Any], Any]:

@@ -20,6 +20,7 @@ from rich.text import Text
 
 import omops
 from omops.errors import OmopsError
+from omops.metadata import human_size
 
 if TYPE_CHECKING:
     from omops.repository import Metadata, Repository
@@ -184,18 +185,6 @@ def print_json(data: Any) -> None:
 
 def print_table(table: Table) -> None:
     stdout().print(table)
-
-
-def human_size(size: int | None) -> str:
-    """``1536`` -> ``'1.5 KB'``."""
-    if size is None:
-        return ""
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def cell(value: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from functools import partial
 from typing import Annotated, Any
@@ -255,25 +256,13 @@ def _result(performed: Performed, accept: str | None) -> Response:
     return _json({**head, "result": performed.value()})
 
 
-def _labels(value: Any) -> bool:
-    """A 1-D NumPy array of text or Python objects (what classifiers of labels give)."""
-    numpy = __import__("sys").modules.get("numpy")
-    return (
-        numpy is not None
-        and isinstance(value, numpy.ndarray)
-        and value.ndim == 1
-        and value.dtype.kind in "OU"
-    )
+def _ndarray(value: Any) -> bool:
+    numpy = sys.modules.get("numpy")  # no NumPy loaded: no array to look at
+    return numpy is not None and isinstance(value, numpy.ndarray)
 
 
 def _plain_array(value: Any) -> bool:
-    numpy = __import__("sys").modules.get("numpy")
-    return (
-        numpy is not None
-        and isinstance(value, numpy.ndarray)
-        and value.dtype.kind in "biuf"
-        and value.flags.c_contiguous
-    )
+    return _ndarray(value) and value.dtype.kind in "biuf" and value.flags.c_contiguous
 
 
 def _arrow_table(result: Any) -> bytes | None:
@@ -281,7 +270,7 @@ def _arrow_table(result: Any) -> bytes | None:
     of numbers, or of a 1-D array of labels (text: string classes, R factors)."""
     import pyarrow as pa
 
-    if _labels(result):
+    if _ndarray(result) and result.ndim == 1 and result.dtype.kind in "OU":  # labels
         try:
             columns: dict[str, Any] = {"result": pa.array(result, type=pa.string())}
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all text: the JSON answer

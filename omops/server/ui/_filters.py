@@ -9,19 +9,9 @@ from typing import Any
 import orjson
 from markupsafe import Markup
 
+from omops.metadata import human_size
+
 __all__ = ["FILTERS"]
-
-
-def size(value: int | None) -> str:
-    """Bytes as ``1.2 MB``."""
-    if value is None:
-        return ""
-    amount = float(value)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if amount < 1000 or unit == "TB":
-            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
-        amount /= 1000
-    return ""
 
 
 def duration(value: float | None) -> str:
@@ -52,5 +42,5 @@ def script_json(value: Any) -> Markup:
 
 
 FILTERS: Mapping[str, Any] = MappingProxyType(
-    {"size": size, "duration": duration, "json_value": json_value, "script_json": script_json}
+    {"size": human_size, "duration": duration, "json_value": json_value, "script_json": script_json}
 )
